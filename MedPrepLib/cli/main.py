@@ -1,0 +1,63 @@
+"""Entry point of `medprep`: argument parsing, one-line errors, exit codes.
+
+Each subcommand lives in its own module of this package and exposes `register(subparsers)`,
+which adds its parser and sets `func(args) -> int` as the parser default.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from .. import __version__
+from ..errors import MedPrepError
+
+# Subcommand modules, in the order `medprep --help` lists them.
+COMMANDS = [
+    "scan_cmd",
+    "header_cmd",
+    "convert_cmd",
+    "demo_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medprep",
+        description="Turn hospital DICOM into clean, anonymous, ML-ready NIfTI.",
+    )
+    parser.add_argument("--version", action="version", version=f"medprep {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MedPrepError as exc:
+        if args.debug:
+            raise
+        print(f"medprep: error: {exc.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("medprep: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the user gets one line; --debug shows the rest
+        if args.debug:
+            raise
+        print(f"medprep: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

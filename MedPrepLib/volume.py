@@ -1,0 +1,102 @@
+"""The image type that every MedPrepLib step takes and returns: voxels, geometry and metadata.
+
+Voxels are stored as SimpleITK and NIfTI lay them out in memory: a C-ordered numpy array of shape
+(z, y, x) or (t, z, y, x), x (the DICOM column index) varying fastest. Geometry is the NIfTI affine:
+voxel index (i=x, j=y, k=z) to RAS millimetres. It may be sheared (gantry tilt), which SimpleITK
+cannot represent; `to_sitk` refuses such volumes rather than silently dropping the shear.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass
+class Volume:
+    array: np.ndarray
+    affine: np.ndarray
+    slope: float = 1.0
+    inter: float = 0.0
+    meta: Dict[str, Any] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_4d(self) -> bool:
+        return self.array.ndim == 4
+
+    @property
+    def shape_xyz(self) -> Tuple[int, ...]:
+        """Shape in NIfTI order (x, y, z[, t])."""
+        return tuple(reversed(self.array.shape))
+
+    @property
+    def spacing(self) -> Tuple[float, float, float]:
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+    @property
+    def is_sheared(self) -> bool:
+        m = self.affine[:3, :3] / np.array(self.spacing)
+        return not np.allclose(m.T @ m, np.eye(3), atol=1e-4)
+
+    def scaled(self, dtype: Any = np.float32) -> np.ndarray:
+        """Voxel values after slope and intercept (the real-world values, e.g. HU)."""
+        if self.slope == 1.0 and self.inter == 0.0:
+            return self.array
+        return self.array.astype(dtype) * dtype(self.slope) + dtype(self.inter)
+
+    def lps_geometry(self) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
+        """(origin, spacing, direction) in ITK's LPS convention."""
+        lps = LPS_FROM_RAS @ self.affine
+        spacing = np.linalg.norm(lps[:3, :3], axis=0)
+        direction = lps[:3, :3] / spacing
+        return tuple(lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(direction.ravel().tolist())
+
+    def to_sitk(self, scaled: bool = True):
+        """A SimpleITK image (3D, or 4D for time series) with the same geometry, LPS as ITK wants."""
+        import SimpleITK as sitk
+
+        if self.is_sheared:
+            raise ValueError("sheared (gantry-tilted) volume: correct the tilt before using it as an ITK image")
+        arr = self.scaled() if scaled else self.array
+        origin, spacing, direction = self.lps_geometry()
+        img = sitk.GetImageFromArray(arr, isVector=False)
+        if arr.ndim == 4:
+            img.SetOrigin(origin + (0.0,))
+            img.SetSpacing(spacing + (float(self.meta.get("RepetitionTime", 1.0) or 1.0),))
+            d = np.eye(4)
+            d[:3, :3] = np.reshape(direction, (3, 3))
+            img.SetDirection(tuple(d.ravel().tolist()))
+        else:
+            img.SetOrigin(origin)
+            img.SetSpacing(spacing)
+            img.SetDirection(direction)
+        return img
+
+    @classmethod
+    def from_sitk(cls, image, meta: Optional[Dict[str, Any]] = None,
+                  history: Optional[List[Dict[str, Any]]] = None) -> "Volume":
+        import SimpleITK as sitk
+
+        arr = sitk.GetArrayFromImage(image)
+        dim = image.GetDimension()
+        spacing = np.array(image.GetSpacing()[:3])
+        origin = np.array(image.GetOrigin()[:3])
+        direction = np.reshape(image.GetDirection(), (dim, dim))[:3, :3]
+        lps = np.eye(4)
+        lps[:3, :3] = direction * spacing
+        lps[:3, 3] = origin
+        return cls(array=arr, affine=LPS_FROM_RAS @ lps, meta=dict(meta or {}),
+                   history=list(history or []))
+
+    def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":
+        """A copy with new voxels (and optionally new geometry); metadata and history are copied."""
+        return Volume(array=array, affine=self.affine.copy() if affine is None else affine,
+                      slope=changes.get("slope", 1.0), inter=changes.get("inter", 0.0),
+                      meta=copy.deepcopy(self.meta), warnings=list(self.warnings),
+                      history=copy.deepcopy(self.history))
