@@ -1,0 +1,222 @@
+"""Assemble one discovered series into a Volume: slice order, 4D stacking, scaling, affine.
+
+Slices are ordered by their position along the slice normal, never by file name or
+InstanceNumber alone; frames sharing a position are ordered in time (temporal position,
+acquisition number, acquisition time, instance number) to form the 4th dimension.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .discovery import Series
+from .errors import SeriesError
+from .frames import Frame
+from .geometry import RAS_FROM_LPS, cluster_positions, normal_of, stack_affine
+from .pixels import FrameReader, samples_per_pixel, stored_dtype
+from .sidecar import dicom_fields
+from .volume import Volume
+
+
+@dataclass
+class _Slice:
+    frame: Frame
+    tile: Optional[int]          # index of the tile within a mosaic frame
+    position: np.ndarray
+
+
+def _mosaic_slices(fr: Frame, rows: int, cols: int) -> Tuple[List[_Slice], int, int]:
+    n = fr.mosaic_slices
+    tiles = int(math.ceil(math.sqrt(n)))
+    r, c = rows // tiles, cols // tiles
+    ds = fr.ds
+    if fr.orientation is None or fr.position is None or fr.pixel_spacing is None:
+        raise SeriesError("mosaic without orientation, position or pixel spacing", fr.file.path)
+    row = np.asarray(fr.orientation[:3])
+    col = np.asarray(fr.orientation[3:])
+    dr, dc = fr.pixel_spacing
+    # The mosaic's ImagePositionPatient is the corner of the whole tiled image; the first slice's
+    # corner lies half the difference between mosaic and tile size further in.
+    first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
+    normal = np.asarray(fr.mosaic_normal) if fr.mosaic_normal is not None else normal_of(fr.orientation)
+    step = float(ds.get("SpacingBetweenSlices", 0) or 0) or float(ds.get("SliceThickness", 0) or 0) or 1.0
+    return [_Slice(fr, k, first + k * step * normal) for k in range(n)], r, c
+
+
+def _scaling(frames: List[Frame]) -> Tuple[List[Tuple[float, float]], List[str]]:
+    """Per-frame (slope, intercept), using Philips' precise values when the vendor scale is present."""
+    notes: List[str] = []
+    out = []
+    philips = str(frames[0].ds.get("Manufacturer", "")).upper().startswith("PHILIPS")
+    for fr in frames:
+        slope, inter = fr.slope, fr.intercept
+        ss = fr.philips_scale_slope
+        if philips and ss:
+            # Philips "precise" floating point value FP = DV / (RescaleSlope * ScaleSlope), the value
+            # dcm2niix writes by default, so that quantitative maps compare across scans.
+            rs = slope if slope else 1.0
+            slope, inter = 1.0 / ss, inter / (rs * ss)
+        out.append((slope, inter))
+    if philips and frames[0].philips_scale_slope:
+        notes.append("Philips precise (FP) scaling applied: values are DV/(RescaleSlope*ScaleSlope)")
+    return out, notes
+
+
+def series_to_volume(series: Series) -> Volume:
+    frames = series.frames
+    fr0 = frames[0]
+    ds0 = fr0.ds
+    if samples_per_pixel(ds0) != 1:
+        raise SeriesError("colour (RGB) images are not supported", fr0.file.path)
+    rows, cols = int(ds0.Rows), int(ds0.Columns)
+    warnings: List[str] = list(series.warnings)
+
+    # 1. Every slice with its position.
+    slices: List[_Slice] = []
+    if fr0.mosaic_slices:
+        for fr in frames:
+            s, tr, tc = _mosaic_slices(fr, rows, cols)
+            slices.extend(s)
+        out_rows, out_cols = tr, tc
+    else:
+        out_rows, out_cols = rows, cols
+        missing = [fr for fr in frames if fr.position is None]
+        if missing and len(missing) < len(frames):
+            warnings.append(f"{len(missing)} slice(s) without ImagePositionPatient left out, e.g. "
+                            f"{missing[0].file.path.name}")
+            frames = [fr for fr in frames if fr.position is not None]
+        if len(missing) == len(frames) and len(frames) > 1:
+            warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber, geometry unknown")
+            thick = float(ds0.get("SliceThickness", 0) or 0) or 1.0
+            frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
+            slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
+        else:
+            slices = [_Slice(fr, None, np.asarray(fr.position if fr.position is not None else (0.0, 0.0, 0.0)))
+                      for fr in frames]
+
+    orientation = fr0.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    pixel_spacing = fr0.pixel_spacing
+    if pixel_spacing is None:
+        warnings.append("no PixelSpacing or ImagerPixelSpacing: 1 mm assumed")
+        pixel_spacing = (1.0, 1.0)
+    elif "PixelSpacing" not in ds0 and "ImagerPixelSpacing" in ds0:
+        warnings.append("ImagerPixelSpacing used (spacing at the detector, not corrected for magnification)")
+    if any(fr.orientation and not np.allclose(fr.orientation, orientation, atol=1e-3) for fr in frames):
+        warnings.append("slices differ slightly in orientation; the first slice's orientation is used")
+
+    # 2. Order along the normal, then in time at each position.
+    normal = normal_of(orientation)
+    if fr0.mosaic_slices and fr0.mosaic_normal is not None:
+        normal = np.asarray(fr0.mosaic_normal)
+    dist = np.array([float(s.position @ normal) for s in slices])
+    order = sorted(range(len(slices)), key=lambda i: (round(dist[i], 2), slices[i].frame.time_key,
+                                                      slices[i].tile or 0))
+    slices = [slices[i] for i in order]
+    labels = cluster_positions(np.array([dist[i] for i in order]))
+    groups: List[List[_Slice]] = [[] for _ in range(labels[-1] + 1)] if len(slices) else []
+    for lab, s in zip(labels, slices):
+        groups[lab].append(s)
+
+    # Exact duplicates (same position and same time point) are dropped.
+    for g in groups:
+        seen = set()
+        keep = []
+        for s in g:
+            key = (s.frame.time_key, s.tile, s.frame.index)
+            if key in seen and s.frame.mosaic_slices == 0:
+                warnings.append(f"duplicate slice left out: {s.frame.file.path.name}")
+                continue
+            seen.add(key)
+            keep.append(s)
+        g[:] = keep
+    counts = [len(g) for g in groups]
+    n_t = min(counts)
+    if max(counts) != n_t:
+        dropped = sum(c - n_t for c in counts)
+        warnings.append(f"time points do not form complete volumes ({min(counts)} to {max(counts)} frames per "
+                        f"slice position); {dropped} frame(s) beyond {n_t} volume(s) left out")
+        for g in groups:
+            del g[n_t:]
+    n_z = len(groups)
+
+    positions = np.array([g[0].position for g in groups])
+    geom = stack_affine(orientation, pixel_spacing, positions, float(ds0.get("SliceThickness", 0) or 0) or None)
+    warnings.extend(geom.warnings)
+
+    # 3. Pixels, stored values kept when one slope/intercept fits all frames.
+    all_frames = [s.frame for g in groups for s in g]
+    scales, notes = _scaling(all_frames)
+    uniform = all(abs(a - scales[0][0]) < 1e-9 and abs(b - scales[0][1]) < 1e-9 for a, b in scales)
+    scale_of = {id(fr): sc for fr, sc in zip(all_frames, scales)}
+    dtype = stored_dtype(ds0) if uniform else np.dtype(np.float32)
+    if not uniform:
+        warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
+    data = np.empty((n_t, n_z, out_rows, out_cols), dtype=dtype)
+    reader = FrameReader()
+    mosaic_buf = np.empty((rows, cols), dtype=stored_dtype(ds0)) if fr0.mosaic_slices else None
+    last_mosaic = None
+    tiles = int(math.ceil(math.sqrt(fr0.mosaic_slices))) if fr0.mosaic_slices else 0
+    stored = np.empty((out_rows, out_cols), dtype=stored_dtype(ds0)) if not uniform else None
+    for z, g in enumerate(groups):
+        for t, s in enumerate(g):
+            target = data[t, z] if uniform else stored
+            if mosaic_buf is not None:
+                if last_mosaic is not s.frame:
+                    reader.read_into(s.frame.file, s.frame.index, mosaic_buf)
+                    last_mosaic = s.frame
+                tr, tc = divmod(s.tile, tiles)
+                target[...] = mosaic_buf[tr * out_rows:(tr + 1) * out_rows, tc * out_cols:(tc + 1) * out_cols]
+            else:
+                reader.read_into(s.frame.file, s.frame.index, target)
+            if not uniform:
+                slope, inter = scale_of[id(s.frame)]
+                np.multiply(stored, slope, out=data[t, z], casting="unsafe")
+                data[t, z] += inter
+    slope, inter = scales[0] if uniform else (1.0, 0.0)
+
+    meta = dicom_fields(ds0)
+    photometric = str(ds0.get("PhotometricInterpretation", ""))
+    if photometric == "MONOCHROME1":
+        # Invert so that high values are bright, as every viewer and model expects; the original
+        # photometric interpretation is kept in the sidecar.
+        bits = int(ds0.get("BitsStored", ds0.get("BitsAllocated", 16)) or 16)
+        if dtype.kind == "u":
+            np.subtract((1 << bits) - 1, data, out=data, casting="unsafe")
+        elif dtype.kind == "i":
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            np.subtract(lo + hi, data, out=data, casting="unsafe")
+        else:
+            np.negative(data, out=data)
+        meta["PhotometricInterpretation"] = "MONOCHROME2"
+        meta["PhotometricInterpretationDICOM"] = "MONOCHROME1"
+        meta["InvertedFromMonochrome1"] = True
+        warnings.append("MONOCHROME1 inverted to MONOCHROME2 (bright = dense)")
+    meta["RescaleSlope"] = float(scales[0][0])
+    meta["RescaleIntercept"] = float(scales[0][1])
+    if geom.tilt_deg > 0.01:
+        meta["GantryTiltDegrees"] = round(geom.tilt_deg, 4)
+    if geom.variable_spacing:
+        meta["VariableSliceSpacing"] = True
+    if n_z > 1:
+        meta["SliceSpacing"] = float(abs(np.mean(np.diff(geom.distances))) if len(geom.distances) > 1 else 0)
+    if fr0.mosaic_slices:
+        meta["MosaicSlices"] = fr0.mosaic_slices
+    if all(s.frame.bvalue is not None for g in groups for s in g[:1]) and n_t > 1:
+        meta["DiffusionBValues"] = [float(s.frame.bvalue or 0) for s in groups[0]]
+    series_meta_postfix = series.postfix
+    if series_meta_postfix:
+        meta["MedPrepSeriesPart"] = series_meta_postfix.lstrip("_")
+
+    array = data if n_t > 1 else data[0]
+    vol = Volume(array=array, affine=geom.affine, slope=float(slope), inter=float(inter), meta=meta,
+                 warnings=warnings + notes)
+    vol.meta["_slice_positions_lps"] = positions
+    vol.meta["_slice_normal"] = normal
+    return vol
+
+
+def ras_from_lps(lps: np.ndarray) -> np.ndarray:
+    return RAS_FROM_LPS @ lps

@@ -1,0 +1,170 @@
+"""DICOM folder in, one NIfTI plus one JSON sidecar per series out.
+
+The same functions serve the CLI (`medprep convert`), the dataset runner and the Slicer module.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from . import __version__
+from .assemble import series_to_volume
+from .discovery import Series, Skipped, scan
+from .errors import MedPrepError
+from .naming import fields_from_dataset, render_name, unique_name
+from .nifti import write_nifti
+from .sidecar import write_sidecar
+from .volume import Volume
+
+
+@dataclass
+class ConvertOptions:
+    name_template: str = "%s_%d"
+    gz: bool = True
+    ignore_derived: bool = False
+    overwrite: bool = False
+    tilt_correct: bool = False
+    equalize_spacing: bool = False
+    anonymizer: Any = None          # a MedPrepLib.anonymize de-identifier; None keeps headers as they are
+
+    def params(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["anonymize"] = d.pop("anonymizer") is not None
+        return d
+
+
+@dataclass
+class Output:
+    nifti: Path
+    sidecar: Path
+    shape: List[int]
+    series_number: Optional[int]
+    warnings: List[str]
+
+
+@dataclass
+class ConvertReport:
+    written: List[Output] = field(default_factory=list)
+    skipped: List[Skipped] = field(default_factory=list)     # files that are not images
+    failed: List[Skipped] = field(default_factory=list)      # series that could not be converted
+    n_files: int = 0
+
+
+def _series_label(series: Series) -> str:
+    number = series.series_number if series.series_number is not None else "?"
+    return f"series {number}{series.postfix}"
+
+
+def volume_from_series(series: Series, options: Optional[ConvertOptions] = None) -> Volume:
+    """Assemble one series and record the conversion in its history."""
+    options = options or ConvertOptions()
+    vol = series_to_volume(series)
+    vol.history.append({"step": "dicom_to_nifti", "params": {
+        "ignore_derived": options.ignore_derived, "anonymize": options.anonymizer is not None}})
+    return vol
+
+
+def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Volume]:
+    """Every series under `path` as a Volume (series that cannot be assembled are left out)."""
+    result = scan(path, ignore_derived=ignore_derived)
+    if not result.series:
+        raise MedPrepError("no DICOM image series found", path, "check the folder")
+    volumes = []
+    for s in result.series:
+        try:
+            volumes.append(volume_from_series(s, ConvertOptions(ignore_derived=ignore_derived)))
+        except MedPrepError:
+            continue
+    if not volumes:
+        raise MedPrepError("no series could be converted", path)
+    return volumes
+
+
+def _safe_target(out_dir: Path, name: str) -> Path:
+    target = (out_dir / name).resolve()
+    if target.parent != out_dir.resolve():
+        raise MedPrepError("refusing an output name that leaves the output folder", name)
+    return target
+
+
+def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optional[ConvertOptions] = None,
+            progress: Optional[Callable[[str, int, int], None]] = None,
+            warn: Optional[Callable[[str], None]] = None) -> ConvertReport:
+    """Convert every image series found under `in_path` into `out_dir`."""
+    options = options or ConvertOptions()
+    in_path = Path(in_path)
+    out_dir = Path(out_dir)
+    if not in_path.exists():
+        raise MedPrepError("input does not exist", in_path, "give a DICOM folder or file")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MedPrepError("output is not a folder", out_dir)
+    result = scan(in_path, ignore_derived=options.ignore_derived,
+                  progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
+    report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
+    if not result.series:
+        return report
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folder_name = (in_path if in_path.is_dir() else in_path.parent).resolve().name
+    taken: set = set()
+    ext = ".nii.gz" if options.gz else ".nii"
+    for i, series in enumerate(result.series):
+        if progress:
+            progress("converting", i + 1, len(result.series))
+        label = _series_label(series)
+        try:
+            vol = volume_from_series(series, options)
+        except MedPrepError as exc:
+            report.failed.append(Skipped(Path(exc.path or series.files[0].path), f"{label}: {exc.what}"))
+            if warn:
+                warn(f"{label} not converted: {exc.one_line()}")
+            continue
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError, MemoryError) as exc:
+            where = series.files[0].path
+            report.failed.append(Skipped(where, f"{label}: {exc.__class__.__name__}: {exc}"))
+            if warn:
+                warn(f"{label} not converted: malformed series ({exc.__class__.__name__}) ({where})")
+            continue
+        ds0 = series.first
+        if options.anonymizer is not None:
+            ds0 = options.anonymizer.dataset(ds0)
+        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
+        name = unique_name(base, taken, series.postfix or None)
+        taken.add(name)
+        nifti_path = _safe_target(out_dir, name + ext)
+        json_path = _safe_target(out_dir, name + ".json")
+        if not options.overwrite and (nifti_path.exists() or json_path.exists()):
+            report.failed.append(Skipped(nifti_path, f"{label}: output exists (use --overwrite)"))
+            if warn:
+                warn(f"{label} not written: {nifti_path.name} exists; use --overwrite to replace it")
+            continue
+        if options.anonymizer is not None:
+            from .sidecar import dicom_fields
+
+            vol.meta = {**dicom_fields(ds0), **{k: v for k, v in vol.meta.items()
+                                                if k not in ("SeriesInstanceUID", "StudyInstanceUID")}}
+            vol.meta.update({k: v for k, v in dicom_fields(ds0).items()})
+        vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
+        vol.history[-1]["params"].update({"name_template": options.name_template, "gz": options.gz,
+                                          "medprep_version": __version__})
+        write_nifti(vol, nifti_path, gz=options.gz, overwrite=True)
+        write_sidecar(vol, json_path, overwrite=True)
+        for w in vol.warnings:
+            if warn:
+                warn(f"{name}: {w}")
+        report.written.append(Output(nifti_path, json_path, list(vol.shape_xyz), series.series_number,
+                                     list(vol.warnings)))
+    return report
+
+
+def describe_skipped(skipped: List[Skipped]) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for s in skipped:
+        key = s.reason.split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+__all__ = ["ConvertOptions", "ConvertReport", "Output", "convert", "read_dicom", "volume_from_series",
+           "describe_skipped", "os"]

@@ -1,0 +1,101 @@
+"""Recognise DICOM files by content and read their headers without decoding pixels.
+
+A file is DICOM when it carries the Part 10 preamble ("DICM" at byte 128) or, for files written
+without one, when it starts with a well-formed group 0x0002 or 0x0008 element. File names and
+extensions are never consulted.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from .errors import NotDicomError
+
+# Value representations accepted when sniffing a file with no preamble (explicit VR).
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB",
+        b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
+        b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+
+PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
+
+
+def has_dicom_signature(head: bytes) -> bool:
+    """Whether the first bytes of a file look like DICOM (with or without the 128-byte preamble)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or element > 0x0100:
+        return False
+    if head[4:6] in _VRS:
+        return True
+    # Implicit VR: a 4-byte length that is small and even (or the undefined length).
+    (length,) = struct.unpack("<I", head[4:8])
+    return length < 1024 or length == 0xFFFFFFFF
+
+
+def is_dicom(path: Union[str, Path]) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return has_dicom_signature(fh.read(132))
+    except OSError:
+        return False
+
+
+@dataclass
+class DicomFile:
+    """One DICOM file: its header (no pixel data loaded) and where its pixel data starts."""
+
+    path: Path
+    ds: Dataset
+    pixel_offset: Optional[int]  # file offset of the (7FE0,0010) element; None when absent
+    size: int
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.pixel_offset is not None
+
+
+def read_header(path: Union[str, Path]) -> DicomFile:
+    """Parse a file's header up to its pixel data.
+
+    Raises NotDicomError for anything that is not a readable DICOM data set.
+    """
+    path = Path(path)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+            if not has_dicom_signature(head):
+                raise NotDicomError("not a DICOM file", path)
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+            # pydicom rewinds to the start of the pixel element when it stops before it.
+            pos = fh.tell()
+            tail = fh.read(8)
+    except NotDicomError:
+        raise
+    except (OSError, MemoryError, OverflowError) as exc:
+        raise NotDicomError(f"cannot read file: {exc.__class__.__name__}", path) from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
+        raise NotDicomError(f"unreadable DICOM header ({exc.__class__.__name__}: {str(exc)[:80]})", path) from exc
+    offset = None
+    if len(tail) >= 4:
+        little = not _is_big_endian(ds)
+        group, element = struct.unpack("<HH" if little else ">HH", tail[:4])
+        if ((group << 16) | element) in _PIXEL_TAGS:
+            offset = pos
+    return DicomFile(path=path, ds=ds, pixel_offset=offset, size=size)
+
+
+def _is_big_endian(ds: Dataset) -> bool:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return str(ts) == "1.2.840.10008.1.2.2"

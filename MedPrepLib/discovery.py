@@ -1,0 +1,272 @@
+"""Find DICOM image series anywhere under a path and split them as dcm2niix would.
+
+Files are recognised by content, never by name. Non-DICOM files, DICOMDIR and non-image objects
+(structured reports, RT structure sets, presentation states, encapsulated documents, raw data)
+are skipped and reported. Frames are grouped by SeriesInstanceUID, then split where one series
+holds several volumes: different matrix size or orientation, echo number, image kind
+(magnitude/phase/real/imaginary/field map), and derived or localizer images.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+from pydicom.uid import UID
+
+from .dicomfile import DicomFile, NotDicomError, read_header
+from .frames import Frame, file_frames
+
+KIND_POSTFIX = {"M": "", "P": "_ph", "R": "_real", "I": "_imaginary", "B0": "_fieldmaphz"}
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Series:
+    """One volume's worth of frames (a 2D, 3D or 4D image once assembled)."""
+
+    uid: str
+    frames: List[Frame]
+    postfix: str = ""          # dcm2niix-style name suffix when one SeriesInstanceUID is split
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> List[DicomFile]:
+        seen: "OrderedDict[int, DicomFile]" = OrderedDict()
+        for fr in self.frames:
+            seen.setdefault(id(fr.file), fr.file)
+        return list(seen.values())
+
+    @property
+    def first(self):
+        return self.frames[0].ds
+
+    def _get(self, keyword: str, default: Any = "") -> Any:
+        value = self.first.get(keyword, default)
+        return default if value is None else value
+
+    @property
+    def modality(self) -> str:
+        return str(self._get("Modality"))
+
+    @property
+    def series_number(self) -> Optional[int]:
+        try:
+            return int(self._get("SeriesNumber", None))
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def description(self) -> str:
+        return str(self._get("SeriesDescription"))
+
+    @property
+    def protocol(self) -> str:
+        return str(self._get("ProtocolName"))
+
+    @property
+    def derived(self) -> bool:
+        return self.frames[0].derived
+
+    @property
+    def localizer(self) -> bool:
+        return self.frames[0].localizer
+
+    @property
+    def kind(self) -> str:
+        return self.frames[0].kind
+
+    @property
+    def n_slices_per_frame(self) -> int:
+        return max(1, self.frames[0].mosaic_slices)
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        return int(self._get("Rows", 0) or 0), int(self._get("Columns", 0) or 0)
+
+    def summary(self, show_phi: bool = False) -> Dict[str, Any]:
+        """A table row describing the series; patient identity only when asked for."""
+        rows, cols = self.size
+        mosaic = self.frames[0].mosaic_slices
+        if mosaic:
+            import math
+
+            tiles = math.ceil(math.sqrt(mosaic))
+            rows, cols = rows // tiles, cols // tiles
+        row = {
+            "study_date": str(self._get("StudyDate")),
+            "modality": self.modality,
+            "series_number": self.series_number,
+            "description": self.description + self.postfix,
+            "rows": rows,
+            "columns": cols,
+            "frames": len(self.frames),
+            "slices_per_frame": max(1, mosaic),
+            "files": len(self.files),
+            "derived": self.derived,
+            "localizer": self.localizer,
+            "kind": self.kind,
+            "warnings": list(self.warnings),
+            "series_uid": self.uid if show_phi else None,
+        }
+        if not show_phi:
+            del row["series_uid"]
+        else:
+            row["patient_name"] = str(self._get("PatientName"))
+            row["patient_id"] = str(self._get("PatientID"))
+        return row
+
+
+@dataclass
+class ScanResult:
+    series: List[Series]
+    skipped: List[Skipped]
+    n_files: int
+
+    def skipped_by_reason(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for s in self.skipped:
+            key = s.reason.split(":")[0]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def walk_files(root: Union[str, Path]) -> Iterator[Path]:
+    """Every regular file under root, following directory symlinks once (loops are cut)."""
+    root = Path(root)
+    if root.is_file():
+        yield root
+        return
+    seen = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            real = os.path.realpath(folder)
+            if real in seen:
+                continue
+            seen.add(real)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    subdirs.append(Path(entry.path))
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
+def _non_image_reason(f: DicomFile) -> Optional[str]:
+    ds = f.ds
+    sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+    media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if DICOMDIR_CLASS in (sop, media) or "DirectoryRecordSequence" in ds:
+        return "DICOMDIR"
+    if not f.has_pixels:
+        name = UID(sop).name if sop else "unknown SOP class"
+        return f"non-image object: {name}" if sop else "no pixel data"
+    if not ds.get("Rows") or not ds.get("Columns"):
+        return "image without Rows/Columns"
+    return None
+
+
+def _split_key(fr: Frame) -> Tuple:
+    ds = fr.ds
+    ori = tuple(round(v, 3) for v in fr.orientation) if fr.orientation else None
+    return (
+        int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
+        ori, fr.echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
+    )
+
+
+def split_series(uid: str, frames: List[Frame]) -> List[Series]:
+    groups: "OrderedDict[Tuple, List[Frame]]" = OrderedDict()
+    for fr in frames:
+        groups.setdefault(_split_key(fr), []).append(fr)
+    parts = list(groups.items())
+    if len(parts) == 1:
+        return [Series(uid=uid, frames=frames)]
+    # Several volumes under one UID get dcm2niix's postfixes: _e<n> for echoes (ordinal when the
+    # echo numbers do not tell them apart), then the image kind.
+    primary = [p for p in parts if not p[1][0].derived and not p[1][0].localizer]
+    echoes = {k[3] for k, _ in primary}
+    kinds = [k[4] for k, _ in primary]
+    multi_echo = len(echoes) > 1 or (len(primary) > 1 and len(set(kinds)) > 1)
+    out = []
+    ordinal = 0
+    for key, frs in parts:
+        fr0 = frs[0]
+        postfix = ""
+        if fr0.localizer:
+            postfix = "_i"
+        elif fr0.derived:
+            postfix = "_ADC" if "ADC" in " ".join(str(v) for v in fr0.ds.get("ImageType") or ()) else "_derived"
+        else:
+            ordinal += 1
+            if multi_echo:
+                echo = fr0.echo if len(echoes) > 1 and fr0.echo is not None else ordinal
+                postfix = f"_e{echo}"
+            postfix += KIND_POSTFIX.get(fr0.kind, "")
+        out.append(Series(uid=uid, frames=frs, postfix=postfix))
+    # Different matrix sizes or orientations that are not told apart otherwise.
+    names = {}
+    for s in out:
+        names.setdefault(s.postfix, []).append(s)
+    for same in names.values():
+        if len(same) > 1:
+            for i, s in enumerate(same[1:], start=2):
+                s.postfix += f"_{i}"
+                s.warnings.append("series split: frames differ in matrix size or orientation")
+    return out
+
+
+def scan(path: Union[str, Path], ignore_derived: bool = False,
+         progress: Optional[Callable[[int, int], None]] = None) -> ScanResult:
+    """Find every image series under `path` (a folder or a single file)."""
+    files = list(walk_files(path))
+    skipped: List[Skipped] = []
+    by_uid: "OrderedDict[Tuple[str, str], List[Frame]]" = OrderedDict()
+    for i, p in enumerate(files):
+        if progress:
+            progress(i + 1, len(files))
+        try:
+            f = read_header(p)
+        except NotDicomError as exc:
+            skipped.append(Skipped(p, "not DICOM" if exc.what == "not a DICOM file" else exc.what))
+            continue
+        reason = _non_image_reason(f)
+        if reason:
+            skipped.append(Skipped(p, reason))
+            continue
+        try:
+            frames = file_frames(f)
+        except Exception as exc:  # noqa: BLE001 - malformed functional groups etc.
+            skipped.append(Skipped(p, f"malformed image header: {exc.__class__.__name__}"))
+            continue
+        uid = str(f.ds.get("SeriesInstanceUID", "") or f"no-series-uid:{p.parent}")
+        # dcm2niix also keeps apart files that share a UID but not a SeriesNumber.
+        by_uid.setdefault((uid, str(f.ds.get("SeriesNumber", ""))), []).extend(frames)
+    series: List[Series] = []
+    for (uid, _number), frames in by_uid.items():
+        for s in split_series(uid, frames):
+            if ignore_derived and (s.derived or s.localizer):
+                skipped.extend(Skipped(f.path, "derived or localizer image (ignored on request)")
+                               for f in s.files)
+                continue
+            series.append(s)
+    series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30,
+                               s.postfix, s.uid))
+    return ScanResult(series=series, skipped=skipped, n_files=len(files))

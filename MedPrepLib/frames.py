@@ -1,0 +1,249 @@
+"""Per-frame attributes of classic, mosaic and enhanced multi-frame DICOM, in one shape.
+
+Every later stage (series splitting, slice sorting, scaling) works on `Frame` records, so the three
+storage layouts share one code path. Enhanced objects keep most attributes in the Shared and
+Per-frame Functional Groups; classic files keep them at the top level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+from pydicom.dataset import Dataset
+
+from . import siemens
+from .dicomfile import DicomFile
+
+Vec3 = Tuple[float, float, float]
+
+
+@dataclass
+class Frame:
+    file: DicomFile
+    index: Optional[int]          # frame number (0-based) inside a multi-frame file; None otherwise
+    position: Optional[Vec3]      # ImagePositionPatient (LPS mm) of the frame's first voxel
+    orientation: Optional[Tuple[float, ...]]  # ImageOrientationPatient (row then column cosines)
+    pixel_spacing: Optional[Tuple[float, float]]  # (between rows, between columns), DICOM order
+    thickness: Optional[float]
+    slope: float
+    intercept: float
+    echo: Optional[int]
+    echo_time: Optional[float]
+    kind: str                     # "M" magnitude (or plain), "P" phase, "R" real, "I" imaginary, "B0" field map
+    derived: bool
+    localizer: bool
+    instance: int
+    time_key: Tuple[float, ...]   # orders volumes of a time series at one position
+    mosaic_slices: int = 0        # Siemens mosaic: number of slices tiled in this frame
+    mosaic_normal: Optional[Vec3] = None
+    philips_scale_slope: Optional[float] = None
+    bvalue: Optional[float] = None
+    gradient: Optional[Vec3] = None
+
+    @property
+    def ds(self) -> Dataset:
+        return self.file.ds
+
+
+def _floats(value: Any, n: int) -> Optional[Tuple[float, ...]]:
+    try:
+        vals = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return vals if len(vals) == n else None
+
+
+def _float(value: Any) -> Optional[float]:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(ds: Optional[Dataset], seq: str) -> Optional[Dataset]:
+    if ds is None:
+        return None
+    items = ds.get(seq)
+    try:
+        return items[0] if items else None
+    except (TypeError, IndexError):
+        return None
+
+
+def _seconds(tm: Any) -> float:
+    """DICOM TM (HHMMSS.frac) as seconds since midnight; 0 when absent or malformed."""
+    s = str(tm or "").strip().replace(":", "")
+    try:
+        hh, mm = int(s[0:2] or 0), int(s[2:4] or 0)
+        ss = float(s[4:] or 0)
+    except ValueError:
+        return 0.0
+    return hh * 3600 + mm * 60 + ss
+
+
+def classify_image_type(image_type: Sequence[str], philips_type: Optional[str] = None) -> str:
+    values = [str(v).upper() for v in image_type or ()]
+    if philips_type:
+        p = str(philips_type).upper()
+        if p in ("B0", "B0 MAP"):
+            return "B0"
+        if p in ("P", "PHASE"):
+            return "P"
+        if p in ("R", "REAL"):
+            return "R"
+        if p in ("I", "IMAGINARY"):
+            return "I"
+    for v in values[2:]:
+        if v in ("P", "PHASE"):
+            return "P"
+        if v in ("R", "REAL"):
+            return "R"
+        if v in ("I", "IMAGINARY"):
+            return "I"
+        if v in ("FIELD_MAP", "B0_MAP", "B0"):
+            return "B0"
+    return "M"
+
+
+def _is_localizer(ds: Dataset, image_type: Sequence[str]) -> bool:
+    if any(str(v).upper() in ("LOCALIZER", "SCOUT") for v in image_type or ()):
+        return True
+    text = f"{ds.get('SeriesDescription', '')} {ds.get('ProtocolName', '')}".lower()
+    return any(word in text for word in ("localizer", "localiser", "scout", "survey"))
+
+
+def _is_derived(ds: Dataset, image_type: Sequence[str], bvalue: Optional[float],
+                gradient: Optional[Vec3]) -> bool:
+    if image_type and str(image_type[0]).upper() == "DERIVED":
+        return True
+    if str(ds.get("DiffusionDirectionality", "")).upper() == "ISOTROPIC":
+        return True
+    # Philips writes its trace (isotropic) DWI volume as a b>0 image with a zero gradient.
+    if bvalue and bvalue > 0 and gradient is not None and all(abs(g) < 1e-6 for g in gradient):
+        return str(ds.get("Manufacturer", "")).upper().startswith("PHILIPS")
+    return False
+
+
+def _diffusion(ds: Dataset) -> Tuple[Optional[float], Optional[Vec3]]:
+    b = _float(ds.get("DiffusionBValue"))
+    g = _floats(ds.get("DiffusionGradientOrientation"), 3)
+    if b is None and (0x2001, 0x1003) in ds:  # Philips private b-value
+        b = _float(ds[0x2001, 0x1003].value)
+    if g is None and (0x2005, 0x10B0) in ds:
+        g = tuple(_float(ds[0x2005, t].value) or 0.0 for t in (0x10B0, 0x10B1, 0x10B2)) \
+            if all((0x2005, t) in ds for t in (0x10B0, 0x10B1, 0x10B2)) else None
+    return b, g
+
+
+def _philips_scale(ds: Optional[Dataset]) -> Optional[float]:
+    if ds is not None and (0x2005, 0x100E) in ds:
+        return _float(ds[0x2005, 0x100E].value)
+    return None
+
+
+def classic_frame(f: DicomFile) -> Frame:
+    ds = f.ds
+    image_type = list(ds.get("ImageType", []) or [])
+    philips_type = ds[0x2005, 0x1011].value if (0x2005, 0x1011) in ds else None
+    bvalue, gradient = _diffusion(ds)
+    mosaic_n, mosaic_normal = siemens.mosaic_info(ds)
+    echo = _int(ds.get("EchoNumbers"))
+    time_key = (
+        float(_int(ds.get("TemporalPositionIdentifier")) or 0),
+        float(_int(ds.get("AcquisitionNumber")) or 0),
+        _seconds(ds.get("AcquisitionTime")) + 1e-6 * (_float(ds.get("TriggerTime")) or 0.0),
+        float(_int(ds.get("InstanceNumber")) or 0),
+    )
+    return Frame(
+        file=f,
+        index=None,
+        position=_floats(ds.get("ImagePositionPatient"), 3),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        pixel_spacing=_floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2),
+        thickness=_float(ds.get("SliceThickness")),
+        slope=_float(ds.get("RescaleSlope")) or 1.0,
+        intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        echo=echo,
+        echo_time=_float(ds.get("EchoTime")),
+        kind=classify_image_type(image_type, philips_type),
+        derived=_is_derived(ds, image_type, bvalue, gradient),
+        localizer=_is_localizer(ds, image_type),
+        instance=_int(ds.get("InstanceNumber")) or 0,
+        time_key=time_key,
+        mosaic_slices=mosaic_n,
+        mosaic_normal=mosaic_normal,
+        philips_scale_slope=_philips_scale(ds),
+        bvalue=bvalue,
+        gradient=gradient,
+    )
+
+
+def enhanced_frames(f: DicomFile) -> List[Frame]:
+    ds = f.ds
+    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n = _int(ds.get("NumberOfFrames")) or len(per_frame)
+    top_type = list(ds.get("ImageType", []) or [])
+    frames = []
+    for i in range(n):
+        pf = per_frame[i] if i < len(per_frame) else None
+
+        def item(seq: str) -> Optional[Dataset]:
+            return _first(pf, seq) or _first(shared, seq)
+
+        pos = item("PlanePositionSequence")
+        ori = item("PlaneOrientationSequence")
+        meas = item("PixelMeasuresSequence")
+        pvt = item("PixelValueTransformationSequence")
+        content = item("FrameContentSequence")
+        echo_item = item("MREchoSequence")
+        ftype = item("MRImageFrameTypeSequence") or item("CTImageFrameTypeSequence")
+        diff = item("MRDiffusionSequence")
+        philips = _first(pf, (0x2005, 0x140F)) if pf is not None else None
+        frame_type = list(ftype.get("FrameType", []) or []) if ftype is not None else top_type
+        philips_type = philips[0x2005, 0x1011].value if philips is not None and (0x2005, 0x1011) in philips \
+            else None
+        bvalue = _float(diff.get("DiffusionBValue")) if diff is not None else None
+        gradient = None
+        if diff is not None:
+            gitem = _first(diff, "DiffusionGradientDirectionSequence")
+            if gitem is not None:
+                gradient = _floats(gitem.get("DiffusionGradientOrientation"), 3)
+        temporal = _int(content.get("TemporalPositionIndex")) if content is not None else None
+        acq = _int(content.get("FrameAcquisitionNumber")) if content is not None else None
+        dim = tuple(content.get("DimensionIndexValues") or ()) if content is not None else ()
+        frames.append(Frame(
+            file=f,
+            index=i,
+            position=_floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None,
+            orientation=_floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None,
+            pixel_spacing=_floats(meas.get("PixelSpacing"), 2) if meas is not None else None,
+            thickness=_float(meas.get("SliceThickness")) if meas is not None else None,
+            slope=(_float(pvt.get("RescaleSlope")) or 1.0) if pvt is not None else 1.0,
+            intercept=(_float(pvt.get("RescaleIntercept")) or 0.0) if pvt is not None else 0.0,
+            echo=None,
+            echo_time=_float(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None,
+            kind=classify_image_type(frame_type, philips_type),
+            derived=_is_derived(ds, frame_type, bvalue, gradient),
+            localizer=_is_localizer(ds, frame_type),
+            instance=_int(ds.get("InstanceNumber")) or 0,
+            time_key=(float(temporal or 0), float(acq or 0), float(i), 0.0) if temporal or acq
+            else (float(dim[0]) if dim else 0.0, 0.0, float(i), 0.0),
+            philips_scale_slope=_philips_scale(philips),
+            bvalue=bvalue,
+            gradient=gradient,
+        ))
+    return frames
+
+
+def file_frames(f: DicomFile) -> List[Frame]:
+    if "PerFrameFunctionalGroupsSequence" in f.ds or "SharedFunctionalGroupsSequence" in f.ds:
+        return enhanced_frames(f)
+    return [classic_frame(f)]

@@ -1,0 +1,89 @@
+"""Slice geometry: ordering slices along the normal, spacing checks, gantry tilt and the affine.
+
+All positions are DICOM patient coordinates (LPS, mm). The NIfTI affine maps voxel (i, j, k),
+i along a row (column index), j down the columns (row index), k across slices, to RAS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+POSITION_TOL_MM = 0.01
+
+
+@dataclass
+class StackGeometry:
+    """Where each slice lies along the normal and what that means for the affine."""
+
+    affine: np.ndarray                 # voxel -> RAS
+    slice_vector: np.ndarray           # LPS mm between consecutive slices (mean)
+    distances: np.ndarray              # sorted distances along the normal
+    tilt_deg: float = 0.0
+    variable_spacing: bool = False
+    gaps: List[Tuple[float, float]] = field(default_factory=list)  # (from, to) distance pairs
+    warnings: List[str] = field(default_factory=list)
+
+
+def normal_of(orientation: Sequence[float]) -> np.ndarray:
+    row = np.asarray(orientation[:3], dtype=float)
+    col = np.asarray(orientation[3:], dtype=float)
+    n = np.cross(row, col)
+    norm = np.linalg.norm(n)
+    return n / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
+
+
+def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np.ndarray:
+    """Label each (sorted) distance with the index of its slice position."""
+    labels = np.zeros(len(distances), dtype=int)
+    if len(distances) > 1:
+        labels[1:] = np.cumsum(np.diff(distances) > tol)
+    return labels
+
+
+def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float],
+                 positions: np.ndarray, fallback_thickness: Optional[float]) -> StackGeometry:
+    """Affine of a stack of slices whose first voxels lie at `positions` (n x 3, sorted along normal)."""
+    row = np.asarray(orientation[:3], dtype=float)
+    col = np.asarray(orientation[3:], dtype=float)
+    normal = normal_of(orientation)
+    dr, dc = float(pixel_spacing[0]), float(pixel_spacing[1])
+    warnings: List[str] = []
+    n = len(positions)
+    distances = positions @ normal
+    if n > 1:
+        vec = (positions[-1] - positions[0]) / (n - 1)
+        steps = np.diff(distances)
+        mean_step = float(np.mean(steps))
+        variable = bool(np.max(steps) - np.min(steps) > max(0.01, 0.01 * abs(mean_step)))
+        gaps = []
+        if variable:
+            median = float(np.median(steps))
+            for a, b, s in zip(distances[:-1], distances[1:], steps):
+                if median > 0 and s > 1.5 * median:
+                    gaps.append((float(a), float(b)))
+            if gaps:
+                missing = int(round(sum((b - a) / median - 1 for a, b in gaps)))
+                warnings.append(f"about {missing} missing slice(s): gaps in slice positions at "
+                                + ", ".join(f"{a:.2f}..{b:.2f} mm" for a, b in gaps[:5]))
+            warnings.append(f"slice spacing varies from {np.min(steps):.3f} to {np.max(steps):.3f} mm: "
+                            "a single affine cannot place every slice exactly (use --equalize-spacing)")
+        along = float(np.dot(vec, normal))
+        off = vec - along * normal
+        tilt = float(np.degrees(np.arctan2(np.linalg.norm(off), abs(along)))) if along else 90.0
+        if tilt > 0.01:
+            warnings.append(f"gantry tilt of {tilt:.2f} degrees: the affine is sheared "
+                            "(use --tilt-correct for an orthogonal grid)")
+    else:
+        thickness = fallback_thickness if fallback_thickness and fallback_thickness > 0 else 1.0
+        vec = normal * thickness
+        variable, gaps, tilt = False, [], 0.0
+    lps = np.eye(4)
+    lps[:3, 0] = row * dc
+    lps[:3, 1] = col * dr
+    lps[:3, 2] = vec
+    lps[:3, 3] = positions[0]
+    return StackGeometry(affine=RAS_FROM_LPS @ lps, slice_vector=vec, distances=distances,
+                         tilt_deg=tilt, variable_spacing=variable, gaps=gaps, warnings=warnings)

@@ -1,0 +1,99 @@
+"""NIfTI-1 output and input.
+
+The header comes from nibabel; the voxels are streamed from the Volume's C-ordered buffer (which
+is NIfTI's on-disk order) without a copy. `.nii.gz` is compressed with ISA-L's multi-threaded
+gzip at its fastest level: dcm2niix-compatible files at a fraction of zlib's time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import nibabel as nib
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import MedPrepError
+from .volume import Volume
+
+GZIP_LEVEL = 1
+GZIP_THREADS = 2
+_BLOCK = 1 << 24
+
+
+def nifti_header(volume: Volume) -> nib.Nifti1Header:
+    hdr = nib.Nifti1Header()
+    arr = volume.array
+    hdr.set_data_dtype(arr.dtype)
+    shape = volume.shape_xyz
+    hdr.set_data_shape(shape)
+    zooms = list(volume.spacing)
+    if len(shape) == 4:
+        zooms.append(float(volume.meta.get("RepetitionTime") or 1.0))
+    hdr.set_zooms(zooms[: len(shape)])
+    hdr.set_sform(volume.affine, code=1)
+    hdr.set_qform(volume.affine, code=1)
+    hdr.set_xyzt_units("mm", "sec")
+    if volume.slope != 1.0 or volume.inter != 0.0:
+        hdr["scl_slope"] = volume.slope
+        hdr["scl_inter"] = volume.inter
+    else:
+        hdr["scl_slope"] = 1.0
+        hdr["scl_inter"] = 0.0
+    # Nothing identifying goes into free-text header fields.
+    hdr["descrip"] = f"MedPrep {__version__}".encode()
+    hdr["aux_file"] = b""
+    hdr["intent_name"] = b""
+    hdr["vox_offset"] = 352
+    return hdr
+
+
+def _write_stream(fh, volume: Volume) -> None:
+    hdr = nifti_header(volume)
+    fh.write(hdr.binaryblock)
+    fh.write(b"\x00\x00\x00\x00")  # no extensions
+    arr = volume.array
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    mem = memoryview(arr.reshape(-1)).cast("B")
+    for start in range(0, len(mem), _BLOCK):
+        fh.write(mem[start:start + _BLOCK])
+
+
+def write_nifti(volume: Volume, path: Union[str, Path], gz: bool = True, overwrite: bool = False) -> Path:
+    """Write `volume` to `path` atomically; `gz` picks .nii.gz compression."""
+    path = Path(path)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            if gz:
+                from isal import igzip_threaded
+
+                with igzip_threaded.open(tmp, "wb", compresslevel=GZIP_LEVEL, threads=GZIP_THREADS) as fh:
+                    _write_stream(fh, volume)
+            else:
+                with open(tmp, "wb") as fh:
+                    _write_stream(fh, volume)
+    except FileExistsError as exc:
+        raise MedPrepError("output exists", path, "use --overwrite to replace it") from exc
+    return path
+
+
+def read_nifti(path: Union[str, Path]) -> Volume:
+    """Read a NIfTI file; stored values and scaling are kept apart as in the file."""
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        arr = np.asanyarray(img.dataobj.get_unscaled())
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds on bad files
+        raise MedPrepError(f"cannot read NIfTI ({exc.__class__.__name__})", path,
+                           "check that the file is a complete .nii or .nii.gz") from exc
+    slope = img.dataobj.slope
+    inter = img.dataobj.inter
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    # nibabel gives (x, y, z[, t]) in Fortran order; the Volume wants the C-ordered reverse.
+    data = np.ascontiguousarray(arr.T)
+    return Volume(array=data, affine=np.asarray(img.affine, dtype=float), slope=slope, inter=inter)

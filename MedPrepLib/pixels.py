@@ -1,0 +1,133 @@
+"""Decode the stored pixel values of frames into a caller-provided array.
+
+Native little-endian pixel data (the bulk of hospital data) is read straight from the file into
+the output buffer at the offset discovery recorded: no second header parse, no intermediate copy.
+Everything else (compressed transfer syntaxes, big endian, odd layouts) goes through pydicom's
+decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when installed.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Dict, Optional
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from .dicomfile import DicomFile
+from .errors import SeriesError
+
+NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}
+
+
+def stored_dtype(ds: Dataset) -> np.dtype:
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (8, 16, 32):
+        raise SeriesError(f"unsupported BitsAllocated={bits}", None, "only 8, 16 and 32 bit pixels are supported")
+    return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+
+
+def samples_per_pixel(ds: Dataset) -> int:
+    return int(ds.get("SamplesPerPixel", 1) or 1)
+
+
+def fix_stored_bits(arr: np.ndarray, ds: Dataset) -> None:
+    """Mask unsigned values to BitsStored and sign-extend signed ones, in place.
+
+    Scanners leave garbage in the unused high bits (dcm_qa_12bit has 0xFFFF in 12-bit data).
+    """
+    allocated = int(ds.get("BitsAllocated", 16) or 16)
+    stored = int(ds.get("BitsStored", allocated) or allocated)
+    if stored >= allocated or stored <= 0 or arr.dtype.kind not in "iu":
+        return
+    shift = allocated - stored
+    if arr.dtype.kind == "u":
+        np.bitwise_and(arr, (1 << stored) - 1, out=arr)
+    else:
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+
+
+def _native_pixel_span(f: DicomFile, explicit: bool) -> Optional[tuple]:
+    """(start, length) of the pixel bytes in the file, or None when the element is unusual."""
+    with open(f.path, "rb") as fh:
+        fh.seek(f.pixel_offset)
+        head = fh.read(12)
+    if len(head) < 8:
+        return None
+    if explicit:
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack("<I", head[8:12])
+            start = f.pixel_offset + 12
+        else:
+            (length,) = struct.unpack("<H", head[6:8])
+            start = f.pixel_offset + 8
+    else:
+        (length,) = struct.unpack("<I", head[4:8])
+        start = f.pixel_offset + 8
+    if length == 0xFFFFFFFF:
+        return None  # encapsulated, not native
+    return start, length
+
+
+class FrameReader:
+    """Reads frames of one series; caches decoded multi-frame files so each is decoded once."""
+
+    def __init__(self) -> None:
+        self._decoded: Dict[int, np.ndarray] = {}
+
+    def read_into(self, f: DicomFile, frame_index: Optional[int], out: np.ndarray) -> None:
+        """Fill `out` (rows, columns) with the stored values of one frame of `f`."""
+        ds = f.ds
+        if f.pixel_offset is None:
+            raise SeriesError("no pixel data", f.path)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        if out.shape != (rows, cols):
+            raise SeriesError(f"frame is {rows}x{cols}, expected {out.shape[0]}x{out.shape[1]}", f.path)
+        ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+        dtype = stored_dtype(ds)
+        if ts in NATIVE_LE and samples_per_pixel(ds) == 1 and dtype.itemsize * 8 == int(ds.BitsAllocated):
+            span = _native_pixel_span(f, explicit=ts != "1.2.840.10008.1.2")
+            if span is not None:
+                start, length = span
+                frame_bytes = rows * cols * dtype.itemsize
+                n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+                if length < frame_bytes * n_frames:
+                    raise SeriesError(f"pixel data holds {length} bytes, {frame_bytes * n_frames} expected",
+                                      f.path, "the file is truncated or its header is wrong")
+                if start + frame_bytes * n_frames > f.size:
+                    raise SeriesError("file is truncated inside its pixel data", f.path)
+                with open(f.path, "rb") as fh:
+                    fh.seek(start + (frame_index or 0) * frame_bytes)
+                    buf = out.view(dtype) if out.dtype == dtype else np.empty((rows, cols), dtype)
+                    if fh.readinto(memoryview(buf).cast("B")) != frame_bytes:
+                        raise SeriesError("file is truncated inside its pixel data", f.path)
+                    if buf is not out:
+                        out[...] = buf
+                fix_stored_bits(out if out.dtype == dtype else buf, ds)
+                return
+        arr = self._decode(f)
+        out[...] = arr[frame_index or 0] if arr.ndim == 3 else arr
+
+    def _decode(self, f: DicomFile) -> np.ndarray:
+        key = id(f)
+        if key in self._decoded:
+            return self._decoded[key]
+        try:
+            full = pydicom.dcmread(str(f.path), force=True)
+            arr = full.pixel_array
+        except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
+            raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {str(exc)[:100]})", f.path,
+                              "the file may be corrupt, or a decoder plug-in is missing") from exc
+        if samples_per_pixel(f.ds) != 1:
+            raise SeriesError("colour images are not supported", f.path)
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype.kind in "iu":
+            fix_stored_bits(arr, f.ds)
+        n_frames = int(f.ds.get("NumberOfFrames", 1) or 1)
+        if n_frames > 1:
+            self._decoded[key] = arr
+        return arr

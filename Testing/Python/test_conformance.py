@@ -1,0 +1,74 @@
+"""Acceptance: our NIfTI equals dcm2niix's on real scanner data (../shared/conformance).
+
+For every reference NIfTI of a set we require an output of the same name with the same shape,
+the same affine within 1e-3 mm and the same voxel values after scaling, all compared in the
+closest canonical orientation (a different but correctly described axis order is not an error).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import require_conformance
+from MedPrepLib.convert import ConvertOptions, convert
+
+# set -> (dcm2niix -f pattern, -i y), as listed in the set's MANIFEST.md
+SETS: Dict[str, tuple] = {
+    "dcm_qa_orientation": ("%p_%s", False),
+    "dcm_qa_nih": ("%p_%s", False),
+    "dcm_qa_ts": ("%s", False),
+    "dcm_qa_12bit": ("%s", False),
+    "dcm_qa_enh": ("%v_%p_%s", False),
+    "dcm_qa_ct_ge": ("%p_%s", True),
+    "dcm_qa_philips": ("%p_%s", True),
+    "dcm_qa_ge": ("%d_%s", False),
+}
+
+# References that need options beyond the set's pattern (dcm2niix wrote them with -tilt/-eq).
+EXTRA_OPTIONS = {"_2_Tilt_Eq_1": {"tilt_correct": True, "equalize_spacing": True}}
+
+
+def _stem(p: Path) -> str:
+    return p.name[:-7] if p.name.endswith(".nii.gz") else p.name[:-4]
+
+
+def _references(set_dir: Path) -> List[Path]:
+    return sorted(p for p in (set_dir / "Ref").iterdir() if p.name.endswith((".nii", ".nii.gz")))
+
+
+def compare(ours: Path, ref: Path, atol_affine: float = 1e-3) -> None:
+    a = nib.as_closest_canonical(nib.load(str(ours)))
+    b = nib.as_closest_canonical(nib.load(str(ref)))
+    assert a.shape == b.shape, f"{ours.name}: shape {a.shape} != reference {b.shape}"
+    diff = np.abs(a.affine - b.affine).max()
+    assert diff <= atol_affine, f"{ours.name}: affine differs by {diff:.4g} mm\n{a.affine}\n{b.affine}"
+    va, vb = a.get_fdata(dtype=np.float64), b.get_fdata(dtype=np.float64)
+    tol = 1e-4 * max(1.0, float(np.abs(vb).max()))
+    worst = float(np.abs(va - vb).max())
+    assert worst <= tol, f"{ours.name}: voxel values differ by up to {worst:.4g}"
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("set_name", sorted(SETS))
+def test_conformance_set(set_name: str, tmp_path: Path) -> None:
+    root = require_conformance()
+    set_dir = root / set_name
+    pattern, ignore_derived = SETS[set_name]
+    refs = _references(set_dir)
+    extra = {k: v for k, v in EXTRA_OPTIONS.items() if any(_stem(r) == k for r in refs)}
+    options = ConvertOptions(name_template=pattern, gz=False, ignore_derived=ignore_derived)
+    for opt in extra.values():
+        for k, v in opt.items():
+            setattr(options, k, v)
+    report = convert(set_dir / "In", tmp_path, options)
+    produced = {_stem(o.nifti): o.nifti for o in report.written}
+    for name in ("_Tilt", "_Eq"):
+        produced.update({_stem(p): p for p in tmp_path.glob(f"*{name}*.nii")})
+    missing = [_stem(r) for r in refs if _stem(r) not in produced]
+    assert not missing, f"no output for references {missing}; produced {sorted(produced)}"
+    for ref in refs:
+        compare(produced[_stem(ref)], ref)
