@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
 demo: install
@@ -21,6 +21,7 @@ test: install
 	$(PY) -m pytest -n 2 -q Testing/Python
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) Testing/bench/run_bench.py
 
 lint: install

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 from typing import List, Optional
 
 from .. import __version__
@@ -19,6 +21,7 @@ COMMANDS = [
     "header_cmd",
     "convert_cmd",
     "demo_cmd",
+    "anonymize_cmd",
 ]
 
 
@@ -39,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # pydicom and nibabel warn about every odd value they meet; our own warnings name the file.
+        warnings.filterwarnings("ignore", category=UserWarning)
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except MedPrepError as exc:

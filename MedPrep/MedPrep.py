@@ -1,0 +1,770 @@
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Dict, List, Optional, Tuple
+
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# In a built extension MedPrepLib is installed beside this file; in a source checkout added through
+# "Additional module paths" it is one folder up.
+if importlib.util.find_spec("MedPrepLib") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import MedPrepBridge  # noqa: E402 - needs the path set above
+import MedPrepPresenter as presenter  # noqa: E402
+
+# MedPrepLib's dependencies that Slicer does not bundle: (import name, requirement).
+REQUIREMENTS = [
+    ("nibabel", "nibabel>=5.0"),
+    ("yaml", "PyYAML>=6.0"),
+    ("pylibjpeg", "pylibjpeg>=2.0"),
+    ("libjpeg", "pylibjpeg-libjpeg>=2.1"),
+    ("openjpeg", "pylibjpeg-openjpeg>=2.0"),
+    ("rle", "pylibjpeg-rle>=2.0"),
+    ("isal", "isal>=1.6"),
+]
+
+# Node attribute holding what MedPrep knows about a volume it made: source files, metadata, history.
+RECORD_ATTRIBUTE = "MedPrep.record"
+CUSTOM_PRESET = "(custom)"
+
+
+#
+# MedPrep
+#
+
+
+class MedPrep(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MedPrep")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Utilities")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MedPrep developers"]
+        self.parent.helpText = _("""
+Turn hospital DICOM into clean, anonymous, ML-ready NIfTI: scan a folder, load a series, inspect
+and de-identify its header, preprocess it (orientation, spacing, size, intensity), check the result
+against the input and save it as NIfTI with a provenance sidecar. "Export pipeline" writes the steps
+as a file that <code>medprep run</code> replays over a whole dataset.
+""")
+        self.parent.acknowledgementText = _("""
+MedPrep reads DICOM with pydicom and SimpleITK and writes NIfTI with nibabel.
+""")
+
+
+#
+# MedPrepParameterNode
+#
+
+
+@parameterNodeWrapper
+class MedPrepParameterNode:
+    """The panel's state, saved with the scene. Field names are the SlicerParameterName values in MedPrep.ui."""
+
+    # Load
+    inputFolder: Path
+    ignoreDerived: bool = False
+    # Header
+    inputVolume: vtkMRMLScalarVolumeNode
+    headerSearch: str = ""
+    headerShowPrivate: bool = True
+    # Anonymize
+    anonymizationKey: str = ""
+    shiftDates: bool = False
+    keepDates: bool = False
+    retainPatientCharacteristics: bool = False
+    retainDeviceIdentity: bool = False
+    retainInstitutionIdentity: bool = False
+    cleanDescriptors: bool = False
+    keepPrivate: bool = False
+    keepUIDs: bool = False
+    anonymizedFolder: Path
+    # Preprocess
+    orientation: Annotated[str, Choice(presenter.ORIENTATIONS)] = "RAS"
+    resample: bool = True
+    spacingX: Annotated[float, WithinRange(0.01, 100.0)] = 1.0
+    spacingY: Annotated[float, WithinRange(0.01, 100.0)] = 1.0
+    spacingZ: Annotated[float, WithinRange(0.01, 100.0)] = 1.0
+    interpolation: Annotated[str, Choice(presenter.INTERPOLATIONS)] = "linear"
+    cropPad: bool = False
+    sizeX: Annotated[int, WithinRange(1, 4096)] = 128
+    sizeY: Annotated[int, WithinRange(1, 4096)] = 128
+    sizeZ: Annotated[int, WithinRange(1, 4096)] = 128
+    intensity: Annotated[str, Choice(presenter.INTENSITY_METHODS)] = presenter.NO_INTENSITY
+    intensityLow: Annotated[float, WithinRange(-100000.0, 100000.0)] = 0.0
+    intensityHigh: Annotated[float, WithinRange(-100000.0, 100000.0)] = 1.0
+    inputLabel: vtkMRMLLabelMapVolumeNode
+    # Quality check
+    outputVolume: vtkMRMLScalarVolumeNode
+    outputLabel: vtkMRMLLabelMapVolumeNode
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    # Save
+    saveFolder: Path
+    saveName: str = ""
+    compress: bool = True
+
+
+def preprocessSettings(p: MedPrepParameterNode) -> presenter.PreprocessSettings:
+    return presenter.PreprocessSettings(
+        orientation=p.orientation, resample=p.resample, spacing=(p.spacingX, p.spacingY, p.spacingZ),
+        interpolation=p.interpolation, cropPad=p.cropPad, size=(p.sizeX, p.sizeY, p.sizeZ),
+        intensity=p.intensity, intensityRange=(p.intensityLow, p.intensityHigh))
+
+
+def setPreprocessSettings(p: MedPrepParameterNode, s: presenter.PreprocessSettings) -> None:
+    with slicer.util.NodeModify(p.parameterNode):
+        p.orientation = s.orientation
+        p.resample = s.resample
+        p.spacingX, p.spacingY, p.spacingZ = s.spacing
+        p.interpolation = s.interpolation
+        p.cropPad = s.cropPad
+        p.sizeX, p.sizeY, p.sizeZ = s.size
+        p.intensity = s.intensity
+        p.intensityLow, p.intensityHigh = s.intensityRange
+
+
+def _path(value: Optional[Path]) -> str:
+    # An unset Path field reads back as Path("."): treat it as empty rather than "the current folder".
+    return "" if value is None or str(value) in ("", ".") else str(value)
+
+
+#
+# MedPrepWidget
+#
+
+
+class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Thin GUI: reads the parameter node, calls MedPrepLogic, shows results through MedPrepPresenter."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._scan = None
+        self._presetSteps: Optional[List[dict]] = None
+        self._presetFormSteps: Optional[List[dict]] = None
+        self._busy = False
+        self._overlayShown = False
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedPrep.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MedPrepLogic()
+        self.progress = presenter.ProgressReporter(self.ui.progressBar, self.ui.statusLabel, slicer.app.processEvents)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.presetComboBox.addItems([CUSTOM_PRESET] + self.logic.presetNames())
+        self.ui.scanButton.clicked.connect(self.onScan)
+        self.ui.loadButton.clicked.connect(self.onLoad)
+        self.ui.seriesTable.itemSelectionChanged.connect(self.updateGuiState)
+        self.ui.previewAnonymizationButton.clicked.connect(self.onPreviewAnonymization)
+        self.ui.anonymizeButton.clicked.connect(self.onAnonymize)
+        self.ui.presetComboBox.currentIndexChanged.connect(self.onPresetChanged)
+        self.ui.applyPreprocessButton.clicked.connect(self.onApplyPreprocess)
+        self.ui.compareButton.clicked.connect(self.onCompare)
+        self.ui.overlayButton.clicked.connect(self.onOverlay)
+        self.ui.saveButton.clicked.connect(self.onSave)
+        self.ui.exportPipelineButton.clicked.connect(self.onExportPipeline)
+        self.ui.cancelButton.clicked.connect(self.progress.cancel)
+        self.ui.headerCollapsibleButton.contentsCollapsed.connect(lambda collapsed: self.updateHeaderTable())
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+        self._scan = None
+        presenter.fillTable(self.ui.seriesTable, presenter.SERIES_COLUMNS, [], qt.QTableWidgetItem)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: Optional[MedPrepParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    # -- state --------------------------------------------------------------------------------
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if self._presetSteps is not None and self._presetFormSteps != presenter.pipelineSteps(preprocessSettings(p)):
+            # A step field was edited: the form, not the preset, is what Apply runs from now on.
+            self._presetSteps = self._presetFormSteps = None
+            self.ui.presetComboBox.setCurrentIndex(0)
+        self.ui.intensityRangeLabel.setText(presenter.intensityRangeLabel(p.intensity))
+        if self._overlayShown:
+            self.logic.setOverlayOpacity(p.overlayOpacity)
+        self.updateHeaderTable()
+        self.updateGuiState()
+
+    def panelState(self) -> presenter.PanelState:
+        p = self._parameterNode
+        return presenter.PanelState(
+            inputFolder=_path(p.inputFolder),
+            seriesSelected=self._scan is not None and self.selectedSeriesIndex() is not None,
+            inputVolumeFromDicom=bool(p.inputVolume and self.logic.sourceFiles(p.inputVolume)),
+            inputVolume=p.inputVolume is not None,
+            anonymizedFolder=_path(p.anonymizedFolder),
+            keepDates=p.keepDates, shiftDates=p.shiftDates,
+            hasSteps=bool(self.currentPipelineSteps()), intensity=p.intensity,
+            outputVolume=p.outputVolume is not None,
+            saveFolder=_path(p.saveFolder), saveName=p.saveName, busy=self._busy)
+
+    def updateGuiState(self) -> None:
+        if self._parameterNode:
+            presenter.applyEnableRules(self.ui, self.panelState())
+
+    def selectedSeriesIndex(self) -> Optional[int]:
+        rows = self.ui.seriesTable.selectionModel().selectedRows()
+        return rows[0].row() if rows else None
+
+    def currentPipelineSteps(self) -> List[dict]:
+        if self._presetSteps is not None:
+            return self._presetSteps
+        return presenter.pipelineSteps(preprocessSettings(self._parameterNode))
+
+    def runTask(self, text: str, task) -> Optional[object]:
+        """Run `task(progress)` with the progress bar and Cancel active; errors become one-line messages."""
+        self._busy = True
+        self.updateGuiState()
+        self.progress.start(text)
+        result, message = None, _("Done")
+        try:
+            result = task(self.progress)
+        except presenter.Cancelled:
+            message = _("Cancelled")
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the log has the traceback
+            logging.exception(text)
+            message = str(exc)
+            slicer.util.errorDisplay(f"{text}: {exc}")
+        finally:
+            self._busy = False
+            self.progress.finish(message)
+            self.updateGuiState()
+        return result
+
+    # -- Load ---------------------------------------------------------------------------------
+
+    def onScan(self) -> None:
+        if not self.ensureRequirements():
+            return
+        p = self._parameterNode
+        result = self.runTask(_("Scanning"), lambda progress: self.logic.scanFolder(
+            _path(p.inputFolder), p.ignoreDerived, progress))
+        if result is None:
+            return
+        self._scan = result
+        presenter.fillTable(self.ui.seriesTable, presenter.SERIES_COLUMNS, presenter.seriesRows(result.series),
+                            qt.QTableWidgetItem)
+        self.ui.scanStatusLabel.setText(presenter.scanStatus(result))
+        if result.series:
+            self.ui.seriesTable.selectRow(0)
+        self.updateGuiState()
+
+    def onLoad(self) -> None:
+        series = self._scan.series[self.selectedSeriesIndex()]
+        node = self.runTask(_("Loading"), lambda progress: self.logic.loadSeries(series))
+        if node is None:
+            return
+        self._parameterNode.inputVolume = node
+        if not _path(self._parameterNode.anonymizedFolder):
+            self._parameterNode.anonymizedFolder = Path(_path(self._parameterNode.inputFolder) + "-anonymized")
+        if not self._parameterNode.saveName:
+            self._parameterNode.saveName = presenter.defaultSaveName(series.description, series.series_number)
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+    # -- Header and anonymization ---------------------------------------------------------------
+
+    def updateHeaderTable(self, anonymized: bool = False) -> None:
+        p = self._parameterNode
+        if not self.ui.headerCollapsibleButton.collapsed and p.inputVolume and self.logic.sourceFiles(p.inputVolume):
+            if anonymized:
+                original, after = self.logic.previewAnonymization(p.inputVolume, self.logic.anonymizer(p))
+                rows = presenter.comparisonTableRows(self.logic.filterRows(original, p), self.logic.filterRows(after, p))
+                presenter.fillTable(self.ui.headerTable, presenter.COMPARE_COLUMNS, rows, qt.QTableWidgetItem)
+                self.ui.statusLabel.setText(_("{count} header values change").format(
+                    count=presenter.changedRowCount(rows)))
+                return
+            rows = self.logic.filterRows(self.logic.headerRows(p.inputVolume), p)
+            presenter.fillTable(self.ui.headerTable, presenter.HEADER_COLUMNS,
+                                presenter.headerTableRows(rows), qt.QTableWidgetItem)
+        else:
+            presenter.fillTable(self.ui.headerTable, presenter.HEADER_COLUMNS, [], qt.QTableWidgetItem)
+
+    def onPreviewAnonymization(self) -> None:
+        self.ui.headerCollapsibleButton.collapsed = False
+        self.runTask(_("Previewing anonymization"), lambda progress: self.updateHeaderTable(anonymized=True))
+
+    def onAnonymize(self) -> None:
+        p = self._parameterNode
+        report = self.runTask(_("Anonymizing"), lambda progress: self.logic.anonymizeFolder(
+            _path(p.inputFolder), _path(p.anonymizedFolder), self.logic.anonymizer(p), progress))
+        if report is not None:
+            self.ui.statusLabel.setText(_("{files} files of {series} series written, {withheld} series withheld")
+                                        .format(files=report.written, series=report.series_written,
+                                                withheld=len(report.withheld)))
+
+    # -- Preprocess -----------------------------------------------------------------------------
+
+    def onPresetChanged(self, index: int) -> None:
+        if index <= 0:
+            self._presetSteps = self._presetFormSteps = None
+            return
+        if not self.ensureRequirements():
+            self.ui.presetComboBox.setCurrentIndex(0)
+            return
+        steps = self.logic.presetSteps(self.ui.presetComboBox.currentText)
+        settings, unsupported = presenter.settingsFromSteps(steps)
+        self._presetSteps = None  # filling the form must not reset the preset choice
+        setPreprocessSettings(self._parameterNode, settings)
+        self._presetSteps = steps
+        self._presetFormSteps = presenter.pipelineSteps(settings)
+        if unsupported:
+            self.ui.statusLabel.setText(_("Preset steps not shown in the form (still applied): {steps}")
+                                        .format(steps=", ".join(unsupported)))
+        self.updateGuiState()
+
+    def onApplyPreprocess(self) -> None:
+        p = self._parameterNode
+        steps = self.currentPipelineSteps()
+        result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
+            p.inputVolume, steps, p.inputLabel, progress))
+        if result is not None:
+            with slicer.util.NodeModify(p.parameterNode):
+                p.outputVolume, p.outputLabel = result
+            self.onCompare()
+
+    # -- Quality check --------------------------------------------------------------------------
+
+    def onCompare(self) -> None:
+        self._overlayShown = False
+        self.logic.showSideBySide(self._parameterNode.inputVolume, self._parameterNode.outputVolume)
+
+    def onOverlay(self) -> None:
+        p = self._parameterNode
+        self.logic.showOverlay(p.inputVolume, p.outputVolume, p.overlayOpacity)
+        self._overlayShown = True
+
+    # -- Save -----------------------------------------------------------------------------------
+
+    def onSave(self) -> None:
+        p = self._parameterNode
+        paths = self.runTask(_("Saving"), lambda progress: self.logic.save(
+            p.outputVolume, _path(p.saveFolder), p.saveName, p.outputLabel, p.compress))
+        if paths:
+            self.ui.statusLabel.setText(_("Saved {files}").format(files=", ".join(str(f.name) for f in paths)))
+
+    def onExportPipeline(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(
+            self.parent, _("Export pipeline"), os.path.join(_path(self._parameterNode.saveFolder), "pipeline.json"),
+            _("Pipeline (*.json *.yaml *.yml)"))
+        if path:
+            steps = self.currentPipelineSteps()
+            self.runTask(_("Exporting pipeline"), lambda progress: self.logic.exportPipeline(steps, path))
+
+    # -- Dependencies ---------------------------------------------------------------------------
+
+    def ensureRequirements(self) -> bool:
+        missing = self.logic.missingRequirements()
+        if not missing:
+            return True
+        if not slicer.util.confirmOkCancelDisplay(
+                _("MedPrep needs these Python packages, which are not installed in Slicer yet:\n\n{packages}\n\n"
+                  "Install them now?").format(packages="\n".join(missing))):
+            return False
+        with slicer.util.WaitCursor():
+            self.logic.installRequirements(missing)
+        return not self.logic.missingRequirements()
+
+
+#
+# MedPrepLogic
+#
+
+
+class MedPrepLogic(ScriptedLoadableModuleLogic):
+    """Everything the panel does, callable from the Python console with explicit nodes and parameters.
+
+    Example::
+
+        logic = slicer.util.getModuleLogic("MedPrep")
+        scan = logic.scanFolder("/data/case1")
+        volume = logic.loadSeries(scan.series[0])
+        result, _ = logic.preprocess(volume, [{"step": "orient", "axcodes": "RAS"}])
+        logic.save(result, "/data/out", "case1")
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self) -> MedPrepParameterNode:
+        return MedPrepParameterNode(super().getParameterNode())
+
+    # -- dependencies -----------------------------------------------------------------------------
+
+    @staticmethod
+    def missingRequirements() -> List[str]:
+        return [requirement for module, requirement in REQUIREMENTS if importlib.util.find_spec(module) is None]
+
+    @staticmethod
+    def installRequirements(requirements: List[str]) -> None:
+        """Install with Slicer's package manager (slicer.packaging from 5.12, pip_install before)."""
+        if importlib.util.find_spec("slicer.packaging") is not None:
+            import slicer.packaging
+            from packaging.requirements import Requirement
+
+            slicer.packaging.pip_ensure([Requirement(r) for r in requirements], requester="MedPrep")
+        else:
+            slicer.util.pip_install(" ".join(requirements))
+
+    # -- load ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def scanFolder(folder: str, ignoreDerived: bool = False, progress=None):
+        """The image series under `folder` (MedPrepLib.discovery.scan)."""
+        from MedPrepLib.discovery import scan
+
+        if not folder:
+            raise ValueError(_("Choose a DICOM folder first"))
+        return scan(folder, ignore_derived=ignoreDerived, progress=progress)
+
+    @staticmethod
+    def loadSeries(series, name: Optional[str] = None, scene=None) -> vtkMRMLScalarVolumeNode:
+        """A new volume node with the series as MedPrepLib reads it (see MedPrepBridge for why)."""
+        from MedPrepLib.convert import volume_from_series
+
+        scene = scene or slicer.mrmlScene
+        volume = volume_from_series(series)
+        node = MedPrepBridge.addVolumeNode(scene, volume, name or _seriesNodeName(series))
+        _writeRecord(node, volume, [str(f.path) for f in series.files])
+        # Other Slicer modules (e.g. DICOM header browsing) find the source instances through this attribute.
+        node.SetAttribute("DICOM.instanceUIDs", " ".join(str(f.ds.get("SOPInstanceUID", "")) for f in series.files))
+        for warning in volume.warnings:
+            logging.warning(f"{node.GetName()}: {warning}")
+        return node
+
+    @staticmethod
+    def sourceFiles(volumeNode) -> List[str]:
+        """The DICOM files a node was loaded from (empty for volumes MedPrep did not load)."""
+        return _readRecord(volumeNode).get("files", [])
+
+    # -- header and anonymization -----------------------------------------------------------------
+
+    def headerDataset(self, volumeNode):
+        import pydicom
+
+        files = self.sourceFiles(volumeNode)
+        if not files:
+            raise ValueError(_("{name} was not loaded from DICOM by MedPrep").format(name=volumeNode.GetName()))
+        return pydicom.dcmread(files[0], stop_before_pixels=True, force=True)
+
+    def headerRows(self, volumeNode) -> list:
+        from MedPrepLib.header import header_rows
+
+        return header_rows(self.headerDataset(volumeNode))
+
+    @staticmethod
+    def filterRows(rows: list, parameterNode: MedPrepParameterNode) -> list:
+        from MedPrepLib.header import filter_rows
+
+        return filter_rows(rows, search=parameterNode.headerSearch or None,
+                           private=None if parameterNode.headerShowPrivate else False)
+
+    @staticmethod
+    def anonymizer(parameterNode: MedPrepParameterNode):
+        """A MedPrepLib Anonymizer from the panel's key and options."""
+        from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer
+
+        options = AnonymizeOptions(**{option: getattr(parameterNode, field)
+                                      for field, option in presenter.ANONYMIZE_OPTIONS.items()})
+        return Anonymizer(parameterNode.anonymizationKey.encode("utf-8") or None, options)
+
+    def previewAnonymization(self, volumeNode, anonymizer) -> Tuple[list, list]:
+        """Header rows before and after de-identification of the node's first file; nothing is written."""
+        from MedPrepLib.header import header_rows
+
+        original = self.headerDataset(volumeNode)
+        after = anonymizer.anonymize(self.headerDataset(volumeNode))
+        return header_rows(original), header_rows(after)
+
+    @staticmethod
+    def anonymizeFolder(inputFolder: str, outputFolder: str, anonymizer, progress=None):
+        """De-identified copy of every image series under `inputFolder` (MedPrepLib.anonymize.anonymize_tree)."""
+        from MedPrepLib.anonymize import anonymize_tree
+
+        return anonymize_tree(inputFolder, outputFolder, anonymizer, progress=progress)
+
+    # -- preprocess ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def presetNames() -> List[str]:
+        from MedPrepLib.preprocess.pipeline import PRESET_DIR
+
+        # Listed from the files so that the panel opens before PyYAML is installed.
+        return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+    @staticmethod
+    def presetSteps(name: str) -> List[dict]:
+        from MedPrepLib.preprocess.pipeline import PRESET_DIR, read_document
+
+        return list(read_document(PRESET_DIR / f"{name}.yaml")["steps"])
+
+    def preprocess(self, inputVolume, steps: List[dict], inputLabel=None, progress=None,
+                   scene=None) -> Tuple[vtkMRMLScalarVolumeNode, Optional[vtkMRMLLabelMapVolumeNode]]:
+        """Run pipeline steps on a volume (and label map); new nodes hold the results, the inputs stay as they are.
+
+        Steps run one at a time so that `progress(done, total)` can update the GUI and cancel between them.
+        """
+        from MedPrepLib.errors import MedPrepError
+        from MedPrepLib.preprocess.pipeline import load_pipeline, run_steps
+
+        scene = scene or slicer.mrmlScene
+        pipeline = load_pipeline({"steps": steps})
+        if pipeline.statistics_steps():
+            names = ", ".join(pipeline.steps[i].spec.name for i in pipeline.statistics_steps())
+            raise MedPrepError(f"steps {names} need statistics of a whole dataset",
+                               hint="run the exported pipeline with `medprep run`, or choose per-image steps")
+        image = self.volumeFromNode(inputVolume)
+        label = MedPrepBridge.volumeFromNode(inputLabel) if inputLabel else None
+        for index, step in enumerate(pipeline.steps):
+            if progress:
+                progress(index, len(pipeline.steps))
+            image, label = run_steps(image, label, [(index, step)])
+        if progress:
+            progress(len(pipeline.steps), len(pipeline.steps))
+        outputVolume = MedPrepBridge.addVolumeNode(scene, image, scene.GenerateUniqueName(
+            inputVolume.GetName() + "-preprocessed"))
+        _writeRecord(outputVolume, image, self.sourceFiles(inputVolume))
+        outputLabel = None
+        if label is not None:
+            outputLabel = MedPrepBridge.addVolumeNode(scene, label, scene.GenerateUniqueName(
+                inputLabel.GetName() + "-preprocessed"), labelmap=True)
+            _writeRecord(outputLabel, label, [])
+        return outputVolume, outputLabel
+
+    @staticmethod
+    def volumeFromNode(volumeNode):
+        """The node's voxels with the metadata, warnings and history MedPrep recorded for it."""
+        record = _readRecord(volumeNode)
+        volume = MedPrepBridge.volumeFromNode(volumeNode, meta=record.get("meta"), stored=record.get("stored"))
+        volume.warnings = list(record.get("warnings", []))
+        volume.history = list(record.get("history", [{"step": "slicer_volume", "params": {
+            "node": volumeNode.GetName()}}]))
+        return volume
+
+    @staticmethod
+    def exportPipeline(steps: List[dict], path: str) -> None:
+        """Write the steps as a pipeline file for `medprep run` (JSON, or YAML by extension)."""
+        from MedPrepLib.preprocess.pipeline import load_pipeline
+
+        load_pipeline({"name": Path(path).stem, "steps": steps}).save(path)
+
+    # -- quality check --------------------------------------------------------------------------------
+
+    def showSideBySide(self, before, after) -> None:
+        """Input left, result right, in linked views: panning or scrolling one moves the other."""
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        self.setOverlayOpacity(0.0)
+        for viewName, volume in (("Red", before), ("Yellow", after)):
+            composite = layoutManager.sliceWidget(viewName).mrmlSliceCompositeNode()
+            composite.SetBackgroundVolumeID(volume.GetID() if volume else None)
+            composite.SetForegroundVolumeID(None)
+            composite.SetLinkedControl(True)
+            composite.SetHotLinkedControl(True)
+        slicer.util.resetSliceViews()
+
+    def showOverlay(self, before, after, opacity: float = 0.5) -> None:
+        """The result over the input in the same views; `setOverlayOpacity` fades between them."""
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+        slicer.util.setSliceViewerLayers(background=before, foreground=after, foregroundOpacity=opacity, fit=True)
+
+    @staticmethod
+    def setOverlayOpacity(opacity: float) -> None:
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            composite.SetForegroundOpacity(opacity)
+
+    # -- save -----------------------------------------------------------------------------------------
+
+    def save(self, volumeNode, folder: str, name: str, labelNode=None, compress: bool = True) -> List[Path]:
+        """NAME.nii[.gz] + NAME.json (metadata and provenance), and NAME_label.nii[.gz] for the label map."""
+        from MedPrepLib.nifti import write_nifti
+        from MedPrepLib.sidecar import write_sidecar
+
+        if not folder or not name:
+            raise ValueError(_("Choose an output folder and a file name"))
+        suffix = ".nii.gz" if compress else ".nii"
+        written = []
+        volume = self.volumeFromNode(volumeNode)
+        written.append(write_nifti(volume, Path(folder) / f"{name}{suffix}", gz=compress, overwrite=True))
+        write_sidecar(volume, Path(folder) / f"{name}.json", overwrite=True)
+        written.append(Path(folder) / f"{name}.json")
+        if labelNode is not None:
+            label = self.volumeFromNode(labelNode)
+            written.append(write_nifti(label, Path(folder) / f"{name}_label{suffix}", gz=compress, overwrite=True))
+        return written
+
+
+def _seriesNodeName(series) -> str:
+    number = series.series_number if series.series_number is not None else ""
+    return f"{number}: {series.description}{series.postfix}".strip(": ") or "series"
+
+
+def _writeRecord(node, volume, files: List[str]) -> None:
+    # A node attribute, not logic state: it is saved with the scene and every logic instance sees it.
+    node.SetAttribute(RECORD_ATTRIBUTE, json.dumps({
+        "files": files, "meta": volume.meta, "warnings": volume.warnings, "history": volume.history,
+        "stored": MedPrepBridge.storedRescale(volume)}, default=str))
+
+
+def _readRecord(node) -> Dict:
+    text = node.GetAttribute(RECORD_ATTRIBUTE) if node else None
+    return json.loads(text) if text else {}
+
+
+#
+# MedPrepTest
+#
+
+
+class MedPrepTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (Reload and Test, or ctest): DICOM -> load -> anonymize -> preprocess -> save -> read back."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_MedPrepEndToEnd()
+
+    def test_MedPrepEndToEnd(self):
+        import tempfile
+
+        import numpy as np
+
+        from MedPrepLib import sample
+        from MedPrepLib.nifti import read_nifti
+
+        logic = MedPrepLogic()
+        missing = logic.missingRequirements()
+        if missing:
+            self.delayDisplay(f"Installing {', '.join(missing)}")
+            logic.installRequirements(missing)
+        work = Path(tempfile.mkdtemp(prefix="MedPrepTest-"))
+        spacing = (0.8, 0.8, 2.0)
+        sample.write_ct_series(work / "dicom", n_slices=12, rows=48, cols=40, spacing=spacing,
+                               patient={"PatientName": "Doe^Jane", "PatientID": "MRN-12345"})
+
+        self.delayDisplay("Scan and load")
+        scan = logic.scanFolder(str(work / "dicom"))
+        self.assertEqual(len(scan.series), 1)
+        volumeNode = logic.loadSeries(scan.series[0])
+        self.assertEqual(volumeNode.GetImageData().GetDimensions(), (40, 48, 12))
+        np.testing.assert_allclose(volumeNode.GetSpacing(), spacing, atol=1e-6)
+        reference = self._slicerDicomLoad(scan.series[0])
+        matrix, referenceMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(matrix)
+        reference.GetIJKToRASMatrix(referenceMatrix)
+        for row in range(4):
+            for col in range(4):
+                self.assertAlmostEqual(matrix.GetElement(row, col), referenceMatrix.GetElement(row, col), places=4)
+
+        self.delayDisplay("Header and anonymization")
+        parameterNode = logic.getParameterNode()
+        parameterNode.anonymizationKey = "test-key"
+        keywords = {row.keyword: row.value for row in logic.headerRows(volumeNode)}
+        self.assertIn("Doe", keywords["PatientName"])
+        original, after = logic.previewAnonymization(volumeNode, logic.anonymizer(parameterNode))
+        anonymized = {row.keyword: row.value for row in after}
+        self.assertNotIn("Doe", anonymized.get("PatientName", ""))
+        self.assertEqual(anonymized["PatientIdentityRemoved"], "YES")
+        report = logic.anonymizeFolder(str(work / "dicom"), str(work / "anonymized"), logic.anonymizer(parameterNode))
+        self.assertEqual(report.written, 12)
+        for path in (work / "anonymized").rglob("*.dcm"):
+            self.assertNotIn(b"MRN-12345", path.read_bytes())
+
+        self.delayDisplay("Preprocess")
+        steps = presenter.pipelineSteps(presenter.PreprocessSettings(
+            orientation="LPS", resample=True, spacing=(1.6, 1.6, 2.0), intensity="minmax",
+            intensityRange=(0.0, 1.0)))
+        voxelsBefore = slicer.util.arrayFromVolume(volumeNode).copy()
+        outputNode, _label = logic.preprocess(volumeNode, steps)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(volumeNode), voxelsBefore)
+        np.testing.assert_allclose(outputNode.GetSpacing(), (1.6, 1.6, 2.0), atol=1e-6)
+        result = slicer.util.arrayFromVolume(outputNode)
+        self.assertAlmostEqual(float(result.min()), 0.0, places=5)
+        self.assertAlmostEqual(float(result.max()), 1.0, places=5)
+
+        self.delayDisplay("Quality check views")
+        logic.showSideBySide(volumeNode, outputNode)
+        logic.showOverlay(volumeNode, outputNode, 0.3)
+        logic.setOverlayOpacity(0.7)
+
+        self.delayDisplay("Save and read back")
+        written = logic.save(outputNode, str(work / "out"), "case")
+        saved = read_nifti(written[0])
+        outputMatrix = vtk.vtkMatrix4x4()
+        outputNode.GetIJKToRASMatrix(outputMatrix)
+        for row in range(4):
+            for col in range(4):
+                self.assertAlmostEqual(saved.affine[row, col], outputMatrix.GetElement(row, col), places=4)
+        np.testing.assert_allclose(saved.scaled(), result, atol=1e-6)
+        sidecar = json.loads((work / "out" / "case.json").read_text())
+        self.assertEqual([s["step"] for s in sidecar["MedPrepProvenance"]["steps"]],
+                         ["dicom_to_nifti", "orient", "resample", "minmax"])
+        logic.exportPipeline(steps, str(work / "out" / "pipeline.json"))
+        self.assertEqual(json.loads((work / "out" / "pipeline.json").read_text())["steps"][0]["step"], "orient")
+        self.delayDisplay("Test passed")
+
+    @staticmethod
+    def _slicerDicomLoad(series):
+        """The series loaded the way DICOMScalarVolumePlugin loads it, for comparing geometry."""
+        files = vtk.vtkStringArray()
+        for f in series.files:
+            files.InsertNextValue(str(f.path))
+        return slicer.modules.volumes.logic().AddArchetypeScalarVolume(str(series.files[0].path), "reference", 0, files)

@@ -1,0 +1,175 @@
+"""Volume nodes <-> MedPrepLib Volumes (and, through `Volume.to_sitk`/`from_sitk`, SimpleITK images).
+
+Why the panel loads DICOM through MedPrepLib and this bridge instead of Slicer's DICOM module: the
+volume that is previewed, preprocessed and saved must be the very one `medprep convert` and
+`medprep run` produce from the same files (same slice sorting, rescale, geometry checks and
+warnings); loading through DICOMScalarVolumePlugin would show a second reading of the data.
+
+Why it matches Slicer's DICOM loading: DICOMScalarVolumePlugin reads a series with
+vtkITKArchetypeImageSeriesScalarReader, i.e. ITK's LPS geometry turned into RAS by negating the
+first two axes. A Volume's affine is the NIfTI one, voxel (i = column, j = row, k = slice) to
+RAS, which is that same matrix, so it becomes the node's IJKToRAS unchanged, and the voxel array
+(z, y, x), x fastest, is the memory layout of vtkImageData. Testing/Python/slicer/ checks this
+against Slicer's own reader from the slicer-core wheel.
+
+Only vtk, numpy and the MRML classes are needed here, so this module runs outside the application.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+from MedPrepLib.volume import Volume
+
+# Label maps: the smallest integer type that holds the labels keeps files and memory small.
+_LABEL_TYPES = (np.uint8, np.int16, np.int32)
+
+
+def _matrixFromArray(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    for row in range(4):
+        for col in range(4):
+            matrix.SetElement(row, col, float(array[row, col]))
+    return matrix
+
+
+def _arrayFromMatrix(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(row, col) for col in range(4)] for row in range(4)])
+
+
+def realWorldArray(volume: Volume) -> np.ndarray:
+    """Voxel values after slope and intercept, kept integer when the rescale is integral.
+
+    Slicer's DICOM reader gives CT as short (HU), not float; doing the same keeps memory, the
+    data probe and saved files as users know them.
+    """
+    if volume.slope == 1.0 and volume.inter == 0.0:
+        return volume.array
+    if float(volume.slope).is_integer() and float(volume.inter).is_integer() and volume.array.dtype.kind in "iu":
+        wide = volume.array.astype(np.int64) * int(volume.slope) + int(volume.inter)
+        for dtype in (np.int16, np.int32):
+            info = np.iinfo(dtype)
+            if wide.size == 0 or (wide.min() >= info.min and wide.max() <= info.max):
+                return wide.astype(dtype)
+        return wide
+    return volume.scaled(np.float32)
+
+
+def labelArray(array: np.ndarray) -> np.ndarray:
+    """Labels as the smallest integer type that holds them; refuses non-integral values."""
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise ValueError("a label map must hold whole numbers; this volume has fractional values")
+    lo = int(array.min()) if array.size else 0
+    hi = int(array.max()) if array.size else 0
+    for dtype in _LABEL_TYPES:
+        info = np.iinfo(dtype)
+        if lo >= info.min and hi <= info.max:
+            return array.astype(dtype, copy=False)
+    raise ValueError(f"label values {lo}..{hi} do not fit a 32-bit label map")
+
+
+def updateNodeFromVolume(node, volume: Volume) -> None:
+    """Replace the voxels and geometry of a scalar or label map volume node with `volume`'s.
+
+    A sheared affine (gantry tilt) is stored as it is: Slicer reslices with the full IJKToRAS
+    matrix, so the slices are shown where they were acquired.
+    """
+    if volume.is_4d:
+        raise ValueError("a 4D (time series) volume does not fit a scalar volume node; split it into 3D volumes")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        array = labelArray(volume.scaled())
+    else:
+        array = realWorldArray(volume)
+    array = np.ascontiguousarray(array)
+    nz, ny, nx = array.shape
+    imageData = vtk.vtkImageData()
+    imageData.SetDimensions(nx, ny, nz)
+    scalars = numpy_support.numpy_to_vtk(array.reshape(-1), deep=True)
+    scalars.SetName("ImageScalars")
+    imageData.GetPointData().SetScalars(scalars)
+    wasModifying = node.StartModify()
+    node.SetIJKToRASMatrix(_matrixFromArray(volume.affine))
+    node.SetAndObserveImageData(imageData)
+    node.EndModify(wasModifying)
+
+
+def addVolumeNode(scene, volume: Volume, name: str, labelmap: bool = False):
+    """A new vtkMRMLScalarVolumeNode (or vtkMRMLLabelMapVolumeNode) in `scene` holding `volume`."""
+    className = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(className, name)
+    try:
+        updateNodeFromVolume(node, volume)
+    except ValueError:
+        scene.RemoveNode(node)
+        raise
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def storedRescale(volume: Volume) -> Dict[str, Any]:
+    """What `volumeFromNode` needs to give back the stored values of a volume shown as real-world values."""
+    return {"dtype": volume.array.dtype.str, "slope": float(volume.slope), "inter": float(volume.inter)}
+
+
+def _restoreStored(array: np.ndarray, stored: Dict[str, Any]) -> Tuple[np.ndarray, float, float]:
+    """Stored values and rescale from real-world integers, when they invert exactly.
+
+    MedPrepLib steps then see the very array a DICOM read gives, so a pipeline run in Slicer and
+    by `medprep run` computes the same numbers (dtype included).
+    """
+    slope, inter, dtype = stored["slope"], stored["inter"], np.dtype(stored["dtype"])
+    if (slope, inter) == (1.0, 0.0) or array.dtype.kind not in "iu" or dtype.kind not in "iu" \
+            or not (slope.is_integer() and inter.is_integer()):
+        return array, 1.0, 0.0
+    shifted = array.astype(np.int64) - int(inter)
+    values, remainder = np.divmod(shifted, int(slope))
+    info = np.iinfo(dtype)
+    if remainder.any() or (values.size and (values.min() < info.min or values.max() > info.max)):
+        return array, 1.0, 0.0  # edited beyond what the stored type holds: keep real-world values
+    return values.astype(dtype), slope, inter
+
+
+def volumeFromNode(node, meta: Optional[dict] = None, stored: Optional[Dict[str, Any]] = None) -> Volume:
+    """The node's voxels and world geometry as a Volume (a copy: later edits of either are independent).
+
+    `stored` (from `storedRescale` of the volume the node was made from) brings back the stored
+    values and rescale instead of the real-world integers the node shows.
+    A linear parent transform is folded into the affine, as Slicer does when it exports a node;
+    a non-linear one cannot be represented by an affine and is refused.
+    """
+    imageData = node.GetImageData()
+    if imageData is None:
+        raise ValueError(f"volume node '{node.GetName()}' has no image data")
+    if imageData.GetNumberOfScalarComponents() != 1:
+        raise ValueError(f"volume node '{node.GetName()}' has {imageData.GetNumberOfScalarComponents()} "
+                         "components per voxel; only scalar volumes are supported")
+    nx, ny, nz = imageData.GetDimensions()
+    array = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(nz, ny, nx).copy()
+    ijkToRas = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijkToRas)
+    affine = _arrayFromMatrix(ijkToRas)
+    transformNode = node.GetParentTransformNode()
+    if transformNode is not None:
+        if not transformNode.IsTransformToWorldLinear():
+            raise ValueError(f"volume node '{node.GetName()}' is under a non-linear transform; harden it first")
+        toWorld = vtk.vtkMatrix4x4()
+        transformNode.GetMatrixTransformToWorld(toWorld)
+        affine = _arrayFromMatrix(toWorld) @ affine
+    slope, inter = 1.0, 0.0
+    if stored:
+        array, slope, inter = _restoreStored(array, stored)
+    return Volume(array=array, affine=affine, slope=slope, inter=inter, meta=dict(meta or {}))
+
+
+def imageFromNode(node):
+    """The node as a SimpleITK image (LPS geometry, as sitkUtils.PullVolumeFromSlicer gives)."""
+    return volumeFromNode(node).to_sitk()
+
+
+def addVolumeNodeFromImage(scene, image, name: str, labelmap: bool = False):
+    """A new volume node holding a 3D SimpleITK image."""
+    return addVolumeNode(scene, Volume.from_sitk(image), name, labelmap=labelmap)

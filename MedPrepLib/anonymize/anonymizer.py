@@ -1,0 +1,277 @@
+"""De-identify one pydicom Dataset in place per PS3.15 Annex E (Basic Profile plus options).
+
+`Anonymizer` is built once from a key and options; the action table is compiled to a dict then,
+so per data set the work is one pass over its elements, recursing into sequences at any depth.
+Attributes the table does not list are judged by their VR, so that nothing identifying slips
+through because the table missed it: unlisted person names and dates are treated like listed
+ones, and unlisted UIDs are remapped unless they name a class or transfer syntax.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Pattern
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary
+
+from . import table_e1_1
+from .dates import shift_date, shift_datetime
+from .keys import Keyring
+from .options import AnonymizeOptions
+from .profile import compile_profile
+from .safeprivate import is_safe
+
+METHOD = f"MedPrep PS3.15 E.1-1 Basic Profile, DICOM {table_e1_1.STANDARD_RELEASE}"
+IMPLEMENTATION_VERSION = "MEDPREP"
+PREAMBLE = b"\0" * 128
+
+# Dummy values (action D), valid for each VR's length and character rules.
+_DUMMY: Dict[str, Any] = {
+    "AE": "ANONYMOUS", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101", "DS": "0",
+    "DT": "19000101000000", "IS": "0", "LO": "ANONYMIZED", "LT": "ANONYMIZED", "PN": "ANONYMIZED",
+    "SH": "ANONYMIZED", "ST": "ANONYMIZED", "TM": "000000", "UC": "ANONYMIZED", "UR": "", "UT": "ANONYMIZED",
+    "AT": 0, "FL": 0.0, "FD": 0.0, "SL": 0, "SS": 0, "SV": 0, "UL": 0, "US": 0, "UV": 0,
+}
+_TEXT_VRS = frozenset(("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+                       "UC", "UI", "UR", "UT"))
+_BYTES_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "UN"))
+_CLEANED_TEXT_VRS = frozenset(("LO", "LT", "SH", "ST", "UC", "UT", "PN", "CS", "AE"))
+
+# The top-level values that identify a patient: scrubbed out of free text by the Clean options.
+IDENTITY_KEYWORDS = (
+    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "PatientBirthDate", "PatientAddress", "PatientTelephoneNumbers",
+    "IssuerOfPatientID", "AccessionNumber", "StudyID", "MedicalRecordLocator", "ReferringPhysicianName",
+    "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy", "InstitutionName",
+    "InstitutionAddress", "StationName",
+)
+
+
+def _empty(vr: str) -> Any:
+    if vr == "SQ":
+        return Sequence()
+    if vr in _TEXT_VRS:
+        return ""
+    return b"" if vr in _BYTES_VRS else None
+
+
+def _values(value: Any) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value.decode("latin-1") if isinstance(value, bytes) else value]
+    return [str(v) for v in value]
+
+
+def _one_or_many(values: List[str]) -> Any:
+    return values[0] if len(values) == 1 else values
+
+
+class _Patient:
+    """What the walk of one data set needs to know about its patient."""
+
+    def __init__(self, pseudonym: str, days: Optional[int], terms: List[str]):
+        self.pseudonym = pseudonym
+        self.days = days
+        self.terms = terms
+        self._pattern: Optional[Pattern[str]] = None
+
+    def scrub(self, text: str) -> str:
+        if not self.terms:
+            return text
+        if self._pattern is None:
+            alternatives = "|".join(re.escape(t) for t in sorted(self.terms, key=len, reverse=True))
+            self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        return " ".join(self._pattern.sub(" ", text).split())
+
+
+class Anonymizer:
+    """De-identifies data sets in place; the same key and options give the same output everywhere.
+
+    Patient name and ID become a keyed pseudonym, UIDs become keyed 2.25 UIDs (the same in every
+    file, reference and run), dates are removed, shifted per patient or kept as the options say.
+    `uids` and `patients` record the mapping for users who must be able to re-identify.
+    """
+
+    def __init__(self, key: Optional[bytes] = None, options: Optional[AnonymizeOptions] = None):
+        self.options = options or AnonymizeOptions()
+        self.profile = compile_profile(self.options)
+        self.keys = Keyring(key)
+        self.uids: Dict[str, str] = {}
+        self.patients: Dict[str, Dict[str, Any]] = {}
+        self._rules: Dict[int, str] = {}
+        self._keep_private = self.profile.private == "C"
+        self._cleans_text = "C" in self.profile.actions.values()
+
+    # -- mappings ---------------------------------------------------------------------------
+    def uid(self, uid: str) -> str:
+        """The replacement of one UID (registered UIDs, such as SOP classes, are not replaced)."""
+        uid = uid.strip().rstrip("\0")
+        if not uid or uid in UID_dictionary or self.options.keep_uids:
+            return uid
+        new = self.uids.get(uid)
+        if new is None:
+            new = self.uids[uid] = self.keys.uid(uid)
+        return new
+
+    def patient(self, ds: Dataset) -> _Patient:
+        """The patient of a data set: pseudonym, date offset and identifying terms."""
+        pid = str(ds.get("PatientID", "") or "").strip()
+        name = str(ds.get("PatientName", "") or "").strip()
+        key = pid or name
+        pseudonym = self.keys.pseudonym(key)
+        days = self.keys.day_offset(key) if self.options.shift_dates else None
+        if key not in self.patients:
+            self.patients[key] = {"PatientID": pid, "PatientName": name, "pseudonym": pseudonym,
+                                  "date_shift_days": days}
+        terms: List[str] = []
+        if self._cleans_text:
+            for keyword in IDENTITY_KEYWORDS:
+                for value in _values(ds.get(keyword)):
+                    parts = [value] + (re.split(r"[\^=\s]+", value) if "Name" in keyword else [])
+                    terms.extend(p.strip() for p in parts if len(p.strip()) >= 2)
+        return _Patient(pseudonym, days, sorted(set(terms)))
+
+    # -- the walk ---------------------------------------------------------------------------
+    def anonymize(self, ds: Dataset) -> Dataset:
+        """De-identify `ds` (a full or header-only data set) in place and return it."""
+        patient = self.patient(ds)
+        self._walk(ds, patient)
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = METHOD
+        codes = Sequence()
+        for value, meaning in self.options.method_codes():
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = codes
+        ds.LongitudinalTemporalInformationModified = self.options.temporal_information
+        self._file_meta(ds)
+        return ds
+
+    def _file_meta(self, ds: Dataset) -> None:
+        # Rebuilt from scratch: source and receiver AE titles and private meta information go.
+        old = getattr(ds, "file_meta", None)
+        if old is None:
+            return
+        meta = FileMetaDataset()
+        meta.FileMetaInformationVersion = b"\x00\x01"
+        for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"):
+            if keyword in old:
+                setattr(meta, keyword, old[keyword].value)
+        if "MediaStorageSOPInstanceUID" in meta:
+            meta.MediaStorageSOPInstanceUID = self.uid(str(meta.MediaStorageSOPInstanceUID))
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        if hasattr(ds, "preamble"):
+            ds.preamble = PREAMBLE
+
+    def _rule(self, ds: Dataset, tag: BaseTag) -> str:
+        action = self._rules.get(tag)
+        if action is not None:
+            return action
+        action = self.profile.action(tag)
+        if not action:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:  # not in the dictionary: judged by its encoded VR, not cached
+                return self._unlisted(tag, ds.get_item(tag).VR or "UN")
+            action = self._unlisted(tag, vr)
+        self._rules[tag] = action
+        return action
+
+    def _unlisted(self, tag: int, vr: str) -> str:
+        if vr in ("DA", "DT"):
+            return "K" if self.options.keep_dates else ("C" if self.options.shift_dates else "X")
+        if vr == "PN":
+            return "X"
+        if vr == "UI":
+            keyword = keyword_for_tag(tag)
+            return "K" if keyword.endswith(("ClassUID", "SyntaxUID")) else "U"
+        return "K" if vr == "SQ" else ""
+
+    def _private(self, ds: Dataset) -> set:
+        """The private tags of this level that the Retain Safe Private option keeps."""
+        if not self._keep_private:
+            return set()
+        creators = {(t.group, t.element): str(ds[t].value) for t in ds.keys()
+                    if t.is_private and 0x10 <= t.element <= 0xFF}
+        keep = set()
+        for t in ds.keys():
+            if t.is_private and t.element >= 0x1000:
+                creator = creators.get((t.group, t.element >> 8))
+                if creator is not None and is_safe(creator, t):
+                    keep.add(t)
+                    keep.add(Tag(t.group, t.element >> 8))
+        return keep
+
+    def _walk(self, ds: Dataset, patient: _Patient) -> None:
+        kept_private = None
+        for tag in list(ds.keys()):
+            if tag.element == 0:  # group lengths: retired, and wrong once elements change
+                del ds[tag]
+                continue
+            if tag.is_private:
+                if kept_private is None:
+                    kept_private = self._private(ds)
+                if tag not in kept_private:
+                    del ds[tag]
+                elif ds[tag].VR == "SQ":
+                    for item in ds[tag].value:
+                        self._walk(item, patient)
+                continue
+            action = self._rule(ds, tag)
+            if action:
+                self._apply(ds, tag, action, patient)
+
+    def _apply(self, ds: Dataset, tag: BaseTag, action: str, patient: _Patient) -> None:
+        if action == "X":
+            del ds[tag]
+            return
+        elem = ds[tag]
+        vr = elem.VR
+        if vr == "SQ":
+            if action == "Z":
+                elem.value = Sequence()
+            elif action == "D":  # a dummy sequence: one empty item, nothing of the original content
+                elem.value = Sequence([Dataset()])
+            else:
+                for item in elem.value:
+                    self._walk(item, patient)
+            return
+        if action == "K":
+            return
+        if action == "Z":
+            ds[tag] = DataElement(tag, vr, _empty(vr))
+        elif action == "P":
+            ds[tag] = DataElement(tag, vr, patient.pseudonym)
+        elif action == "U" or (action == "D" and vr == "UI"):
+            if elem.value is not None:
+                elem.value = _one_or_many([self.uid(v) for v in _values(elem.value)])
+        elif action == "D":
+            ds[tag] = DataElement(tag, vr, _DUMMY.get(vr, b"\0" * 8))
+        elif action == "C":
+            self._clean(ds, tag, elem, patient)
+
+    def _clean(self, ds: Dataset, tag: BaseTag, elem: DataElement, patient: _Patient) -> None:
+        vr = elem.VR
+        if vr in ("DA", "DT"):
+            if patient.days is None:  # nothing to shift by: the value cannot stay
+                del ds[tag]
+                return
+            shift = shift_date if vr == "DA" else shift_datetime
+            shifted = [shift(v, patient.days) for v in _values(elem.value)]
+            if any(s is None for s in shifted):
+                ds[tag] = DataElement(tag, vr, "")
+            elif shifted:
+                elem.value = _one_or_many([s for s in shifted if s is not None])
+        elif vr in _CLEANED_TEXT_VRS and elem.value is not None:
+            cleaned = [patient.scrub(v) for v in _values(elem.value)]
+            elem.value = _one_or_many(cleaned) if cleaned else ""

@@ -1,0 +1,43 @@
+"""Private attributes kept by the Retain Safe Private option: a safelist, everything else goes.
+
+Each entry is (private creator, group, element within the block). Only attributes that hold
+acquisition parameters and that converters need to rebuild the image are listed; none carries
+free text entered at the scanner.
+"""
+from __future__ import annotations
+
+from typing import FrozenSet, Tuple
+
+SAFE_PRIVATE: FrozenSet[Tuple[str, int, int]] = frozenset({
+    # Siemens: mosaic layout, diffusion, slice timing (PS3.15 E.3.10 lists most of these as safe).
+    ("SIEMENS MR HEADER", 0x0019, 0x08),  # ImagingMode
+    ("SIEMENS MR HEADER", 0x0019, 0x0A),  # NumberOfImagesInMosaic
+    ("SIEMENS MR HEADER", 0x0019, 0x0B),  # SliceMeasurementDuration
+    ("SIEMENS MR HEADER", 0x0019, 0x0C),  # B_value
+    ("SIEMENS MR HEADER", 0x0019, 0x0D),  # DiffusionDirectionality
+    ("SIEMENS MR HEADER", 0x0019, 0x0E),  # DiffusionGradientDirection
+    ("SIEMENS MR HEADER", 0x0019, 0x27),  # B_matrix
+    ("SIEMENS MR HEADER", 0x0019, 0x28),  # BandwidthPerPixelPhaseEncode
+    ("SIEMENS MR HEADER", 0x0019, 0x29),  # MosaicRefAcqTimes
+    ("SIEMENS CSA HEADER", 0x0029, 0x08),  # CSA image header type
+    ("SIEMENS CSA HEADER", 0x0029, 0x09),  # CSA image header version
+    ("SIEMENS CSA HEADER", 0x0029, 0x10),  # CSA image header (per-image geometry, mosaic, diffusion)
+    # GE: diffusion b-value and gradient.
+    ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b-value)
+    ("GEMS_ACQU_01", 0x0019, 0xBB),  # user data 20 (gradient x)
+    ("GEMS_ACQU_01", 0x0019, 0xBC),  # user data 21 (gradient y)
+    ("GEMS_ACQU_01", 0x0019, 0xBD),  # user data 22 (gradient z)
+    # Philips: diffusion, floating-point scaling and image type, per-frame private sequence.
+    ("Philips Imaging DD 001", 0x2001, 0x03),  # DiffusionB-Factor
+    ("Philips MR Imaging DD 001", 0x2005, 0x0D),  # ScaleIntercept
+    ("Philips MR Imaging DD 001", 0x2005, 0x0E),  # ScaleSlope
+    ("Philips MR Imaging DD 001", 0x2005, 0x11),  # ImageType
+    ("Philips MR Imaging DD 001", 0x2005, 0xB0),  # DiffusionDirectionRL
+    ("Philips MR Imaging DD 001", 0x2005, 0xB1),  # DiffusionDirectionAP
+    ("Philips MR Imaging DD 001", 0x2005, 0xB2),  # DiffusionDirectionFH
+    ("Philips MR Imaging DD 005", 0x2005, 0x0F),  # per-frame private sequence (items are cleaned too)
+})
+
+
+def is_safe(creator: str, tag: int) -> bool:
+    return (creator.strip(), tag >> 16, tag & 0xFF) in SAFE_PRIVATE

@@ -1,0 +1,129 @@
+"""Write a de-identified copy of a DICOM tree, series by series.
+
+Files are found with the same discovery as conversion (`MedPrepLib.discovery.scan`). Each file
+is read once, de-identified in place in memory and written atomically under a path made of the
+new identifiers only: OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm.
+The input is only ever read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from ..atomic import atomic_open, write_json
+from ..discovery import Series, scan
+from ..errors import MedPrepError
+from .anonymizer import Anonymizer
+from .burnedin import burned_in_reason
+
+MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
+                   "Store it like the original data and never share it with the anonymized data.")
+
+
+@dataclass
+class WithheldSeries:
+    series_number: Optional[int]
+    modality: str
+    files: int
+    reason: str
+
+
+@dataclass
+class TreeReport:
+    written: int = 0
+    series_written: int = 0
+    withheld: List[WithheldSeries] = field(default_factory=list)
+    not_dicom: int = 0
+    not_images: Dict[str, int] = field(default_factory=dict)  # reason -> count (SR, DICOMDIR, ...)
+    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
+
+
+def _name(ds: Dataset, keyword: str) -> str:
+    # Every value used here is replaced by the anonymizer; a missing one must not break the layout.
+    value = str(ds.get(keyword, "") or "").strip()
+    return value if value and value not in (".", "..") and os.sep not in value else "unknown"
+
+
+def output_path(out_dir: Path, ds: Dataset) -> Path:
+    """Where a de-identified data set goes: built from its new identifiers only."""
+    return (out_dir / _name(ds, "PatientID") / _name(ds, "StudyInstanceUID")
+            / _name(ds, "SeriesInstanceUID") / (_name(ds, "SOPInstanceUID") + ".dcm"))
+
+
+def _withheld_reason(series: Series) -> Optional[str]:
+    for f in series.files:
+        reason = burned_in_reason(f.ds)
+        if reason:
+            return reason
+    return None
+
+
+def _check_paths(in_path: Path, out_dir: Path) -> None:
+    if not in_path.exists():
+        raise MedPrepError("input not found", in_path, "give a DICOM folder or file")
+    src, dst = in_path.resolve(), out_dir.resolve()
+    if dst == src or src in dst.parents:
+        raise MedPrepError("output folder is inside the input", out_dir,
+                           "choose an output folder outside the DICOM input")
+
+
+def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymizer: Anonymizer,
+                   progress: Optional[Callable[[int, int], None]] = None) -> TreeReport:
+    """De-identify every image series under `in_path` into `out_dir`.
+
+    Series whose pixels may carry identity are withheld unless the options' burned-in policy is
+    "keep"; with "fail" a MedPrepError is raised before anything is written.
+    """
+    in_path, out_dir = Path(in_path), Path(out_dir)
+    _check_paths(in_path, out_dir)
+    result = scan(in_path)
+    report = TreeReport()
+    for skipped in result.skipped:
+        if skipped.reason == "not DICOM":
+            report.not_dicom += 1
+        elif skipped.reason.startswith(("unreadable", "cannot read", "malformed")):
+            report.unreadable.append((skipped.path, skipped.reason))
+        else:
+            report.not_images[skipped.reason] = report.not_images.get(skipped.reason, 0) + 1
+    policy = anonymizer.options.on_burned_in
+    todo: List[Series] = []
+    for series in result.series:
+        reason = None if policy == "keep" else _withheld_reason(series)
+        if reason is None:
+            todo.append(series)
+            continue
+        if policy == "fail":
+            raise MedPrepError(f"series {series.series_number} ({series.modality}) may show identity in its "
+                               f"pixels: {reason}", hint="check the images, then use --on-burned-in keep "
+                               "or skip")
+        report.withheld.append(WithheldSeries(series.series_number, series.modality, len(series.files), reason))
+    paths = list(dict.fromkeys(f.path for s in todo for f in s.files))  # a file may feed two volumes
+    for i, path in enumerate(paths):
+        if progress:
+            progress(i + 1, len(paths))
+        try:
+            ds = pydicom.dcmread(str(path), force=True)
+            anonymizer.anonymize(ds)
+            with atomic_open(output_path(out_dir, ds), "wb", overwrite=True) as fh:
+                pydicom.dcmwrite(fh, ds)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
+            # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
+            report.unreadable.append((path, f"unreadable DICOM ({exc.__class__.__name__})"))
+            continue
+        report.written += 1
+    report.series_written = len({str(s.uid) for s in todo})
+    return report
+
+
+def write_mapping(path: Union[str, Path], anonymizer: Anonymizer) -> None:
+    """The original-to-pseudonym table (patients and UIDs); identifying by nature."""
+    write_json(path, {
+        "warning": MAPPING_WARNING,
+        "patients": list(anonymizer.patients.values()),
+        "uids": anonymizer.uids,
+    }, overwrite=True)

@@ -1,0 +1,74 @@
+"""`medprep convert IN OUT_DIR`: one NIfTI and one JSON sidecar per series."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..convert import ConvertOptions, convert, describe_skipped
+from ..errors import MedPrepError
+from ..progress import Progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert DICOM series to NIfTI + JSON sidecar",
+                       description="Convert every DICOM image series under IN to NIfTI with dcm2niix-grade geometry.")
+    p.add_argument("input", metavar="IN", help="DICOM folder (searched recursively) or file")
+    p.add_argument("output", metavar="OUT_DIR", help="output folder")
+    p.add_argument("--name", default="%s_%d", metavar="TEMPLATE",
+                   help="file name template with dcm2niix placeholders: %%p protocol, %%s series number, "
+                        "%%d description, %%t date-time, %%f folder, %%v vendor, %%e echo, %%i patient ID, "
+                        "%%n patient name (default: %%s_%%d, no identity)")
+    p.add_argument("--no-gz", action="store_true", help="write .nii instead of .nii.gz")
+    p.add_argument("--ignore-derived", action="store_true",
+                   help="skip derived and localizer images (like dcm2niix -i y)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--tilt-correct", action="store_true",
+                   help="also write a gantry-tilt corrected volume (_Tilt) where the series is tilted")
+    p.add_argument("--equalize-spacing", action="store_true",
+                   help="also write an equidistant resampled volume (_Eq) where slice spacing varies")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
+                             overwrite=args.overwrite, tilt_correct=args.tilt_correct,
+                             equalize_spacing=args.equalize_spacing)
+    bars = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if args.quiet:
+            return
+        if stage not in bars:
+            for b in bars.values():
+                b.done()
+            bars[stage] = Progress(stage)
+        bars[stage](done, total)
+
+    def warn(message: str) -> None:
+        for b in bars.values():
+            b.done()
+        print(f"medprep: warning: {message}", file=sys.stderr)
+
+    report = convert(args.input, args.output, options, progress=progress, warn=warn)
+    for b in bars.values():
+        b.done()
+    if not report.written:
+        if report.failed:
+            first = report.failed[0]
+            raise MedPrepError(f"nothing converted: {len(report.failed)} series failed, first: {first.reason}",
+                               first.path, "see the warnings above")
+        raise MedPrepError(f"no DICOM image series found among {report.n_files} file(s)", args.input,
+                           "check the folder")
+    if not args.quiet:
+        for out in report.written:
+            shape = "x".join(str(s) for s in out.shape)
+            print(f"wrote {out.nifti} ({shape})")
+        skipped = describe_skipped(report.skipped)
+        parts = [f"{len(report.written)} series written"]
+        if report.failed:
+            parts.append(f"{len(report.failed)} series failed")
+        if skipped:
+            parts.append("skipped files: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
+        print("; ".join(parts), file=sys.stderr)
+    return 0

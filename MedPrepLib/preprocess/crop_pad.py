@@ -1,0 +1,76 @@
+"""Crop and/or pad to a fixed shape, around the centre of the image or of its foreground."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MedPrepError
+from ..volume import Volume
+from .registry import register
+
+
+@dataclass(frozen=True)
+class CropPadParams:
+    shape: List[int] = field(metadata={"min": 1, "len": (2, 3),
+                                       "help": "output voxel count along x, y[, z]; 2 values keep z"})
+    centre: str = field(default="image", metadata={
+        "choices": ["image", "foreground"],
+        "help": "centre on the image, or on the bounding box of the label (or of non-zero voxels)"})
+    fill: float = field(default=0.0, metadata={"help": "image value of padded voxels (labels pad with 0)"})
+
+
+def window_start(image: Volume, label: Optional[Volume], p: CropPadParams) -> List[int]:
+    """First voxel index (x, y, z) of the output window in the input, possibly negative (padding)."""
+    size = list(image.shape_xyz[:3])
+    shape = list(p.shape) + ([size[2]] if len(p.shape) == 2 else [])
+    if p.centre == "image":
+        return [(n - m) // 2 for n, m in zip(size, shape)]
+    if label is not None:
+        fg = label.array > 0
+    else:
+        values = image.scaled()
+        fg = np.any(values != 0, axis=0) if values.ndim == 4 else values != 0
+    if not fg.any():
+        raise MedPrepError("step 'crop_pad': centre: foreground but the foreground is empty",
+                           hint="use centre: image, or check the label map")
+    starts = []
+    for axis_xyz in range(3):
+        other = tuple(a for a in range(3) if a != 2 - axis_xyz)
+        hit = np.flatnonzero(fg.any(axis=other))
+        centre = (int(hit[0]) + int(hit[-1]) + 1) // 2
+        start = centre - shape[axis_xyz] // 2
+        # Keep the window inside the image where it fits, so no field of view is wasted on padding.
+        lo, hi = sorted((0, size[axis_xyz] - shape[axis_xyz]))
+        starts.append(min(max(start, lo), hi))
+    return starts
+
+
+def crop_pad_array(array: np.ndarray, start_xyz: Sequence[int], shape_xyz: Sequence[int],
+                   fill: float) -> np.ndarray:
+    lead = array.shape[:-3]
+    out = np.full(lead + tuple(reversed(shape_xyz)), fill, dtype=array.dtype)
+    src, dst = [], []
+    for axis_xyz in (2, 1, 0):
+        n = array.shape[len(lead) + 2 - axis_xyz]
+        s, m = start_xyz[axis_xyz], shape_xyz[axis_xyz]
+        lo, hi = max(s, 0), min(s + m, n)
+        src.append(slice(lo, max(hi, lo)))
+        dst.append(slice(lo - s, max(hi, lo) - s))
+    out[(Ellipsis, *dst)] = array[(Ellipsis, *src)]
+    return out
+
+
+@register("crop_pad", CropPadParams, spatial=True)
+def crop_pad(image: Volume, label: Optional[Volume], p: CropPadParams) -> Tuple[Volume, Optional[Volume]]:
+    """Cut out or pad to `shape` voxels; the affine moves with the window, so positions are kept."""
+    start = window_start(image, label, p)
+    shape = list(p.shape) + ([image.shape_xyz[2]] if len(p.shape) == 2 else [])
+    affine = image.affine.copy()
+    affine[:3, 3] = image.affine[:3, :3] @ np.asarray(start, float) + image.affine[:3, 3]
+    values = image.scaled()
+    out = image.with_array(crop_pad_array(values, start, shape, p.fill), affine)
+    if label is None:
+        return out, None
+    return out, label.with_array(crop_pad_array(label.array, start, shape, 0), affine.copy())

@@ -1,0 +1,146 @@
+"""Resample onto a new grid: a target spacing, a target size, or the grid of a reference image.
+
+The new grid keeps the image's axes and the centre of its field of view, so the physical extent
+is kept up to the rounding of the voxel count. Label maps are resampled onto exactly the same
+grid with a label-preserving interpolator. Following nnU-Net, when the spacing is anisotropic
+(largest / smallest > `anisotropy_threshold`, in the source or the target) and one axis is the
+coarse one, in-plane and through-plane are resampled separately: in-plane with `interpolator`,
+through-plane with `through_plane` (nnU-Net uses nearest there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MedPrepError
+from ..volume import Volume
+from .grid import affine_from_sitk, centred_affine, to_sitk
+from .registry import register
+
+INTERPOLATORS = ["linear", "bspline", "nearest"]
+LABEL_INTERPOLATORS = ["nearest", "label_gaussian"]
+
+
+@dataclass(frozen=True)
+class ResampleParams:
+    spacing: Optional[List[float]] = field(default=None, metadata={
+        "min": 1e-3, "len": (2, 3), "help": "target spacing in mm along x, y[, z]; 2 values keep z"})
+    size: Optional[List[int]] = field(default=None, metadata={
+        "min": 1, "len": (2, 3), "help": "target voxel count along x, y[, z]; 2 values keep z"})
+    reference: Optional[str] = field(default=None, metadata={"help": "image file whose grid to use"})
+    interpolator: str = field(default="linear", metadata={"choices": INTERPOLATORS})
+    label_interpolator: str = field(default="nearest", metadata={"choices": LABEL_INTERPOLATORS})
+    through_plane: str = field(default="nearest", metadata={"choices": INTERPOLATORS})
+    anisotropy_threshold: float = field(default=3.0, metadata={
+        "min": 1.0, "help": "spacing ratio above which in-plane and through-plane are separate"})
+    fill: float = field(default=0.0, metadata={"help": "value outside the source field of view"})
+
+    def check(self) -> Optional[str]:
+        given = [n for n in ("spacing", "size", "reference") if getattr(self, n) is not None]
+        return None if len(given) == 1 else "give exactly one of spacing, size, reference"
+
+
+def _sitk_interpolator(name: str) -> int:
+    import SimpleITK as sitk
+
+    return {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor,
+            "label_gaussian": sitk.sitkLabelGaussian}[name]
+
+
+def target_grid(image: Volume, p: ResampleParams) -> Tuple[List[int], np.ndarray]:
+    """(size along x, y, z; RAS affine) of the output grid."""
+    size = np.array(image.shape_xyz[:3], float)
+    spacing = np.array(image.spacing)
+    if p.reference is not None:
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(p.reference)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            raise MedPrepError("cannot read the resampling reference image", p.reference,
+                               "give a NIfTI (or other ITK-readable) image file") from None
+        if reader.GetDimension() < 3:
+            raise MedPrepError("the resampling reference image is not 3D", p.reference)
+        dim = reader.GetDimension()
+        direction = np.reshape(reader.GetDirection(), (dim, dim))[:3, :3].ravel()
+        return list(reader.GetSize()[:3]), affine_from_sitk(reader.GetOrigin(), reader.GetSpacing(), direction)
+    if p.spacing is not None:
+        new_spacing = np.array(list(p.spacing) + ([spacing[2]] if len(p.spacing) == 2 else []))
+        new_size = np.maximum(1, np.rint(size * spacing / new_spacing))
+    else:
+        new_size = np.array(list(p.size) + ([size[2]] if len(p.size) == 2 else []), float)
+        new_spacing = size * spacing / new_size
+    return [int(n) for n in new_size], centred_affine(image.affine, size, new_spacing, new_size)
+
+
+def separate_axis(src_spacing: Sequence[float], dst_spacing: Sequence[float], threshold: float) -> Optional[int]:
+    """nnU-Net's rule: the single coarse voxel axis when either spacing is anisotropic beyond `threshold`."""
+    for spacing in (src_spacing, dst_spacing):
+        spacing = np.asarray(spacing)
+        if spacing.max() / spacing.min() > threshold:
+            coarse = np.flatnonzero(np.isclose(spacing, spacing.max()))
+            return int(coarse[0]) if len(coarse) == 1 else None
+    return None
+
+
+def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
+                interpolator: str, fill: float, out_dtype: Optional[np.dtype]) -> np.ndarray:
+    import SimpleITK as sitk
+
+    from .grid import sitk_geometry
+
+    origin, spacing, direction = sitk_geometry(out_affine)
+    f = sitk.ResampleImageFilter()
+    f.SetSize([int(s) for s in size])
+    f.SetOutputOrigin(origin)
+    f.SetOutputSpacing(spacing)
+    f.SetOutputDirection(direction)
+    f.SetInterpolator(_sitk_interpolator(interpolator))
+    f.SetDefaultPixelValue(float(fill))
+    if out_dtype is not None:
+        f.SetOutputPixelType(sitk.GetImageFromArray(np.zeros((1, 1, 1), out_dtype)).GetPixelID())
+    return sitk.GetArrayFromImage(f.Execute(to_sitk(array, affine)))
+
+
+def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
+                   interpolator: str, through_plane: str, threshold: float, fill: float,
+                   out_dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """`array` (z, y, x) or (t, z, y, x) resampled onto (`size`, `out_affine`)."""
+    if array.ndim == 4:
+        return np.stack([resample_array(a, affine, size, out_affine, interpolator, through_plane, threshold,
+                                        fill, out_dtype) for a in array])
+    src_spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    dst_spacing = np.linalg.norm(out_affine[:3, :3], axis=0)
+    same_axes = np.allclose(affine[:3, :3] / src_spacing, out_affine[:3, :3] / dst_spacing, atol=1e-6)
+    axis = separate_axis(src_spacing, dst_spacing, threshold) if same_axes else None
+    if axis is None or interpolator == through_plane:
+        return _resample3d(array, affine, size, out_affine, interpolator, fill, out_dtype)
+    # In-plane first, keeping the source's samples along the coarse axis, then through-plane.
+    mid_size = list(size)
+    mid_size[axis] = array.shape[2 - axis]
+    mid_affine = out_affine.copy()
+    mid_affine[:3, axis] = affine[:3, axis]
+    unit = affine[:3, axis] / src_spacing[axis]
+    mid_affine[:3, 3] = out_affine[:3, 3] + unit * np.dot(unit, affine[:3, 3] - out_affine[:3, 3])
+    mid = _resample3d(array, affine, mid_size, mid_affine, interpolator, fill, out_dtype)
+    return _resample3d(mid, mid_affine, size, out_affine, through_plane, fill, out_dtype)
+
+
+@register("resample", ResampleParams, spatial=True)
+def resample(image: Volume, label: Optional[Volume], p: ResampleParams) -> Tuple[Volume, Optional[Volume]]:
+    """Resample to a spacing, a size or a reference grid; the label map follows onto the same grid."""
+    size, out_affine = target_grid(image, p)
+    values = image.scaled()
+    out_dtype = None if p.interpolator == "nearest" else np.dtype(np.float32)
+    array = resample_array(values, image.affine, size, out_affine, p.interpolator, p.through_plane,
+                           p.anisotropy_threshold, p.fill, out_dtype)
+    out = image.with_array(array, out_affine)
+    if label is None:
+        return out, None
+    larray = resample_array(label.array, image.affine, size, out_affine, p.label_interpolator, "nearest",
+                            p.anisotropy_threshold, 0.0, None)
+    return out, label.with_array(larray, out_affine.copy())

@@ -1,0 +1,26 @@
+"""Fixed linear scaling, e.g. 1/255 for 8-bit radiographs or 1/3071 for CT."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..volume import Volume
+from .masks import intensities
+from .registry import register
+
+
+@dataclass(frozen=True)
+class ScaleParams:
+    divide_by: float = field(default=1.0, metadata={"min": 1e-12, "help": "e.g. 255 or 3071"})
+    subtract: float = field(default=0.0, metadata={"help": "subtracted before dividing"})
+
+
+@register("scale", ScaleParams)
+def scale(image: Volume, label: Optional[Volume], p: ScaleParams) -> Tuple[Volume, Optional[Volume]]:
+    """(x - subtract) / divide_by."""
+    values = intensities(image)
+    out = np.subtract(values, values.dtype.type(p.subtract))
+    out /= values.dtype.type(p.divide_by)
+    return image.with_array(out), label

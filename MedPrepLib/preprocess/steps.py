@@ -1,0 +1,20 @@
+"""Imports every step module so that each registers itself in the catalogue."""
+from . import (  # noqa: F401
+    bias_field,
+    clip,
+    crop_pad,
+    dataset_zscore,
+    denoise,
+    histogram_standardization,
+    log_transform,
+    minmax,
+    modality_lut,
+    nnunet_normalization,
+    orient,
+    percentile_clip,
+    resample,
+    scale,
+    suv,
+    xray,
+    zscore,
+)

@@ -1,0 +1,611 @@
+"""Synthetic DICOM with known geometry: a CT body phantom and a chest X-ray, written with pydicom.
+
+Nothing is shipped: the images are computed from a seed, so the demo, the benchmarks and the tests
+all get the same data. `write_series` is the general writer (any array, geometry, scaling and
+transfer syntax); the phantoms only supply realistic content for it. The identity written into the
+headers is obviously fake unless the caller passes its own `patient` fields.
+"""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
+
+from .atomic import atomic_open
+from .errors import MedPrepError
+
+PathLike = Union[str, Path]
+
+DEMO_PATIENT: dict[str, str] = {
+    "PatientName": "DEMO^PATIENT",
+    "PatientID": "MEDPREP-DEMO-0001",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "O",
+}
+
+# The acquisition date of every sample; fixed so that the output is reproducible.
+_DATE = "20240101"
+_TIME = "120000"
+
+_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+# Per modality: the storage SOP class, whether the image lives in patient space (Image Plane
+# module: position, orientation, PixelSpacing) or is a projection (ImagerPixelSpacing only),
+# and the attributes its IOD requires beyond the common modules.
+_MODALITIES: dict[str, dict[str, Any]] = {
+    "CT": {
+        "sop_class": "1.2.840.10008.5.1.4.1.1.2",
+        "plane": True,
+        "attrs": {
+            "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+            "KVP": 120,
+            "ConvolutionKernel": "STANDARD",
+            "RescaleType": "HU",
+        },
+    },
+    "MR": {
+        "sop_class": "1.2.840.10008.5.1.4.1.1.4",
+        "plane": True,
+        "attrs": {
+            "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
+            "ScanningSequence": "GR",
+            "SequenceVariant": "SP",
+            "ScanOptions": "",
+            "MRAcquisitionType": "3D",
+            "RepetitionTime": 8.0,
+            "EchoTime": 3.5,
+            "EchoTrainLength": 1,
+            "FlipAngle": 12,
+            "MagneticFieldStrength": 3,
+            "ImagingFrequency": 127.7,
+            "ImagedNucleus": "1H",
+        },
+    },
+    "PT": {
+        "sop_class": "1.2.840.10008.5.1.4.1.1.128",
+        "plane": True,
+        "attrs": {
+            "ImageType": ["ORIGINAL", "PRIMARY"],
+            "SeriesType": ["STATIC", "IMAGE"],
+            "Units": "BQML",
+            "CountsSource": "EMISSION",
+            "CorrectedImage": ["ATTN", "DECY"],
+            "DecayCorrection": "START",
+            "RandomsCorrectionMethod": "DLYD",
+            "AttenuationCorrectionMethod": "CT",
+            "ReconstructionMethod": "OSEM",
+            "FrameReferenceTime": 0,
+            "ActualFrameDuration": 120000,
+            "SliceSensitivityFactor": 1,
+            "DecayFactor": 1,
+            "DoseCalibrationFactor": 1,
+        },
+    },
+    "DX": {
+        "sop_class": "1.2.840.10008.5.1.4.1.1.1.1",
+        "plane": False,
+        "attrs": {
+            "ImageType": ["ORIGINAL", "PRIMARY"],
+            "PresentationIntentType": "FOR PRESENTATION",
+            "PixelIntensityRelationship": "LOG",
+            "RescaleType": "US",
+            "DetectorType": "SCINTILLATOR",
+            "LossyImageCompression": "00",
+            "BurnedInAnnotation": "NO",
+        },
+    },
+    "CR": {
+        "sop_class": "1.2.840.10008.5.1.4.1.1.1",
+        "plane": False,
+        "attrs": {
+            "ImageType": ["ORIGINAL", "PRIMARY"],
+            "BurnedInAnnotation": "NO",
+        },
+    },
+}
+
+
+def can_encode(transfer_syntax: str) -> bool:
+    """Whether `write_series` can write this transfer syntax with the installed pydicom plug-ins."""
+    uid = UID(transfer_syntax)
+    if uid in _UNCOMPRESSED:
+        return True
+    try:
+        from pydicom.pixels.encoders.base import get_encoder  # pydicom >= 3
+    except ImportError:  # pragma: no cover - pydicom 2.4
+        from pydicom.encoders import get_encoder
+    try:
+        return bool(get_encoder(uid).is_available)
+    except NotImplementedError:
+        return False
+
+
+def _unit(v: Sequence[float], name: str) -> np.ndarray:
+    a = np.asarray(v, dtype=float)
+    n = np.linalg.norm(a)
+    if a.shape != (3,) or n == 0:
+        raise ValueError(f"{name} must be a non-zero 3-vector, got {v!r}")
+    return a / n
+
+
+def _stored_range(volume: np.ndarray, slope: float, intercept: float) -> tuple[bool, int]:
+    """(signed, bits stored) that hold round((value - intercept) / slope) for every voxel."""
+    vmin, vmax = float(volume.min()), float(volume.max())
+    smin = int(np.rint((vmin - intercept) / slope))
+    smax = int(np.rint((vmax - intercept) / slope))
+    if smin >= 0:
+        if smax > 65535:
+            raise ValueError(f"values up to {vmax} need more than 16 bits with slope {slope}")
+        return False, 12 if smax <= 4095 else 16
+    if smin < -32768 or smax > 32767:
+        raise ValueError(f"values {vmin}..{vmax} do not fit int16 with slope {slope}, intercept {intercept}")
+    return True, 12 if (smin >= -2048 and smax <= 2047) else 16
+
+
+def _charset(values: Sequence[Any]) -> str:
+    """ISO_IR 100 (Latin-1) unless a text value needs UTF-8."""
+    for v in values:
+        if isinstance(v, str):
+            try:
+                v.encode("latin-1")
+            except UnicodeEncodeError:
+                return "ISO_IR 192"
+    return "ISO_IR 100"
+
+
+def _file_names(n: int, scheme: str, sop_uids: list[str]) -> list[str]:
+    if scheme == "sequential":
+        return [f"IM{k + 1:05d}.dcm" for k in range(n)]
+    if scheme == "uid":
+        return [f"{u}.dcm" for u in sop_uids]
+    if scheme == "shuffled-noext":
+        # Names whose sorted order is not the slice order and that have no extension, as some
+        # scanners write them; the permutation is fixed so the output is reproducible.
+        perm = np.random.default_rng(n).permutation(n)
+        return [f"I{int(p) + 1:05d}" for p in perm]
+    raise ValueError(f"file_names must be 'sequential', 'uid' or 'shuffled-noext', got {scheme!r}")
+
+
+def _write(path: Path, ds: Dataset) -> None:
+    with atomic_open(path, "wb", overwrite=True) as fh:
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+        else:  # pragma: no cover - pydicom 2.4
+            ds.is_little_endian = True
+            ds.is_implicit_VR = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+            pydicom.dcmwrite(fh, ds, write_like_original=False)
+
+
+def write_series(
+    out_dir: PathLike,
+    volume: np.ndarray,
+    *,
+    modality: str = "CT",
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    origin_lps: Sequence[float] = (0.0, 0.0, 0.0),
+    row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+    col_dir: Sequence[float] = (0.0, 1.0, 0.0),
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    photometric: str = "MONOCHROME2",
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    series_number: int = 1,
+    series_description: str = "MedPrep synthetic series",
+    patient: dict[str, Any] | None = None,
+    file_names: str = "sequential",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write `volume` as classic single-frame DICOM files, one per slice, into `out_dir`.
+
+    volume: real-world values (e.g. HU), shape (z, y, x), or (t, z, y, x) for a time series (one
+        file per slice and time point, same positions repeated, TemporalPositionIdentifier = t + 1).
+        Stored as round((value - intercept) / slope) in uint16 or int16, BitsStored 12 when it fits.
+        Values are stored as given whatever `photometric` says (MONOCHROME1 does not invert them).
+    spacing: (column spacing sx, row spacing sy, slice spacing sz) in mm; PixelSpacing is written in
+        DICOM's order [sy, sx], or ImagerPixelSpacing for projection modalities (DX, CR).
+    origin_lps, row_dir, col_dir: position of the first voxel of slice 0 and the directions of
+        increasing column and row index, in the patient (LPS) frame. Slice k lies at
+        origin + k * sz * (row_dir x col_dir).
+    transfer_syntax: Explicit or Implicit VR Little Endian, or any compressed syntax pydicom can
+        encode here (see `can_encode`: RLE Lossless always, JPEG 2000 / JPEG-LS with their plug-ins).
+    patient: identity fields (PatientName, PatientID, ...) that replace the fake demo identity.
+    file_names: "sequential" (IM00001.dcm...), "uid" (<SOPInstanceUID>.dcm) or "shuffled-noext"
+        (I00042..., not in slice order, no extension).
+    extra: keyword -> value set on every file last, overriding anything above; None removes the element.
+    Returns the written paths in slice order (time-major for 4D).
+    """
+    modality = modality.upper()
+    if modality not in _MODALITIES:
+        raise ValueError(f"modality must be one of {sorted(_MODALITIES)}, got {modality!r}")
+    if slope <= 0:
+        raise ValueError(f"slope must be positive, got {slope}")
+    volume = np.asarray(volume)
+    if volume.ndim == 3:
+        volume4 = volume[None]
+    elif volume.ndim == 4:
+        volume4 = volume
+    else:
+        raise ValueError(f"volume must be (z, y, x) or (t, z, y, x), got shape {volume.shape}")
+    n_t, n_z, rows, cols = volume4.shape
+    ts = UID(transfer_syntax)
+    if not can_encode(ts):
+        raise MedPrepError(f"cannot encode transfer syntax {ts.name}", hint="install the pydicom "
+                           "encoder plug-in for it (pyjpegls for JPEG-LS, pylibjpeg-openjpeg for JPEG 2000)")
+    spec = _MODALITIES[modality]
+    sx, sy, sz = (float(v) for v in spacing)
+    row = _unit(row_dir, "row_dir")
+    col = _unit(col_dir, "col_dir")
+    if abs(float(row @ col)) > 1e-6:
+        raise ValueError("row_dir and col_dir must be orthogonal")
+    normal = np.cross(row, col)
+    origin = np.asarray(origin_lps, dtype=float)
+    signed, bits = _stored_range(volume4, slope, intercept)
+    dtype = np.int16 if signed else np.uint16
+    identity = dict(DEMO_PATIENT)
+    identity.update(patient or {})
+
+    study_uid = study_uid or generate_uid()
+    series_uid = series_uid or generate_uid()
+    frame_of_reference_uid = frame_of_reference_uid or generate_uid()
+    sop_uids = [generate_uid() for _ in range(n_t * n_z)]
+    names = _file_names(n_t * n_z, file_names, sop_uids)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    base: dict[str, Any] = {
+        "SpecificCharacterSet": _charset(list(identity.values()) + list((extra or {}).values())
+                                         + [series_description]),
+        "SOPClassUID": spec["sop_class"],
+        "StudyDate": _DATE, "SeriesDate": _DATE, "AcquisitionDate": _DATE, "ContentDate": _DATE,
+        "StudyTime": _TIME, "SeriesTime": _TIME, "ContentTime": _TIME,
+        "AccessionNumber": "DEMO0001",
+        "Modality": modality,
+        "Manufacturer": "MedPrep",
+        "ManufacturerModelName": "Synthetic phantom",
+        "ReferringPhysicianName": "",
+        "StudyDescription": "MedPrep synthetic study",
+        "SeriesDescription": series_description,
+        **identity,
+        "StudyInstanceUID": study_uid,
+        "SeriesInstanceUID": series_uid,
+        "StudyID": "1",
+        "SeriesNumber": int(series_number),
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": photometric,
+        "Rows": rows,
+        "Columns": cols,
+        "BitsAllocated": 16,
+        "BitsStored": bits,
+        "HighBit": bits - 1,
+        "PixelRepresentation": int(signed),
+    }
+    base.update(spec["attrs"])
+    if spec["plane"]:
+        base.update({
+            "FrameOfReferenceUID": frame_of_reference_uid,
+            "PositionReferenceIndicator": "",
+            "PatientPosition": "HFS",
+            "ImageOrientationPatient": [round(float(v), 10) for v in np.concatenate([row, col])],
+            "PixelSpacing": [sy, sx],
+            "SliceThickness": sz,
+        })
+        if modality == "MR":
+            base["SpacingBetweenSlices"] = sz
+    else:
+        base.update({
+            "ImagerPixelSpacing": [sy, sx],
+            "PatientOrientation": ["L", "F"],
+        })
+        if modality == "DX":
+            base["PresentationLUTShape"] = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+            # +1: stored value rises with X-ray intensity, which is the MONOCHROME1 storage sense.
+            base["PixelIntensityRelationshipSign"] = 1 if photometric == "MONOCHROME1" else -1
+    if modality in ("CT", "DX", "PT") or slope != 1.0 or intercept != 0.0:
+        base["RescaleIntercept"] = intercept
+        base["RescaleSlope"] = slope
+    if n_t > 1:
+        base["NumberOfTemporalPositions"] = n_t
+
+    paths: list[Path] = []
+    for t in range(n_t):
+        for k in range(n_z):
+            i = t * n_z + k
+            stored = np.rint((volume4[t, k].astype(np.float64) - intercept) / slope).astype(dtype)
+            ds = Dataset()
+            for key, value in base.items():
+                setattr(ds, key, value)
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.MediaStorageSOPClassUID = spec["sop_class"]
+            ds.file_meta.TransferSyntaxUID = ts
+            ds.PixelData = stored.tobytes()
+            if ts not in _UNCOMPRESSED:
+                ds.compress(ts, stored)
+            ds.InstanceNumber = i + 1
+            ds.AcquisitionNumber = t + 1
+            if spec["plane"]:
+                pos = origin + k * sz * normal
+                ds.ImagePositionPatient = [round(float(v), 6) for v in pos]
+                ds.SliceLocation = round(float(pos @ normal), 6)
+            if n_t > 1:
+                ds.TemporalPositionIdentifier = t + 1
+                ds.AcquisitionTime = (datetime.datetime(2024, 1, 1, 12) +
+                                      datetime.timedelta(seconds=2.0 * t)).strftime("%H%M%S.%f")
+            ds.SOPInstanceUID = sop_uids[i]
+            ds.file_meta.MediaStorageSOPInstanceUID = sop_uids[i]
+            for key, value in (extra or {}).items():
+                if value is None:
+                    if key in ds:
+                        delattr(ds, key)
+                else:
+                    setattr(ds, key, value)
+            path = out / names[i]
+            _write(path, ds)
+            paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# CT body phantom
+
+
+def _ellipse(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float,
+             ax: float, ay: float, value: int) -> None:
+    """Paint a filled ellipse (centre, semi-axes in mm) into `img`, touching only its bounding box."""
+    if ax <= 0 or ay <= 0:
+        return
+    c0, c1 = np.searchsorted(xs, (cx - ax, cx + ax))
+    r0, r1 = np.searchsorted(ys, (cy - ay, cy + ay))
+    if c0 >= c1 or r0 >= r1:
+        return
+    u = ((xs[c0:c1] - cx) / ax) ** 2
+    v = ((ys[r0:r1] - cy) / ay) ** 2
+    sub = img[r0:r1, c0:c1]
+    sub[(v[:, None] + u[None, :]) <= 1.0] = value
+
+
+def _bump(t: float, start: float, end: float) -> float:
+    """0 outside [start, end], rising smoothly to 1 in the middle: organ extent along z."""
+    if t <= start or t >= end:
+        return 0.0
+    return float(np.sin(np.pi * (t - start) / (end - start)) ** 0.5)
+
+
+def ct_phantom(n_slices: int = 300, rows: int = 512, cols: int = 512,
+               spacing: Sequence[float] = (0.7, 0.7, 1.0), seed: int = 0) -> np.ndarray:
+    """A body CT in HU, int16 array (z, y, x), from the abdomen (slice 0) up to the chest.
+
+    Anatomy is sized in mm for a 36 cm field of view (scaled down to fit smaller ones); along z it
+    always spans the whole stack, so any slice count shows abdomen, liver and lungs. Slice 0 is
+    inferior, x runs to the patient's left and y to posterior (LPS with identity orientation).
+    """
+    sx, sy, sz = (float(v) for v in spacing)
+    rng = np.random.default_rng(seed)
+    xs = (np.arange(cols) - (cols - 1) / 2.0) * sx
+    ys = (np.arange(rows) - (rows - 1) / 2.0) * sy
+    scale = min(1.0, 0.95 * min(cols * sx, rows * sy) / 360.0)
+    xs_s, ys_s = xs / scale, ys / scale  # anatomy coordinates in mm of a full-size body
+    length = max(n_slices - 1, 1) * sz / scale
+
+    # Fixed random features: lung vessels (normalised position in the lung and drift along z),
+    # bowel gas pockets, and the two liver lesions (one hypodense, one hyperdense).
+    vessels = rng.uniform(-0.8, 0.8, size=(2, 18, 4))
+    gas = rng.uniform(-1, 1, size=(12, 3))
+    lesions = [(-75.0, -20.0, 0.46 * length, 16.0, 20), (-35.0, 15.0, 0.53 * length, 9.0, 120)]
+
+    out = np.empty((n_slices, rows, cols), dtype=np.int16)
+    for k in range(n_slices):
+        t = k / max(n_slices - 1, 1)
+        z = t * length
+        img = np.full((rows, cols), -1000, dtype=np.int16)
+        a = 160.0 + 12.0 * np.sin(np.pi * t)
+        b = 112.0 + 8.0 * np.sin(1.3 * np.pi * t)
+        fat = 14.0 + 6.0 * np.cos(2.0 * np.pi * t)
+        _ellipse(img, xs_s, ys_s, 0.0, 0.0, a, b, -100)
+        _ellipse(img, xs_s, ys_s, 0.0, 0.0, a - fat, b - fat, 40)
+        ai, bi = a - fat, b - fat
+        spine_y = 0.55 * bi
+
+        # Abdomen: pelvis, bowel gas, kidneys, liver with lesions, spleen, stomach.
+        pel = _bump(t, -0.05, 0.16)
+        for side in (-1, 1):
+            _ellipse(img, xs_s, ys_s, side * 0.6 * ai, 0.25 * bi, 30 * pel, 55 * pel, 450)
+        if t < 0.4:
+            for gx, gy, gt in gas:
+                r = 9.0 * _bump(t, 0.2 * gt + 0.12, 0.2 * gt + 0.22)
+                _ellipse(img, xs_s, ys_s, gx * 0.5 * ai, gy * 0.4 * bi - 10, r, r, -950)
+        kid = _bump(t, 0.2, 0.42)
+        for side in (-1, 1):
+            _ellipse(img, xs_s, ys_s, side * 62.0, spine_y - 8, 26 * kid, 36 * kid, 160)
+            _ellipse(img, xs_s, ys_s, side * 62.0, spine_y - 8, 10 * kid, 16 * kid, 10)
+        liv = _bump(t, 0.3, 0.64)
+        _ellipse(img, xs_s, ys_s, -0.38 * ai, -0.05 * bi, 0.5 * ai * liv, 0.62 * bi * liv, 60)
+        for lx, ly, lz, lr, lv in lesions:
+            if liv > 0 and abs(z - lz) < lr:
+                r = float(np.sqrt(lr ** 2 - (z - lz) ** 2))
+                _ellipse(img, xs_s, ys_s, lx, ly, r, r, lv)
+        spl = _bump(t, 0.4, 0.62)
+        _ellipse(img, xs_s, ys_s, 0.55 * ai, 0.25 * bi, 32 * spl, 48 * spl, 50)
+        sto = _bump(t, 0.45, 0.6)
+        _ellipse(img, xs_s, ys_s, 0.3 * ai, -0.35 * bi, 40 * sto, 30 * sto, 30)
+        _ellipse(img, xs_s, ys_s, 0.3 * ai, -0.5 * bi, 30 * sto, 12 * sto, -950)
+
+        # Chest: lungs with vessels, heart (contrast-filled chambers), ribs.
+        lung = _bump(t, 0.56, 1.5)
+        for n, side in enumerate((-1, 1)):
+            lx, la, lb = side * 0.45 * ai, 0.36 * ai * lung, 0.62 * bi * lung
+            _ellipse(img, xs_s, ys_s, lx, 0.05 * bi, la, lb, -850)
+            for vx, vy, dx, dy in vessels[n]:
+                px, py = vx + 0.3 * dx * t, vy + 0.3 * dy * t
+                if px * px + py * py < 0.8:
+                    _ellipse(img, xs_s, ys_s, lx + px * la, 0.05 * bi + py * lb, 2.5, 2.5, 40)
+        hrt = _bump(t, 0.6, 0.82)
+        _ellipse(img, xs_s, ys_s, 20.0, -0.3 * bi, 62 * hrt, 50 * hrt, 50)
+        _ellipse(img, xs_s, ys_s, 20.0, -0.3 * bi, 50 * hrt, 40 * hrt, 220)
+        if t > 0.5:
+            for n in range(9):
+                ang = np.pi * (0.15 + 0.7 * n / 8.0)
+                if (t * 14 + 0.3 * n / 8.0) % 1.0 < 0.45:
+                    for side in (-1, 1):
+                        _ellipse(img, xs_s, ys_s, side * 0.93 * ai * np.sin(ang),
+                                 -0.93 * bi * np.cos(ang), 6.0, 4.0, 750)
+
+        # Spine (discs between vertebral bodies), canal, aorta and IVC with contrast.
+        disc = (t * 17.0) % 1.0 < 0.15
+        _ellipse(img, xs_s, ys_s, 0.0, spine_y, 18.0, 16.0, 90 if disc else 1100)
+        if not disc:
+            _ellipse(img, xs_s, ys_s, 0.0, spine_y, 15.0, 13.0, 280)
+        _ellipse(img, xs_s, ys_s, 0.0, spine_y + 28.0, 16.0, 13.0, 700)
+        _ellipse(img, xs_s, ys_s, 0.0, spine_y + 26.0, 8.0, 7.0, 15)
+        _ellipse(img, xs_s, ys_s, 0.0, spine_y + 46.0, 5.0, 10.0, 650)
+        _ellipse(img, xs_s, ys_s, 20.0, spine_y - 30.0, 12.0, 12.0, 260)
+        if t < 0.62:
+            _ellipse(img, xs_s, ys_s, -24.0, spine_y - 32.0, 11.0, 10.0, 140)
+
+        # Triangular noise from two uniform draws: ~12 HU, much cheaper than Gaussian.
+        noise = rng.integers(-15, 16, size=(rows, cols), dtype=np.int16)
+        noise += rng.integers(-15, 16, size=(rows, cols), dtype=np.int16)
+        np.maximum(img + noise, -1024, out=out[k])
+    return out
+
+
+def write_ct_series(out_dir: PathLike, n_slices: int = 300, rows: int = 512, cols: int = 512,
+                    spacing: Sequence[float] = (0.7, 0.7, 1.0), seed: int = 0,
+                    **write_series_kwargs: Any) -> list[Path]:
+    """Write `ct_phantom` as an axial CT series (stored = HU + 1024, RescaleIntercept -1024)."""
+    volume = ct_phantom(n_slices, rows, cols, spacing, seed)
+    kwargs: dict[str, Any] = {
+        "modality": "CT",
+        "spacing": spacing,
+        # Centre the field of view on the isocentre, as a scanner does.
+        "origin_lps": (-(cols - 1) / 2.0 * spacing[0], -(rows - 1) / 2.0 * spacing[1],
+                       -(n_slices - 1) * spacing[2]),
+        "intercept": -1024.0,
+        "slope": 1.0,
+        "series_description": "CT body phantom",
+        "extra": {"WindowCenter": 40, "WindowWidth": 400, "BodyPartExamined": "CHESTABDOMEN"},
+    }
+    kwargs.update(write_series_kwargs)
+    return write_series(out_dir, volume, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chest X-ray phantom
+
+
+def _soft(d: np.ndarray, width: float) -> np.ndarray:
+    """1 inside (d < 0), 0 outside, with a linear edge `width` wide: soft anatomical borders."""
+    return np.clip(0.5 - d / width, 0.0, 1.0)
+
+
+def cxr_phantom(rows: int = 2048, cols: int = 2048, seed: int = 0) -> np.ndarray:
+    """A PA chest radiograph, uint16 (rows, cols), 12-bit, bright = attenuating (display sense).
+
+    Image left is the patient's right (PatientOrientation L\\F). The right lower lung holds a soft
+    opacity (pneumonia).
+    """
+    rng = np.random.default_rng(seed)
+    X = np.linspace(-1.0, 1.0, cols, dtype=np.float32)[None, :]
+    Y = np.linspace(-1.0, 1.0, rows, dtype=np.float32)[:, None]
+    edge = 4.0 / min(rows, cols)
+    absx = np.abs(X)
+
+    # Torso: neck widening into shoulders; brightness follows the path length through the body.
+    half = 0.2 + 0.62 / (1.0 + np.exp(-(Y + 0.8) / 0.05))
+    body = _soft(absx - half, 0.02)
+    path = np.sqrt(np.clip(1.0 - (X / half) ** 2, 0.0, 1.0))
+    img = 250.0 + body * (1150.0 + 1100.0 * path)
+
+    # Lungs: ellipses cut below by diaphragm domes, with faint vascular texture; the heart, which
+    # sits on the diaphragm left of the midline, hides part of the left lung.
+    above_diaphragm = _soft(Y - 0.38, 0.08)
+    heart = _soft((((X - 0.12) / 0.3) ** 2 + ((Y - 0.28) / 0.22) ** 2) - 1.0, 0.15) * above_diaphragm
+    texture = np.ones((rows, cols), dtype=np.float32)
+    for fx, fy, phx, phy in rng.uniform([9, 9, 0, 0], [23, 23, 2 * np.pi, 2 * np.pi], size=(4, 4)):
+        texture += 0.04 * np.sin(fx * X + phx) * np.sin(fy * Y + phy)
+    lungs = []
+    for side in (-1.0, 1.0):
+        cx = side * 0.38
+        dome = 0.42 - 0.2 * np.cos(np.clip((X - cx) / 0.32, -1.0, 1.0) * np.pi / 2.0)
+        ell = (((X - cx) / 0.27) ** 2 + ((Y + 0.05) / 0.62) ** 2) - 1.0
+        lung = _soft(ell, 0.05) * _soft(Y - dome, 0.03)
+        lung *= 1.0 - heart
+        lungs.append(lung)
+        img -= 1050.0 * lung * (0.85 + 0.15 * path) * texture
+    img += 150.0 * heart
+
+    # Mediastinum and spine down the middle, vertebrae as a faint periodic pattern.
+    img += 380.0 * _soft(absx - 0.12, 0.04) * _soft(-0.75 - Y, 0.05) * above_diaphragm
+    img += 260.0 * _soft(absx - 0.05, 0.01) * (0.8 + 0.2 * (np.cos(Y * 2 * np.pi * 11) > -0.6))
+
+    # Posterior ribs: arcs rising from the spine and falling at the lateral chest wall.
+    for i in range(10):
+        y0 = -0.6 + 0.1 * i
+        r0, r1 = np.searchsorted(Y[:, 0], (y0 - 0.2, y0 + 0.35))
+        Yr = Y[r0:r1]
+        centre = y0 - 0.12 + 0.7 * (absx - 0.45) ** 2
+        rib = _soft(np.abs(Yr - centre) - 0.016, edge * 3) * _soft(absx - 0.8, 0.05) * (absx > 0.07)
+        img[r0:r1] += 330.0 * rib * body[r0:r1]
+
+    # Clavicles: bands from the sternal notch out to the shoulders.
+    for side in (-1.0, 1.0):
+        p0, p1 = np.array([side * 0.07, -0.68]), np.array([side * 0.5, -0.75])
+        d = p1 - p0
+        s = np.clip(((X - p0[0]) * d[0] + (Y - p0[1]) * d[1]) / float(d @ d), 0.0, 1.0)
+        dist = np.hypot(X - p0[0] - s * d[0], Y - p0[1] - s * d[1])
+        img += 480.0 * _soft(dist - 0.022, edge * 3) * body
+
+    # Pneumonia: a patchy soft opacity in the right lower zone (image left).
+    blob = np.exp(-(((X + 0.4) / 0.12) ** 2 + ((Y - 0.15) / 0.1) ** 2))
+    patch = 0.8 + 0.2 * np.sin(40.0 * X + 1.0) * np.sin(35.0 * Y + 2.0)
+    img += 650.0 * blob * patch * lungs[0]
+
+    img += rng.normal(0.0, 18.0, size=(rows, cols)).astype(np.float32)
+    return np.clip(np.rint(img), 0, 4095).astype(np.uint16)
+
+
+def write_cxr(out_dir: PathLike, rows: int = 2048, cols: int = 2048, photometric: str = "MONOCHROME1",
+              seed: int = 0, **write_series_kwargs: Any) -> Path:
+    """Write `cxr_phantom` as a DX For Presentation file (12-bit, ImagerPixelSpacing 0.139 mm).
+
+    With MONOCHROME1 (the default, as many detectors write it) the stored values are inverted,
+    4095 - value, so that the image still displays with bone white.
+    """
+    image = cxr_phantom(rows, cols, seed)
+    center, width = 2048, 3600
+    if photometric == "MONOCHROME1":
+        image = 4095 - image
+        center = 4095 - center
+    elif photometric != "MONOCHROME2":
+        raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, got {photometric!r}")
+    extra = {
+        "ViewPosition": "PA",
+        "BodyPartExamined": "CHEST",
+        "WindowCenter": center,
+        "WindowWidth": width,
+        "KVP": 125,
+        "ImageLaterality": "U",
+    }
+    extra.update(write_series_kwargs.pop("extra", None) or {})
+    kwargs: dict[str, Any] = {
+        "modality": "DX",
+        "spacing": (0.139, 0.139, 1.0),
+        "photometric": photometric,
+        "series_description": "Chest PA",
+        "extra": extra,
+    }
+    kwargs.update(write_series_kwargs)
+    return write_series(out_dir, image[None], **kwargs)[0]

@@ -1,0 +1,43 @@
+"""Tests of MedPrep's Slicer-side code against the MRML classes of the slicer-core wheel (no Qt)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+MODULE_DIR = Path(__file__).resolve().parents[3] / "MedPrep"
+
+
+def _slicer_core():
+    try:
+        import slicer
+    except ImportError as exc:
+        return None, f"slicer-core is not installed ({exc}); run `make test-slicer`"
+    # An unrelated PyPI package is also called "slicer": check for the MRML classes themselves.
+    if not hasattr(slicer, "vtkMRMLScene"):
+        return None, f"the `slicer` module at {getattr(slicer, '__file__', '?')} has no MRML classes; " \
+                     "install slicer-core (`make test-slicer`)"
+    return slicer, ""
+
+
+@pytest.fixture(scope="session")
+def slicer():
+    module, reason = _slicer_core()
+    if module is None:
+        pytest.skip(reason)
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    return module
+
+
+@pytest.fixture
+def scene(slicer):
+    return slicer.vtkMRMLScene()
+
+
+@pytest.fixture
+def bridge(slicer):
+    import MedPrepBridge
+
+    return MedPrepBridge

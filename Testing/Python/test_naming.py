@@ -1,0 +1,352 @@
+"""Output names: dcm2niix placeholders and character rules, hostile values, collisions, real names."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import require_conformance
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from MedPrepLib.dicomfile import is_dicom
+from MedPrepLib.errors import MedPrepError
+from MedPrepLib.naming import (
+    FALLBACK_NAME,
+    MAX_NAME_BYTES,
+    MAX_VALUE_CHARS,
+    fields_from_dataset,
+    render_name,
+    safe_name,
+    unique_name,
+    vendor_name,
+)
+
+FIELDS = {
+    "protocol_name": "T1 MPRAGE",
+    "series_number": "7",
+    "series_description": "sag t1",
+    "datetime": "20200131235959",
+    "folder_name": "subject01",
+    "vendor": "Siemens",
+    "echo_number": "2",
+    "patient_id": "ID42",
+    "patient_name": "Doe^Jane",
+}
+
+
+# --- placeholders -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("template, expected", [
+    ("%p", "T1_MPRAGE"),
+    ("%s", "7"),
+    ("%d", "sag_t1"),
+    ("%t", "20200131235959"),
+    ("%f", "subject01"),
+    ("%v", "Siemens"),
+    ("%e", "2"),
+    ("%i", "ID42"),
+    ("%n", "Doe^Jane"),  # dcm2niix keeps "^" (its issue 398)
+    ("%P_%S", "T1_MPRAGE_7"),  # letters are case-insensitive, as in dcm2niix
+    ("%4s", "0007"),
+    ("sub-%f_%p", "sub-subject01_T1_MPRAGE"),
+    ("100%%_%s", "100%_7"),
+    ("plain", "plain"),
+])
+def test_placeholders(template, expected):
+    assert render_name(template, FIELDS) == expected
+
+
+def test_missing_values_render_empty_like_dcm2niix():
+    # dcm_qa_ct_ge: no ProtocolName, series 2 -> "_2"
+    assert render_name("%p_%s", {"series_number": "2"}) == "_2"
+    assert render_name("%p_%s", {"protocol_name": None, "series_number": "2"}) == "_2"
+    assert render_name("%v_%p_%s", {"protocol_name": "x"}) == "_x_"
+
+
+def test_padding_applies_to_numbers_only():
+    assert render_name("%4s", {"series_number": "12345"}) == "12345"
+    assert render_name("%4s", {"series_number": "abc"}) == "abc"
+
+
+@pytest.mark.parametrize("template", ["%z", "%p_%", "%4p", "%9%", "%/"])
+def test_unknown_placeholder_is_a_clear_error(template):
+    with pytest.raises(MedPrepError) as info:
+        render_name(template, FIELDS)
+    assert "placeholder" in str(info.value) and "%p" in info.value.hint
+
+
+# --- dcm2niix character rules ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("EPI PE=AP", "EPI_PE=AP"),
+    ("3D Ax T1 MP-RAGE_R22", "3D_Ax_T1_MP-RAGE_R22"),
+    ("ax_asc_35sl", "ax_asc_35sl"),
+    ("REST1 w SMS PF7-8", "REST1_w_SMS_PF7-8"),
+    ("Axial EPI-FMRI (Interleaved I to S)", "Axial_EPI-FMRI_(Interleaved_I_to_S)"),
+    # Checked against dcm2niix v1.0.20260724 output names:
+    ('a b<c>d:e;f"g*h|i?j^k(l)=m-n.o', "a_b_c_d_e_f_g_h_i_j^k(l)=m-n.o"),
+    ("T1  double__under", "T1_double_under"),
+    ("tab\tx", "tab_x"),
+    ("x/y\\z", "x_y_z"),
+    (".hidden", "_hidden"),
+    ("Ünïcödé Straße", "Unicode_Straße"),
+])
+def test_dcm2niix_character_rules(value, expected):
+    assert render_name("%p", {"protocol_name": value}) == expected
+
+
+# --- hostile values ------------------------------------------------------------------------------
+
+def _assert_safe(name: str) -> None:
+    assert name
+    assert "/" not in name and "\\" not in name and os.sep not in name
+    assert not name.startswith((".", "-"))
+    assert name not in (".", "..")
+    assert all(ord(c) >= 32 and c != "\x7f" for c in name)
+    assert "\ufffd" not in name
+    assert len(name.encode("utf-8")) <= MAX_NAME_BYTES  # also proves there are no lone surrogates
+    assert "__" not in name
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("../../etc/passwd", "_.._etc_passwd"),
+    ("/etc/passwd", "_etc_passwd"),
+    ("..", FALLBACK_NAME),
+    ("....", FALLBACK_NAME),
+    ("", FALLBACK_NAME),
+    ("___", FALLBACK_NAME),
+    ("a\x00b", "a_b"),
+    ("\x1b[31mred", "_[31mred"),
+    ("-rf", "_rf"),
+    ("--", FALLBACK_NAME),
+    ("line\nbreak", "line_break"),
+    ("CON", "CON_"),
+    ("nul.txt", "nul_.txt"),
+    ("a\u202eb", "a_b"),  # right-to-left override would disguise the name
+    ("\uff0fetc", "_etc"),  # a full-width solidus folds to "/" and is then replaced
+])
+def test_hostile_values(value, expected):
+    name = render_name("%p", {"protocol_name": value})
+    assert name == expected
+    _assert_safe(name)
+
+
+def test_long_values_are_bounded():
+    assert render_name("%p", {"protocol_name": "x" * 5000}) == "x" * MAX_VALUE_CHARS
+    many = {key: "y" * 5000 for key in FIELDS}
+    name = render_name("%p_%d_%f_%i_%n_%p_%d", many)
+    _assert_safe(name)
+    assert len(name.encode("utf-8")) == MAX_NAME_BYTES
+
+
+def test_multibyte_names_are_cut_on_a_character_boundary():
+    name = render_name("%p%d%f%i", {k: "日本語" * 30 for k in FIELDS})
+    _assert_safe(name)
+    assert set(name) == set("日本語")
+
+
+@pytest.mark.parametrize("errors", ["surrogateescape", "replace"])
+def test_invalid_utf8_bytes(errors):
+    value = b"T1\xff\xfe_\xc3(mprage".decode("utf-8", errors)
+    name = render_name("%p_%s", {"protocol_name": value, "series_number": "3"})
+    _assert_safe(name)
+    assert name.startswith("T1_") and name.endswith("(mprage_3")
+
+
+def test_random_hostile_strings_are_always_safe_and_stable():
+    rng = random.Random(1234)
+    alphabet = "ab./\\-_ :*?<>|\"';\x00\x01\x1f\x7f\t\n é日\u202e\ufffd\udcff\uff0f%"
+    for _ in range(2000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        name = render_name("%p_%d", {"protocol_name": value, "series_description": value[::-1]})
+        _assert_safe(name)
+        assert safe_name(name) == name
+
+
+# --- collisions ----------------------------------------------------------------------------------
+
+def test_collisions_get_letters_like_dcm2niix():
+    taken: set = set()
+    names = [unique_name("T1_3", taken) for _ in range(4)]
+    assert names == ["T1_3", "T1_3a", "T1_3b", "T1_3c"]
+    assert taken == set(names)
+
+
+def test_collisions_continue_after_z():
+    taken: set = set()
+    names = [unique_name("loc", taken) for _ in range(29)]
+    assert names[26] == "locz" and names[27] == "locaa" and names[28] == "locab"
+    assert len(set(names)) == 29
+
+
+def test_collisions_ignore_case():
+    assert unique_name("t1", {"T1"}) == "t1a"
+
+
+@pytest.mark.parametrize("postfix, expected", [
+    ("_e2", "fmap_5_e2"),
+    ("_ph", "fmap_5_ph"),
+    ("_real", "fmap_5_real"),
+    ("_imaginary", "fmap_5_imaginary"),
+    ("_Tilt", "fmap_5_Tilt"),
+    ("_Eq", "fmap_5_Eq"),
+    ("_e2_ph", "fmap_5_e2_ph"),
+    ("/../x", "fmap_5_.._x"),
+    ("", "fmap_5"),
+    (None, "fmap_5"),
+])
+def test_postfixes(postfix, expected):
+    assert unique_name("fmap_5", set(), postfix) == expected
+
+
+def test_postfix_then_collision():
+    taken = {"fmap_5_e2"}
+    assert unique_name("fmap_5", taken, "_e2") == "fmap_5_e2a"
+    assert unique_name("fmap_5", taken, "_e1") == "fmap_5_e1"
+
+
+def test_unique_name_sanitises_its_base():
+    name = unique_name("../../x", set())
+    _assert_safe(name)
+    assert name == "_.._x"
+
+
+# --- fields from a header ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("manufacturer, expected", [
+    ("SIEMENS", "Siemens"),
+    ("Siemens HealthCare GmbH", "Siemens"),
+    ("GE MEDICAL SYSTEMS", "GE"),
+    ("Philips Medical Systems", "Philips"),
+    ("Philips", "Philips"),
+    ("TOSHIBA_MEC", "Toshiba"),
+    ("CANON_MEC", "Canon"),
+    ("Hitachi Medical Corporation", "Hitachi"),
+    ("UIH", "UIH"),
+    ("United Imaging Healthcare", "UIH"),
+    ("Bruker BioSpin MRI GmbH", "Bruker"),
+    ("FUJIFILM Corporation", "FUJIFILM"),
+    ("  ", None),
+    (None, None),
+])
+def test_vendor_names(manufacturer, expected):
+    assert vendor_name(manufacturer) == expected
+
+
+def _mr(**values) -> Dataset:
+    ds = Dataset()
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_fields_from_dataset():
+    ds = _mr(ProtocolName="EPI PE=AP", SeriesNumber=3, SeriesDescription="desc", StudyDate="20180918",
+             StudyTime="121229.940000", Manufacturer="SIEMENS", EchoNumbers=[2, 3], PatientID="P1",
+             PatientName="Doe^John")
+    fields = fields_from_dataset(ds, "mr_0003")
+    assert fields == {
+        "protocol_name": "EPI PE=AP",
+        "series_number": "3",
+        "series_description": "desc",
+        "datetime": "20180918121230",  # dcm2niix rounds the fractional seconds
+        "folder_name": "mr_0003",
+        "vendor": "Siemens",
+        "echo_number": "2",
+        "patient_id": "P1",
+        "patient_name": "Doe^John",
+    }
+    assert render_name("%p_%s", fields) == "EPI_PE=AP_3"
+
+
+def test_fields_fallbacks():
+    ds = _mr(SequenceName="*tfl3d1", SeriesDate="20200101", SeriesTime="1212")
+    fields = fields_from_dataset(ds, None)
+    assert fields["protocol_name"] == "*tfl3d1"
+    assert fields["datetime"] == "20200101121200"
+    assert render_name("%p", fields) == "_tfl3d1"
+    empty = fields_from_dataset(Dataset(), "")
+    assert set(empty.values()) == {None}
+    assert render_name("%p_%s_%t_%v", empty) == FALLBACK_NAME
+
+
+def _raw(ds: Dataset, tag: int, vr: str, value: bytes) -> None:
+    """Put an element into ds as if read from a file, so that pydicom has not checked its value."""
+    ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+
+
+def test_fields_from_invalid_values():
+    ds = Dataset()
+    _raw(ds, 0x00080020, "DA", b"2020")  # StudyDate
+    _raw(ds, 0x00080030, "TM", b"noon")  # StudyTime
+    _raw(ds, 0x00200011, "IS", b"abc ")  # SeriesNumber
+    _raw(ds, 0x00180086, "IS", b"1")  # EchoNumbers
+    _raw(ds, 0x00181030, "LO", b"T1\xff\xfe(")  # ProtocolName: not valid in the default character set
+    _raw(ds, 0x00080070, "US", b"abc")  # Manufacturer with a wrong VR: cannot be converted at all
+    fields = fields_from_dataset(ds, "x")
+    assert fields["series_number"] == "abc"
+    assert fields["echo_number"] == "1"
+    assert fields["datetime"] is None
+    assert fields["vendor"] is None
+    name = render_name("%p_%s", fields)
+    _assert_safe(name)
+    assert name.startswith("T1") and name.endswith("(_abc")
+
+
+# --- the conformance set: dcm2niix's own output names -------------------------------------------
+
+# set -> (dcm2niix -f pattern, postfixes dcm2niix added to split images; see conformance MANIFEST.md)
+CONFORMANCE_SETS = {
+    "dcm_qa_nih": ("%p_%s", [""]),
+    "dcm_qa_orientation": ("%p_%s", [""]),
+    "dcm_qa_ts": ("%s", [""]),
+    "dcm_qa_12bit": ("%s", [""]),
+    "dcm_qa_enh": ("%v_%p_%s", ["", "_e1", "_e2_fieldmaphz"]),
+    "dcm_qa_ct_ge": ("%p_%s", ["", "_Tilt_Eq_1"]),
+    "dcm_qa_philips": ("%p_%s", [""]),
+    "dcm_qa_ge": ("%d_%s", [""]),
+}
+
+
+def _first_file_of_each_series(folder: Path) -> dict[str, Dataset]:
+    series: dict[str, Dataset] = {}
+    for dirpath, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(dirpath) / name
+            if not is_dicom(path):
+                continue
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            # dcm2niix keeps images apart when their series numbers differ, even under one UID.
+            series.setdefault(f"{ds.SeriesInstanceUID}|{ds.get('SeriesNumber')}", ds)
+    return series
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("set_name", sorted(CONFORMANCE_SETS))
+def test_conformance_names_match_dcm2niix(set_name):
+    root = require_conformance() / set_name
+    template, postfixes = CONFORMANCE_SETS[set_name]
+    names = [render_name(template, fields_from_dataset(ds, None))
+             for ds in _first_file_of_each_series(root / "In").values()]
+    references = {p.name.split(".")[0] for p in (root / "Ref").iterdir()}
+    # Every reference is one of our names plus a dcm2niix postfix, and every name has a reference.
+    produced = {name + postfix for name in names for postfix in postfixes}
+    assert references <= produced
+    assert all(any(name + postfix in references for postfix in postfixes) for name in names)
+
+
+@pytest.mark.conformance
+def test_conformance_examples():
+    root = require_conformance()
+    nih = _first_file_of_each_series(root / "dcm_qa_nih" / "In" / "20180918Si" / "mr_0003")
+    assert [render_name("%p_%s", fields_from_dataset(ds, None)) for ds in nih.values()] == ["EPI_PE=AP_3"]
+    ct = _first_file_of_each_series(root / "dcm_qa_ct_ge" / "In")
+    assert [render_name("%p_%s", fields_from_dataset(ds, None)) for ds in ct.values()] == ["_2"]
+    enh = _first_file_of_each_series(root / "dcm_qa_enh" / "In")
+    assert sorted(render_name("%v_%p_%s", fields_from_dataset(ds, None)) for ds in enh.values()) == [
+        "Philips_WIP_B0_NS_801", "Siemens_REST1_w_SMS_PF7-8_6"]
