@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-core bench lint clean
+.PHONY: install demo test test-compat bench lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,16 @@ demo: install
 
 test: install
 	$(PY) -m pytest -n 2 -q Testing/Python
+	$(MAKE) test-compat
+
+# The library runs inside Slicer, whose Python may carry pydicom 2.4 and numpy 1.26: run the
+# MedPrepLib tests once more against those majors in a second environment.
+COMPAT := .venv-compat
+test-compat:
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT)/bin/python -m pip install --quiet -e ".[test]" "pydicom>=2.4,<3" "numpy>=1.26,<2"
+	$(COMPAT)/bin/python -m pytest -n 2 -q -p no:cacheprovider Testing/Python --ignore=Testing/Python/slicer
 
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -28,4 +38,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(COMPAT) demo-output bench-output .pytest_cache

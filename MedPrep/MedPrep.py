@@ -1,15 +1,16 @@
+from __future__ import annotations
+
 import importlib.util
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Dict, List, Optional, Tuple
+from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -27,8 +28,8 @@ from slicer.util import VTKObservationMixin
 if importlib.util.find_spec("MedPrepLib") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import MedPrepBridge  # noqa: E402 - needs the path set above
-import MedPrepPresenter as presenter  # noqa: E402
+import MedPrepBridge
+import MedPrepPresenter as presenter
 
 # MedPrepLib's dependencies that Slicer does not bundle: (import name, requirement).
 REQUIREMENTS = [
@@ -44,6 +45,8 @@ REQUIREMENTS = [
 # Node attribute holding what MedPrep knows about a volume it made: source files, metadata, history.
 RECORD_ATTRIBUTE = "MedPrep.record"
 CUSTOM_PRESET = "(custom)"
+
+logger = logging.getLogger(__name__)
 
 
 #
@@ -140,7 +143,7 @@ def setPreprocessSettings(p: MedPrepParameterNode, s: presenter.PreprocessSettin
         p.intensityLow, p.intensityHigh = s.intensityRange
 
 
-def _path(value: Optional[Path]) -> str:
+def _path(value: Path | None) -> str:
     # An unset Path field reads back as Path("."): treat it as empty rather than "the current folder".
     return "" if value is None or str(value) in ("", ".") else str(value)
 
@@ -160,8 +163,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._scan = None
-        self._presetSteps: Optional[List[dict]] = None
-        self._presetFormSteps: Optional[List[dict]] = None
+        self._presetSteps: list[dict] | None = None
+        self._presetFormSteps: list[dict] | None = None
         self._busy = False
         self._overlayShown = False
 
@@ -218,7 +221,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
 
-    def setParameterNode(self, inputParameterNode: Optional[MedPrepParameterNode]) -> None:
+    def setParameterNode(self, inputParameterNode: MedPrepParameterNode | None) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
@@ -259,16 +262,16 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             presenter.applyEnableRules(self.ui, self.panelState())
 
-    def selectedSeriesIndex(self) -> Optional[int]:
+    def selectedSeriesIndex(self) -> int | None:
         rows = self.ui.seriesTable.selectionModel().selectedRows()
         return rows[0].row() if rows else None
 
-    def currentPipelineSteps(self) -> List[dict]:
+    def currentPipelineSteps(self) -> list[dict]:
         if self._presetSteps is not None:
             return self._presetSteps
         return presenter.pipelineSteps(preprocessSettings(self._parameterNode))
 
-    def runTask(self, text: str, task) -> Optional[object]:
+    def runTask(self, text: str, task) -> object | None:
         """Run `task(progress)` with the progress bar and Cancel active; errors become one-line messages."""
         self._busy = True
         self.updateGuiState()
@@ -278,8 +281,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = task(self.progress)
         except presenter.Cancelled:
             message = _("Cancelled")
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the log has the traceback
-            logging.exception(text)
+        except Exception as exc:
+            logger.exception(text)
             message = str(exc)
             slicer.util.errorDisplay(f"{text}: {exc}")
         finally:
@@ -448,11 +451,11 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     # -- dependencies -----------------------------------------------------------------------------
 
     @staticmethod
-    def missingRequirements() -> List[str]:
+    def missingRequirements() -> list[str]:
         return [requirement for module, requirement in REQUIREMENTS if importlib.util.find_spec(module) is None]
 
     @staticmethod
-    def installRequirements(requirements: List[str]) -> None:
+    def installRequirements(requirements: list[str]) -> None:
         """Install with Slicer's package manager (slicer.packaging from 5.12, pip_install before)."""
         if importlib.util.find_spec("slicer.packaging") is not None:
             import slicer.packaging
@@ -474,7 +477,7 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return scan(folder, ignore_derived=ignoreDerived, progress=progress)
 
     @staticmethod
-    def loadSeries(series, name: Optional[str] = None, scene=None) -> vtkMRMLScalarVolumeNode:
+    def loadSeries(series, name: str | None = None, scene=None) -> vtkMRMLScalarVolumeNode:
         """A new volume node with the series as MedPrepLib reads it (see MedPrepBridge for why)."""
         from MedPrepLib.convert import volume_from_series
 
@@ -485,11 +488,11 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         # Other Slicer modules (e.g. DICOM header browsing) find the source instances through this attribute.
         node.SetAttribute("DICOM.instanceUIDs", " ".join(str(f.ds.get("SOPInstanceUID", "")) for f in series.files))
         for warning in volume.warnings:
-            logging.warning(f"{node.GetName()}: {warning}")
+            logger.warning(f"{node.GetName()}: {warning}")
         return node
 
     @staticmethod
-    def sourceFiles(volumeNode) -> List[str]:
+    def sourceFiles(volumeNode) -> list[str]:
         """The DICOM files a node was loaded from (empty for volumes MedPrep did not load)."""
         return _readRecord(volumeNode).get("files", [])
 
@@ -524,7 +527,7 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
                                       for field, option in presenter.ANONYMIZE_OPTIONS.items()})
         return Anonymizer(parameterNode.anonymizationKey.encode("utf-8") or None, options)
 
-    def previewAnonymization(self, volumeNode, anonymizer) -> Tuple[list, list]:
+    def previewAnonymization(self, volumeNode, anonymizer) -> tuple[list, list]:
         """Header rows before and after de-identification of the node's first file; nothing is written."""
         from MedPrepLib.header import header_rows
 
@@ -542,20 +545,20 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     # -- preprocess ---------------------------------------------------------------------------------
 
     @staticmethod
-    def presetNames() -> List[str]:
+    def presetNames() -> list[str]:
         from MedPrepLib.preprocess.pipeline import PRESET_DIR
 
         # Listed from the files so that the panel opens before PyYAML is installed.
         return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
     @staticmethod
-    def presetSteps(name: str) -> List[dict]:
+    def presetSteps(name: str) -> list[dict]:
         from MedPrepLib.preprocess.pipeline import PRESET_DIR, read_document
 
         return list(read_document(PRESET_DIR / f"{name}.yaml")["steps"])
 
-    def preprocess(self, inputVolume, steps: List[dict], inputLabel=None, progress=None,
-                   scene=None) -> Tuple[vtkMRMLScalarVolumeNode, Optional[vtkMRMLLabelMapVolumeNode]]:
+    def preprocess(self, inputVolume, steps: list[dict], inputLabel=None, progress=None,
+                   scene=None) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:
         """Run pipeline steps on a volume (and label map); new nodes hold the results, the inputs stay as they are.
 
         Steps run one at a time so that `progress(done, total)` can update the GUI and cancel between them.
@@ -598,7 +601,7 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return volume
 
     @staticmethod
-    def exportPipeline(steps: List[dict], path: str) -> None:
+    def exportPipeline(steps: list[dict], path: str) -> None:
         """Write the steps as a pipeline file for `medprep run` (JSON, or YAML by extension)."""
         from MedPrepLib.preprocess.pipeline import load_pipeline
 
@@ -631,7 +634,7 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
 
     # -- save -----------------------------------------------------------------------------------------
 
-    def save(self, volumeNode, folder: str, name: str, labelNode=None, compress: bool = True) -> List[Path]:
+    def save(self, volumeNode, folder: str, name: str, labelNode=None, compress: bool = True) -> list[Path]:
         """NAME.nii[.gz] + NAME.json (metadata and provenance), and NAME_label.nii[.gz] for the label map."""
         from MedPrepLib.nifti import write_nifti
         from MedPrepLib.sidecar import write_sidecar
@@ -655,14 +658,14 @@ def _seriesNodeName(series) -> str:
     return f"{number}: {series.description}{series.postfix}".strip(": ") or "series"
 
 
-def _writeRecord(node, volume, files: List[str]) -> None:
+def _writeRecord(node, volume, files: list[str]) -> None:
     # A node attribute, not logic state: it is saved with the scene and every logic instance sees it.
     node.SetAttribute(RECORD_ATTRIBUTE, json.dumps({
         "files": files, "meta": volume.meta, "warnings": volume.warnings, "history": volume.history,
         "stored": MedPrepBridge.storedRescale(volume)}, default=str))
 
 
-def _readRecord(node) -> Dict:
+def _readRecord(node) -> dict:
     text = node.GetAttribute(RECORD_ATTRIBUTE) if node else None
     return json.loads(text) if text else {}
 
@@ -719,7 +722,7 @@ class MedPrepTest(ScriptedLoadableModuleTest):
         parameterNode.anonymizationKey = "test-key"
         keywords = {row.keyword: row.value for row in logic.headerRows(volumeNode)}
         self.assertIn("Doe", keywords["PatientName"])
-        original, after = logic.previewAnonymization(volumeNode, logic.anonymizer(parameterNode))
+        _original, after = logic.previewAnonymization(volumeNode, logic.anonymizer(parameterNode))
         anonymized = {row.keyword: row.value for row in after}
         self.assertNotIn("Doe", anonymized.get("PatientName", ""))
         self.assertEqual(anonymized["PatientIdentityRemoved"], "YES")

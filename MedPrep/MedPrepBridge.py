@@ -16,7 +16,7 @@ Only vtk, numpy and the MRML classes are needed here, so this module runs outsid
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import vtk
@@ -60,9 +60,8 @@ def realWorldArray(volume: Volume) -> np.ndarray:
 
 def labelArray(array: np.ndarray) -> np.ndarray:
     """Labels as the smallest integer type that holds them; refuses non-integral values."""
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            raise ValueError("a label map must hold whole numbers; this volume has fractional values")
+    if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array))):
+        raise ValueError("a label map must hold whole numbers; this volume has fractional values")
     lo = int(array.min()) if array.size else 0
     hi = int(array.max()) if array.size else 0
     for dtype in _LABEL_TYPES:
@@ -110,12 +109,12 @@ def addVolumeNode(scene, volume: Volume, name: str, labelmap: bool = False):
     return node
 
 
-def storedRescale(volume: Volume) -> Dict[str, Any]:
+def storedRescale(volume: Volume) -> dict[str, Any]:
     """What `volumeFromNode` needs to give back the stored values of a volume shown as real-world values."""
     return {"dtype": volume.array.dtype.str, "slope": float(volume.slope), "inter": float(volume.inter)}
 
 
-def _restoreStored(array: np.ndarray, stored: Dict[str, Any]) -> Tuple[np.ndarray, float, float]:
+def _restoreStored(array: np.ndarray, stored: dict[str, Any]) -> tuple[np.ndarray, float, float]:
     """Stored values and rescale from real-world integers, when they invert exactly.
 
     MedPrepLib steps then see the very array a DICOM read gives, so a pipeline run in Slicer and
@@ -133,7 +132,7 @@ def _restoreStored(array: np.ndarray, stored: Dict[str, Any]) -> Tuple[np.ndarra
     return values.astype(dtype), slope, inter
 
 
-def volumeFromNode(node, meta: Optional[dict] = None, stored: Optional[Dict[str, Any]] = None) -> Volume:
+def volumeFromNode(node, meta: dict | None = None, stored: dict[str, Any] | None = None) -> Volume:
     """The node's voxels and world geometry as a Volume (a copy: later edits of either are independent).
 
     `stored` (from `storedRescale` of the volume the node was made from) brings back the stored

@@ -6,8 +6,9 @@ tests drive them with PySide6 widgets loaded from the same .ui file.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 # Parameter-node choices shown in combo boxes; the tests check them against MedPrepLib's step catalogue.
 KEEP_ORIENTATION = "keep"
@@ -50,7 +51,7 @@ class Cancelled(Exception):
 # Tables
 
 
-def seriesRows(seriesList: Sequence[Any]) -> List[List[str]]:
+def seriesRows(seriesList: Sequence[Any]) -> list[list[str]]:
     """One row per discovered series: number, modality, description, size, files and warnings."""
     rows = []
     for series in seriesList:
@@ -90,18 +91,18 @@ def _tagText(row: Any) -> str:
     return "    " * row.depth + row.tag
 
 
-def headerTableRows(rows: Sequence[Any]) -> List[List[str]]:
+def headerTableRows(rows: Sequence[Any]) -> list[list[str]]:
     """Tag (indented by sequence depth), keyword (private ones marked), VR, value."""
     return [[_tagText(r), _keywordText(r), r.vr, r.value] for r in rows]
 
 
-def comparisonTableRows(original: Sequence[Any], anonymized: Sequence[Any]) -> List[List[str]]:
+def comparisonTableRows(original: Sequence[Any], anonymized: Sequence[Any]) -> list[list[str]]:
     """Original | anonymized values matched by position in the data set; removed and added rows shown.
 
     Rows keep the original order; attributes the anonymizer adds (e.g. PatientIdentityRemoved)
     follow at the end with an empty original value.
     """
-    after: Dict[str, Any] = {r.path: r for r in anonymized}
+    after: dict[str, Any] = {r.path: r for r in anonymized}
     seen = set()
     table = []
     for r in original:
@@ -145,7 +146,6 @@ class PanelState:
     seriesSelected: bool = False
     inputVolumeFromDicom: bool = False
     inputVolume: bool = False
-    anonymizationKey: str = ""
     anonymizedFolder: str = ""
     keepDates: bool = False
     shiftDates: bool = False
@@ -157,15 +157,15 @@ class PanelState:
     busy: bool = False
 
 
-def enableRules(s: PanelState) -> Dict[str, bool]:
+def enableRules(s: PanelState) -> dict[str, bool]:
     """Widget object name -> enabled. While a task runs only Cancel stays active."""
     idle = not s.busy
-    anonymizeReady = s.inputVolumeFromDicom and bool(s.anonymizationKey)
     return {
         "scanButton": idle and bool(s.inputFolder),
         "loadButton": idle and s.seriesSelected,
-        "previewAnonymizationButton": idle and anonymizeReady,
-        "anonymizeButton": idle and anonymizeReady and bool(s.anonymizedFolder),
+        # The preview shows the header of the loaded series; the run de-identifies the whole scanned folder.
+        "previewAnonymizationButton": idle and s.inputVolumeFromDicom,
+        "anonymizeButton": idle and bool(s.inputFolder) and bool(s.anonymizedFolder),
         # The two date options exclude each other (MedPrepLib refuses both), so one greys out the other.
         "shiftDatesCheckBox": not s.keepDates,
         "keepDatesCheckBox": not s.shiftDates,
@@ -237,20 +237,20 @@ class PreprocessSettings:
 
     orientation: str = "RAS"
     resample: bool = False
-    spacing: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     interpolation: str = "linear"
     cropPad: bool = False
-    size: Tuple[int, int, int] = (128, 128, 128)
+    size: tuple[int, int, int] = (128, 128, 128)
     intensity: str = NO_INTENSITY
-    intensityRange: Tuple[float, float] = (0.0, 1.0)
+    intensityRange: tuple[float, float] = (0.0, 1.0)
 
 
-def pipelineSteps(s: PreprocessSettings) -> List[Dict[str, Any]]:
+def pipelineSteps(s: PreprocessSettings) -> list[dict[str, Any]]:
     """The form as pipeline steps ({"step": name, parameter: value...}, as in a pipeline file).
 
     Geometry comes first and intensity last, so intensities are normalized on the final grid.
     """
-    steps: List[Dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
     if s.orientation != KEEP_ORIENTATION:
         steps.append({"step": "orient", "axcodes": s.orientation})
     if s.resample:
@@ -259,7 +259,7 @@ def pipelineSteps(s: PreprocessSettings) -> List[Dict[str, Any]]:
     if s.cropPad:
         steps.append({"step": "crop_pad", "shape": [int(v) for v in s.size]})
     if s.intensity != NO_INTENSITY:
-        step: Dict[str, Any] = {"step": s.intensity}
+        step: dict[str, Any] = {"step": s.intensity}
         if s.intensity in _RANGE_PARAMETERS:
             low, high = _RANGE_PARAMETERS[s.intensity][0]
             step.update({low: float(s.intensityRange[0]), high: float(s.intensityRange[1])})
@@ -267,7 +267,7 @@ def pipelineSteps(s: PreprocessSettings) -> List[Dict[str, Any]]:
     return steps
 
 
-def settingsFromSteps(steps: Sequence[Dict[str, Any]]) -> Tuple[PreprocessSettings, List[str]]:
+def settingsFromSteps(steps: Sequence[dict[str, Any]]) -> tuple[PreprocessSettings, list[str]]:
     """The form filled from pipeline steps (a preset), and the steps the form cannot show.
 
     Steps the form has no field for are reported rather than dropped silently: the panel says
@@ -297,18 +297,18 @@ def settingsFromSteps(steps: Sequence[Dict[str, Any]]) -> Tuple[PreprocessSettin
     return s, unsupported
 
 
-def _resampleFits(params: Dict[str, Any]) -> bool:
+def _resampleFits(params: dict[str, Any]) -> bool:
     return (set(params) <= {"spacing", "interpolator"} and len(params.get("spacing") or []) == 3
             and params.get("interpolator", "linear") in INTERPOLATIONS)
 
 
-def _intensityFits(name: str, params: Dict[str, Any]) -> bool:
+def _intensityFits(name: str, params: dict[str, Any]) -> bool:
     if name not in _RANGE_PARAMETERS:
         return not params
     return set(params) == set(_RANGE_PARAMETERS[name][0]) and all(v is not None for v in params.values())
 
 
-def defaultSaveName(description: str, seriesNumber: Optional[int]) -> str:
+def defaultSaveName(description: str, seriesNumber: int | None) -> str:
     """A file-system-safe base name from the series description and number."""
     text = "".join(ch if ch.isalnum() else "_" for ch in description).strip("_") or "volume"
     while "__" in text:

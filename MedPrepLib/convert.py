@@ -4,18 +4,16 @@ The same functions serve the CLI (`medprep convert`), the dataset runner and the
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from . import __version__
 from .assemble import series_to_volume
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
 from .naming import fields_from_dataset, render_name, unique_name
 from .nifti import write_nifti
-from .sidecar import write_sidecar
+from .sidecar import dicom_fields, write_sidecar
 from .volume import Volume
 
 
@@ -61,8 +59,7 @@ def volume_from_series(series: Series, options: Optional[ConvertOptions] = None)
     """Assemble one series and record the conversion in its history."""
     options = options or ConvertOptions()
     vol = series_to_volume(series)
-    vol.history.append({"step": "dicom_to_nifti", "params": {
-        "ignore_derived": options.ignore_derived, "anonymize": options.anonymizer is not None}})
+    vol.history.append({"step": "dicom_to_nifti", "params": options.params()})
     return vol
 
 
@@ -140,14 +137,12 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
                 warn(f"{label} not written: {nifti_path.name} exists; use --overwrite to replace it")
             continue
         if options.anonymizer is not None:
-            from .sidecar import dicom_fields
-
-            vol.meta = {**dicom_fields(ds0), **{k: v for k, v in vol.meta.items()
-                                                if k not in ("SeriesInstanceUID", "StudyInstanceUID")}}
-            vol.meta.update({k: v for k, v in dicom_fields(ds0).items()})
+            # Header-derived sidecar fields come from the de-identified header only.
+            original = dicom_fields(series.first)
+            vol.meta = {k: v for k, v in vol.meta.items() if k not in original}
+            vol.meta.update(dicom_fields(ds0))
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
-        vol.history[-1]["params"].update({"name_template": options.name_template, "gz": options.gz,
-                                          "medprep_version": __version__})
+        vol.history[-1]["params"] = options.params()
         write_nifti(vol, nifti_path, gz=options.gz, overwrite=True)
         write_sidecar(vol, json_path, overwrite=True)
         for w in vol.warnings:
@@ -166,5 +161,3 @@ def describe_skipped(skipped: List[Skipped]) -> Dict[str, int]:
     return counts
 
 
-__all__ = ["ConvertOptions", "ConvertReport", "Output", "convert", "read_dicom", "volume_from_series",
-           "describe_skipped", "os"]

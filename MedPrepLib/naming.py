@@ -90,13 +90,11 @@ def safe_name(name: str) -> str:
     stripped = text.lstrip(".-")
     text = "_" * (len(text) - len(stripped)) + stripped
     text = re.sub("_{2,}", "_", text)
-    text = _clip_bytes(text, MAX_NAME_BYTES)
-    if text.strip("_") == "":
-        return FALLBACK_NAME
     stem, dot, rest = text.partition(".")
     if stem.upper() in _RESERVED:
         text = stem + "_" + dot + rest
-    return text
+    text = _clip_bytes(text, MAX_NAME_BYTES)
+    return FALLBACK_NAME if text.strip("_") == "" else text
 
 
 def unique_name(base: str, taken: set, postfix: str | None = None) -> str:
@@ -121,7 +119,7 @@ def unique_name(base: str, taken: set, postfix: str | None = None) -> str:
     return candidate
 
 
-def fields_from_dataset(ds: Dataset, folder_name: str | None) -> dict:
+def fields_from_dataset(ds: Dataset, folder_name: str | None) -> dict[str, str | None]:
     """The render_name fields of a series, from the header of one of its files.
 
     As in dcm2niix, %p falls back to the SequenceName when ProtocolName is empty, and %t is the
@@ -236,7 +234,7 @@ def _datetime(date: str | None, time: str | None) -> str | None:
     if len(digits) != 8:
         return None
     match = re.match(r"(\d{2,6})(\.\d*)?", (time or "").replace(":", "").strip())
-    seconds = 0.0
+    clock = 0.0  # hhmmss.ffffff as one number, the way dcm2niix adds it to the date
     if match:
-        seconds = float(match.group(1).ljust(6, "0") + (match.group(2) or ""))
-    return "%.0f" % (int(digits) * 1_000_000 + seconds)
+        clock = float(match.group(1).ljust(6, "0") + (match.group(2) or ""))
+    return "%.0f" % (int(digits) * 1_000_000 + clock)

@@ -14,6 +14,7 @@ from typing import Any, Union
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
@@ -257,6 +258,9 @@ def write_series(
     dtype = np.int16 if signed else np.uint16
     identity = dict(DEMO_PATIENT)
     identity.update(patient or {})
+    unknown = [k for k in list(identity) + list(extra or {}) if tag_for_keyword(k) is None]
+    if unknown:
+        raise ValueError(f"not DICOM keywords: {', '.join(unknown)}")
 
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
@@ -271,7 +275,7 @@ def write_series(
                                          + [series_description]),
         "SOPClassUID": spec["sop_class"],
         "StudyDate": _DATE, "SeriesDate": _DATE, "AcquisitionDate": _DATE, "ContentDate": _DATE,
-        "StudyTime": _TIME, "SeriesTime": _TIME, "ContentTime": _TIME,
+        "StudyTime": _TIME, "SeriesTime": _TIME, "AcquisitionTime": _TIME, "ContentTime": _TIME,
         "AccessionNumber": "DEMO0001",
         "Modality": modality,
         "Manufacturer": "MedPrep",

@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ..dicomfile import is_dicom, read_header
 from ..errors import MedPrepError, NotDicomError
-from ..header import HeaderRow, check_keyword, filter_rows, header_rows, parse_tag
+from ..header import ITEM_TAG, HeaderRow, check_keyword, filter_rows, header_rows, parse_tag
 
 # The name column of the text table grows with the data up to this width; longer names push the value.
 _MAX_NAME_WIDTH = 48
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             data = [asdict(r) for r in shown[0][1]]
             if root.is_dir():
                 print(f"medprep: header of {files[0]}", file=sys.stderr)
-        json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
+        json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
     if not any(rows for _, rows in shown):
         print("medprep: no matching elements", file=sys.stderr)
@@ -82,7 +82,8 @@ def _dicom_files(root: Path) -> Iterator[Path]:
         dirs.sort()
         for name in sorted(names):
             path = Path(folder) / name
-            if is_dicom(path):
+            # is_file() leaves out pipes and devices, which could block a read.
+            if path.is_file() and is_dicom(path):
                 yield path
 
 
@@ -91,7 +92,7 @@ def _print_table(path: Path, rows: list[HeaderRow], out: TextIO) -> None:
     names = [_name_cell(row) for row in rows]
     width = min(max((len(name) for name in names), default=0), _MAX_NAME_WIDTH)
     for row, name in zip(rows, names):
-        tag = "" if row.vr == "" else f"({row.tag})"
+        tag = "" if row.tag == ITEM_TAG else f"({row.tag})"
         out.write(f"{tag:<11} {row.vr:<2} {name:<{width}} {row.value}".rstrip() + "\n")
 
 

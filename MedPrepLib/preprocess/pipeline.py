@@ -265,12 +265,14 @@ def fit_statistics(cases: Callable[[], Iterable[Tuple[Volume, Optional[Volume]]]
 
 
 def save_statistics(path: Union[str, Path], pipeline: Pipeline, statistics: Dict[int, Dict[str, Any]],
-                    training_cases: List[str]) -> None:
+                    training_cases: List[str], extra: Optional[Dict[str, Any]] = None) -> None:
+    """Write the statistics with the training cases they come from (and `extra` bookkeeping)."""
     from ..atomic import write_json
 
-    write_json(path, {"pipeline": pipeline.digest(), "training_cases": sorted(training_cases),
-                      "steps": {str(i): {"step": pipeline.steps[i].spec.name, "values": v}
-                                for i, v in statistics.items()}}, overwrite=True)
+    doc = {"pipeline": pipeline.digest(), "training_cases": sorted(training_cases),
+           "steps": {str(i): {"step": pipeline.steps[i].spec.name, "values": v} for i, v in statistics.items()}}
+    doc.update(extra or {})
+    write_json(path, doc, overwrite=True)
 
 
 def load_statistics(path: Union[str, Path], pipeline: Pipeline) -> Dict[int, Dict[str, Any]]:

@@ -42,7 +42,7 @@ PATIENTS = {
     "B": {"PatientName": "Zyxwvroe^Qqjane", "PatientID": "PID-PHIMARK-B", "PatientBirthDate": "19331108"},
 }
 NAME_PARTS = ["Zyxwvdoe", "Qqjohn", "Zyxwvroe", "Qqjane"]
-# (patient, study date, accession); patient A has two studies 400 days apart.
+# (patient, study date, accession); patient A has two studies 401 days apart.
 STUDIES = [("A", "19350302", "ACCPHIMARK1"), ("A", "19360406", "ACCPHIMARK2"), ("B", "19350710", "ACCPHIMARK3")]
 
 

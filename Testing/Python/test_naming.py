@@ -143,6 +143,12 @@ def test_long_values_are_bounded():
     assert len(name.encode("utf-8")) == MAX_NAME_BYTES
 
 
+def test_reserved_name_at_the_length_limit():
+    name = safe_name("CON." + "x" * 300)
+    assert name.startswith("CON_.") and len(name.encode("utf-8")) == MAX_NAME_BYTES
+    assert safe_name(name) == name
+
+
 def test_multibyte_names_are_cut_on_a_character_boundary():
     name = render_name("%p%d%f%i", {k: "日本語" * 30 for k in FIELDS})
     _assert_safe(name)

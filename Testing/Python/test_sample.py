@@ -145,6 +145,8 @@ def test_invalid_arguments(tmp_path):
         sample.write_series(tmp_path, vol, row_dir=(1, 0, 0), col_dir=(1, 1, 0))
     with pytest.raises(ValueError, match="shape"):
         sample.write_series(tmp_path, vol[0])
+    with pytest.raises(ValueError, match="PatientNmae"):
+        sample.write_series(tmp_path, vol, patient={"PatientNmae": "X"})
     assert not list(tmp_path.iterdir())
 
 

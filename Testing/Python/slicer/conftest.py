@@ -16,8 +16,8 @@ def _slicer_core():
         return None, f"slicer-core is not installed ({exc}); run `make test-slicer`"
     # An unrelated PyPI package is also called "slicer": check for the MRML classes themselves.
     if not hasattr(slicer, "vtkMRMLScene"):
-        return None, f"the `slicer` module at {getattr(slicer, '__file__', '?')} has no MRML classes; " \
-                     "install slicer-core (`make test-slicer`)"
+        return None, (f"the `slicer` module at {getattr(slicer, '__file__', '?')} has no MRML classes; " \
+                     "install slicer-core (`make test-slicer`)")
     return slicer, ""
 
 

@@ -179,3 +179,23 @@ def test_linear_parent_transform_is_folded_in_and_non_linear_refused(slicer, sce
 def test_4d_volumes_are_refused(scene, bridge):
     with pytest.raises(ValueError, match="4D"):
         bridge.addVolumeNode(scene, Volume(np.zeros((2, 2, 2, 2), np.int16), np.eye(4)), "4d")
+
+
+def test_stored_values_come_back_exactly_for_medpreplib_steps(scene, bridge):
+    stored = np.array([[[0, 1024, 4095]]], dtype=np.uint16)
+    ct = Volume(stored, np.eye(4), slope=1.0, inter=-1024.0)
+    node = bridge.addVolumeNode(scene, ct, "ct")
+    back = bridge.volumeFromNode(node, stored=bridge.storedRescale(ct))
+    assert back.array.dtype == np.uint16 and (back.slope, back.inter) == (1.0, -1024.0)
+    np.testing.assert_array_equal(back.array, stored)
+    np.testing.assert_array_equal(back.scaled(), ct.scaled())
+
+    # Voxels edited beyond what the stored type holds stay real-world values rather than wrapping around.
+    node.GetImageData().GetPointData().GetScalars().SetValue(0, -2000)
+    edited = bridge.volumeFromNode(node, stored=bridge.storedRescale(ct))
+    assert (edited.slope, edited.inter) == (1.0, 0.0) and edited.array[0, 0, 0] == -2000
+
+    pet = Volume(stored, np.eye(4), slope=0.25, inter=0.0)
+    node = bridge.addVolumeNode(scene, pet, "pet")
+    np.testing.assert_array_equal(bridge.volumeFromNode(node, stored=bridge.storedRescale(pet)).scaled(),
+                                  pet.scaled(np.float32))

@@ -1,0 +1,402 @@
+"""Dataset runs: one pipeline over every case of a folder, in worker processes, resumable.
+
+Input: a folder of NIfTI images (flat with optional `--labels` folder, `images/` + `labels/`, or
+the nnU-Net/MSD layout `imagesTr/labelsTr/imagesTs`), or a DICOM tree (one case per series).
+Labels are matched by case name: the file name without extension, without a `_0000` channel
+suffix, and for labels without a `_seg`, `_label`, `_mask` suffix.
+
+Output folder: the cases in the pipeline's format, `pipeline.json` (the resolved pipeline, for
+replay), `statistics.json` (dataset statistics from the training cases only), `manifest.csv`
+(what was written from what) and, with QA, `qa/CASE.png` plus `qa/index.html`.
+
+A case is skipped when the manifest shows it was written by the same pipeline and statistics
+from inputs of the same size and modification time, and its outputs still exist.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import MedPrepError
+from .preprocess import pipeline as pl
+from .volume import Volume
+
+NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+LABEL_SUFFIX_RE = re.compile(r"_(seg|label|labels|mask)$", re.IGNORECASE)
+CHANNEL_RE = re.compile(r"_\d{4}$")
+MANIFEST_FIELDS = ["case", "split", "status", "image_in", "label_in", "outputs", "fingerprint", "seconds",
+                   "error"]
+
+
+@dataclass
+class Case:
+    case_id: str
+    image: Path                      # a NIfTI file, or the folder of a DICOM series
+    label: Optional[Path] = None
+    training: bool = True
+    series: Any = None               # discovery.Series for DICOM cases
+    inputs: List[Path] = field(default_factory=list)
+
+    def input_stamp(self) -> List[Tuple[str, int, int]]:
+        """(name, size, mtime) of every input file: cheap evidence that the inputs are unchanged."""
+        files = self.inputs or [self.image]
+        if self.label is not None:
+            files = list(files) + [self.label]
+        out = []
+        for f in files:
+            st = Path(f).stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        return out
+
+
+def case_name(path: Path) -> str:
+    return CHANNEL_RE.sub("", NIFTI_RE.sub("", path.name))
+
+
+def _niftis(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and NIFTI_RE.search(p.name)) if folder.is_dir() else []
+
+
+def _match_labels(images: List[Path], label_files: List[Path], training: bool) -> List[Case]:
+    labels = {LABEL_SUFFIX_RE.sub("", case_name(p)): p for p in label_files}
+    return [Case(case_name(p), p, labels.get(case_name(p)), training) for p in images]
+
+
+def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path]] = None) -> List[Case]:
+    """The cases of a dataset folder (see the module documentation for the layouts understood)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise MedPrepError("input folder does not exist", root, "give a folder of NIfTI files or a DICOM tree")
+    if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
+        cases = _match_labels(_niftis(root / "imagesTr"), _niftis(root / "labelsTr"), True)
+        cases += _match_labels(_niftis(root / "imagesTs"), _niftis(root / "labelsTs"), False)
+    elif (root / "images").is_dir():
+        cases = _match_labels(_niftis(root / "images"), _niftis(Path(labels_dir or root / "labels")), True)
+    else:
+        files = _niftis(root)
+        if files:
+            is_label = [bool(LABEL_SUFFIX_RE.search(case_name(p))) for p in files]
+            images = [p for p, lab in zip(files, is_label) if not lab]
+            label_files = [p for p, lab in zip(files, is_label) if lab]
+            label_files += _niftis(Path(labels_dir)) if labels_dir else []
+            cases = _match_labels(images, label_files, True)
+        else:
+            cases = dicom_cases(root)
+    if not cases:
+        raise MedPrepError("no images found", root, "give a folder of .nii/.nii.gz files or a DICOM tree")
+    seen = set()
+    for c in cases:
+        if c.case_id in seen:
+            raise MedPrepError(f"two images share the case name '{c.case_id}'", c.image, "rename one of them")
+        seen.add(c.case_id)
+    return cases
+
+
+def dicom_cases(root: Path) -> List[Case]:
+    """One case per DICOM image series; named by a hash of the series UID, never by patient data."""
+    from .discovery import scan
+
+    result = scan(root)
+    cases = []
+    for s in result.series:
+        digest = hashlib.sha256((s.uid + s.postfix).encode()).hexdigest()[:12]
+        files = [f.path for f in s.files]
+        folder = Path(os.path.commonpath([str(p.parent) for p in files]))
+        cases.append(Case(f"series-{digest}", folder, None, True, s, files))
+    return cases
+
+
+def apply_split(cases: List[Case], split_file: Union[str, Path]) -> None:
+    """Mark training cases from a file: one case name per line (training), or `case,train|test` rows."""
+    try:
+        lines = Path(split_file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise MedPrepError(f"cannot read the split file: {exc.strerror}", split_file) from None
+    train, test = set(), set()
+    for line in lines:
+        parts = [p.strip() for p in line.split(",")]
+        if not parts[0] or parts[0].lower() in ("case", "#") or parts[0].startswith("#"):
+            continue
+        (test if len(parts) > 1 and parts[1].lower() in ("test", "ts", "val", "validation") else train).add(parts[0])
+    unknown = sorted((train | test) - {c.case_id for c in cases})
+    if unknown:
+        raise MedPrepError(f"the split file names case '{unknown[0]}', which the input lacks", split_file)
+    for c in cases:
+        c.training = c.case_id in train
+
+
+# ---------------------------------------------------------------- reading one case
+
+def read_image(path: Union[str, Path], series: Any = None) -> Volume:
+    """A NIfTI file (with its JSON sidecar's metadata, if any) or a DICOM folder holding one series."""
+    path = Path(path)
+    if series is not None:
+        from .convert import volume_from_series
+
+        return volume_from_series(series)
+    if path.is_dir():
+        from .convert import read_dicom
+
+        volumes = read_dicom(path)
+        if len(volumes) != 1:
+            raise MedPrepError(f"the DICOM folder holds {len(volumes)} series", path,
+                               "give a folder with one series, or use `medprep run` for all of them")
+        return volumes[0]
+    if not path.is_file():
+        raise MedPrepError("input does not exist", path, "give a NIfTI file or a DICOM folder")
+    if not NIFTI_RE.search(path.name):
+        raise MedPrepError("unsupported input file", path, "give a .nii/.nii.gz file or a DICOM folder")
+    from .nifti import read_nifti
+
+    volume = read_nifti(path)
+    sidecar = path.with_name(NIFTI_RE.sub("", path.name) + ".json")
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except ValueError:
+            raise MedPrepError("the JSON sidecar is not valid JSON", sidecar, "fix or remove it") from None
+        if isinstance(meta, dict):
+            provenance = meta.pop("MedPrepProvenance", None) or {}
+            volume.meta.update(meta)
+            volume.history.extend(provenance.get("steps", []))
+    return volume
+
+
+def read_label(path: Union[str, Path]) -> Volume:
+    from .nifti import read_nifti
+
+    if not Path(path).is_file():
+        raise MedPrepError("label file does not exist", path, "give a NIfTI label map")
+    label = read_nifti(path)
+    if label.slope != 1.0 or label.inter != 0.0:
+        label = label.with_array(label.scaled(), label.affine)
+    if label.array.dtype.kind == "f":
+        rounded = np.rint(label.array)
+        if not np.array_equal(rounded, label.array):
+            raise MedPrepError("the label map holds non-integer values", path, "give an integer label map")
+        label = label.with_array(rounded.astype(np.int32), label.affine)
+    return label
+
+
+# ---------------------------------------------------------------- the work of one worker
+
+def _limit_threads(workers: int) -> None:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+
+
+def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int, Dict[str, Any]],
+             workers: int) -> Any:
+    _limit_threads(workers)
+    image = read_image(case.image, case.series)
+    label = read_label(case.label) if case.label else None
+    return pl.fit_case(image, label, pipeline, index, statistics)
+
+
+def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
+              qa: bool, workers: int) -> Dict[str, Any]:
+    """Process and write one case; returns its manifest row fields (errors are returned, not raised)."""
+    from .export import write_case
+
+    start = time.monotonic()
+    try:
+        _limit_threads(workers)
+        image = read_image(case.image, case.series)
+        label = read_label(case.label) if case.label else None
+        out, out_label = pl.run_pipeline(image, pipeline, label, statistics)
+        written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True)
+        outputs = written["image"] + written["label"]
+        if qa:
+            from .qa import write_qa_png
+
+            png = out_dir / "qa" / f"{case.case_id}.png"
+            write_qa_png(image, out, out_label, png, title=case.case_id)
+            outputs.append(str(png))
+        labels = sorted(int(v) for v in np.unique(out_label.array)) if out_label is not None else []
+        return {"status": "written", "outputs": outputs, "labels": labels,
+                "modality": str(image.meta.get("Modality", "")), "seconds": time.monotonic() - start}
+    except MedPrepError as exc:
+        return {"status": "failed", "error": exc.one_line(), "seconds": time.monotonic() - start}
+    except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
+        return {"status": "failed", "error": f"internal error: {type(exc).__name__}: {exc}",
+                "seconds": time.monotonic() - start}
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class RunReport:
+    written: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+    statistics: Dict[int, Dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_manifest(path: Path) -> Dict[str, Dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["case"]: row for row in csv.DictReader(fh)}
+
+
+def _relative(path: Optional[Path], root: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _map(jobs: List[Tuple[Callable, tuple]], workers: int) -> Iterator[Tuple[int, Any]]:
+    """(job index, result) as jobs finish: in worker processes, or in this one for a single worker."""
+    if workers <= 1:
+        for i, (fn, args) in enumerate(jobs):
+            yield i, fn(*args)
+        return
+    import multiprocessing
+
+    # Spawned, not forked: a forked child can inherit ITK's thread pool in a locked state.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: int,
+                       progress: Optional[Callable[[int, int], None]] = None) -> Dict[int, Dict[str, Any]]:
+    """Dataset statistics of every step that needs them, from the training cases only."""
+    training = [c for c in cases if c.training]
+    statistics: Dict[int, Dict[str, Any]] = {}
+    for index in pipeline.statistics_steps():
+        if not training:
+            raise MedPrepError(f"step '{pipeline.steps[index].spec.name}' needs dataset statistics "
+                               "but no case is marked for training", hint="check --split")
+        jobs = [(_fit_job, (c, pipeline, index, statistics, workers)) for c in training]
+        parts: List[Any] = [None] * len(jobs)
+        for done, (i, part) in enumerate(_map(jobs, workers), 1):
+            parts[i] = part
+            if progress:
+                progress(done, len(jobs))
+        statistics[index] = pl.combine(pipeline, index, parts)
+    return statistics
+
+
+def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: Union[str, Path],
+                workers: Optional[int] = None, qa: bool = False, labels_dir: Optional[Union[str, Path]] = None,
+                split_file: Optional[Union[str, Path]] = None, statistics_file: Optional[Union[str, Path]] = None,
+                progress: Optional[Callable[[str, int, int], None]] = None) -> RunReport:
+    """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation."""
+    started = time.monotonic()
+    in_root, out_dir = Path(input_dir), Path(output_dir)
+    if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
+        raise MedPrepError("the output folder is inside the input folder", out_dir,
+                           "write the outputs elsewhere: inputs are never modified")
+    workers = max(1, workers or os.cpu_count() or 1)
+    cases = find_cases(in_root, labels_dir)
+    if split_file:
+        apply_split(cases, split_file)
+    workers = min(workers, len(cases))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipeline.save(out_dir / "pipeline.json")
+    report = RunReport()
+
+    # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
+    stats_path = out_dir / "statistics.json"
+    training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
+    if statistics_file:
+        report.statistics = pl.load_statistics(statistics_file, pipeline)
+    elif pipeline.statistics_steps():
+        previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+        if previous.get("inputs") == training_stamp:
+            report.statistics = pl.load_statistics(stats_path, pipeline)
+        else:
+            report.statistics = compute_statistics(
+                cases, pipeline, workers, (lambda d, t: progress("statistics", d, t)) if progress else None)
+            pl.save_statistics(stats_path, pipeline, report.statistics,
+                               [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
+
+    # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
+    manifest_path = out_dir / "manifest.csv"
+    previous_rows = read_manifest(manifest_path)
+    rows: Dict[str, Dict[str, Any]] = {}
+    jobs, pending = [], []
+    base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
+    for c in cases:
+        fingerprint = _digest([base, c.training, c.input_stamp()])
+        row = {"case": c.case_id, "split": "train" if c.training else "test",
+               "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
+               "fingerprint": fingerprint}
+        old = previous_rows.get(c.case_id)
+        if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
+                and all(Path(p).exists() for p in old.get("outputs", "").split(";") if p)):
+            rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
+            report.skipped.append(c.case_id)
+            continue
+        rows[c.case_id] = row
+        jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers)))
+        pending.append(c)
+    meta: Dict[str, Dict[str, Any]] = {}
+    for done, (i, result) in enumerate(_map(jobs, workers), 1):
+        case = pending[i]
+        row = rows[case.case_id]
+        row.update(status=result["status"], outputs=";".join(result.get("outputs", [])),
+                   seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
+        if result["status"] == "written":
+            report.written.append(case.case_id)
+            meta[case.case_id] = result
+        else:
+            report.failed.append((case.case_id, result["error"]))
+        if progress:
+            progress("cases", done, len(jobs))
+    _write_manifest(manifest_path, [rows[c.case_id] for c in cases])
+    if pipeline.output.format == "nnunet":
+        _write_nnunet_json(out_dir, pipeline, cases, meta)
+    if qa:
+        from .qa import write_index
+
+        write_index(out_dir / "qa", [c.case_id for c in cases if (out_dir / "qa" / f"{c.case_id}.png").is_file()])
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _write_manifest(path: Path, rows: List[Dict[str, Any]]) -> None:
+    from .atomic import atomic_open
+
+    with atomic_open(path, "w", overwrite=True) as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],
+                       meta: Dict[str, Dict[str, Any]]) -> None:
+    from .export import write_dataset_json
+
+    json_path = out_dir / "dataset.json"
+    old = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    labels = {int(v) for v in old.get("labels", {}).values()}
+    channels = list(old.get("channel_names", {}).values())
+    for m in meta.values():
+        labels.update(m["labels"])
+        if not channels:
+            channels = [m["modality"] or "image"]
+    n_training = sum(1 for c in cases if c.training and c.label is not None)
+    write_dataset_json(out_dir, pipeline.name, channels or ["image"], sorted(labels), n_training,
+                       pipeline.output.gz, pipeline.description)

@@ -1,0 +1,336 @@
+"""De-identification of a planted-PHI tree: no leak anywhere, consistent UIDs, options honoured."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+import phi_planting as pp
+from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer, anonymize_tree
+from MedPrepLib.anonymize.dates import shift_date, shift_datetime
+from MedPrepLib.anonymize.keys import Keyring
+from MedPrepLib.cli.main import main
+from MedPrepLib.errors import MedPrepError
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> pp.Planted:
+    return pp.write_planted_tree(tmp_path_factory.mktemp("planted"))
+
+
+def run(planted: pp.Planted, tmp: Path, name: str, key: bytes = pp.KEY, **options):
+    anonymizer = Anonymizer(key, AnonymizeOptions(**options))
+    out = tmp / name
+    report = anonymize_tree(planted.root, out, anonymizer)
+    return out, report, anonymizer
+
+
+@pytest.fixture(scope="module")
+def default_run(planted, tmp_path_factory):
+    return run(planted, tmp_path_factory.mktemp("default"), "out")
+
+
+def outputs(out: Path) -> Dict[str, Dataset]:
+    """Every output data set by its (new) SOP instance UID."""
+    return {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in sorted(out.rglob("*.dcm")))}
+
+
+def walk(ds: Dataset) -> Iterator:
+    for elem in ds:
+        yield elem
+        if elem.VR == "SQ":
+            for item in elem.value:
+                yield from walk(item)
+
+
+def by_original(out: Path, anonymizer: Anonymizer) -> Dict[str, Dataset]:
+    new = outputs(out)
+    return {orig: new[n] for orig, n in anonymizer.uids.items() if n in new}
+
+
+# -- the leak tests -------------------------------------------------------------------------------
+
+def test_no_planted_value_survives_anywhere(planted, default_run):
+    out, report, _ = default_run
+    assert report.written == 15
+    assert pp.scan_for_needles(out, planted.needles) == []
+    assert pp.original_uid_hits(out, planted.uids) == []
+
+
+def test_the_scanners_do_find_planted_values(planted):
+    # The leak tests above are only worth something if the scanners see what is planted.
+    assert {n for _, n in pp.scan_for_needles(planted.root, planted.needles)} >= {b"phimark", b"zyxwvdoe"}
+    assert pp.original_uid_hits(planted.root, planted.uids[:5])
+
+
+def test_every_table_attribute_was_planted(planted):
+    ds = pydicom.dcmread(next(planted.root.rglob("IM_*000.dcm")))
+    missing = [f"{t:08X}" for t, _ in pp.table_tags() if t >> 16 not in (0, 2) and t not in ds]
+    assert missing == []
+
+
+def test_outputs_carry_no_private_attributes_and_a_zero_preamble(default_run):
+    out, _, _ = default_run
+    for path in out.rglob("*.dcm"):
+        assert path.read_bytes()[:128] == b"\0" * 128
+        ds = pydicom.dcmread(path)
+        assert not any(e.tag.is_private for e in walk(ds))
+        assert "SourceApplicationEntityTitle" not in ds.file_meta
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.PatientIdentityRemoved == "YES"
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100"]
+        assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+        assert ds.PatientName == ds.PatientID and str(ds.PatientID).startswith("ANON")
+
+
+def test_output_names_are_built_from_new_identifiers(default_run):
+    out, _, _ = default_run
+    for path in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert path.relative_to(out).parts == (ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                               ds.SOPInstanceUID + ".dcm")
+
+
+def test_pixels_geometry_and_scaling_untouched(planted, default_run):
+    out, _, anonymizer = default_run
+    mapped = by_original(out, anonymizer)
+    keywords = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "ImagePositionPatient",
+                "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "RescaleSlope", "RescaleIntercept",
+                "ImagerPixelSpacing", "NumberOfFrames", "SharedFunctionalGroupsSequence", "InstanceNumber")
+    assert set(mapped) == {sop for sop, f in planted.files.items() if f["modality"] != "US"}
+    for sop, new in mapped.items():
+        orig = pydicom.dcmread(planted.files[sop]["path"])
+        assert new.PixelData == orig.PixelData
+        for kw in keywords:
+            assert new.get(kw) == orig.get(kw), kw
+        if "PerFrameFunctionalGroupsSequence" in orig:
+            positions = [i.PlanePositionSequence[0].ImagePositionPatient for i in orig.PerFrameFunctionalGroupsSequence]
+            assert [i.PlanePositionSequence[0].ImagePositionPatient
+                    for i in new.PerFrameFunctionalGroupsSequence] == positions
+
+
+def test_uids_are_consistent_across_files_and_references(planted, default_run):
+    out, _, anonymizer = default_run
+    mapped = by_original(out, anonymizer)
+    studies, frames = {}, {}
+    for sop, new in mapped.items():
+        facts = planted.files[sop]
+        assert str(new.SOPInstanceUID).startswith("2.25.") and len(new.SOPInstanceUID) <= 64
+        if facts["first_sop"] != sop:
+            assert new.ReferencedImageSequence[0].ReferencedSOPInstanceUID == mapped[facts["first_sop"]].SOPInstanceUID
+        orig = pydicom.dcmread(facts["path"], stop_before_pixels=True)
+        studies.setdefault(orig.StudyInstanceUID, set()).add(new.StudyInstanceUID)
+        frames.setdefault(orig.FrameOfReferenceUID, set()).add(new.FrameOfReferenceUID)
+        # The same planted UID in a nested item of every file maps to the same new UID everywhere.
+        assert new.FlowIdentifierSequence[0] == Dataset()  # a D sequence keeps no original content
+    assert all(len(v) == 1 for v in studies.values()) and len({next(iter(v)) for v in studies.values()}) == 3
+    assert all(len(v) == 1 for v in frames.values())
+
+
+def test_nested_uid_references_map_like_top_level_ones(planted, tmp_path):
+    # One file's SOP UID planted deep inside another file must map to that file's new SOP UID.
+    first = next(iter(planted.files))
+    other = pydicom.dcmread(planted.files[first]["path"])
+    inner = Dataset()
+    inner.ReferencedSOPInstanceUID = first
+    item = Dataset()
+    item.SourceImageSequence = pydicom.Sequence([inner])
+    other.ReferencedImageSequence = pydicom.Sequence([item])
+    anonymizer = Anonymizer(pp.KEY)
+    anonymizer.anonymize(other)
+    assert other.ReferencedImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID == \
+        anonymizer.uid(first) == other.SOPInstanceUID
+
+
+def test_burned_in_series_are_withheld_kept_or_fatal(planted, default_run, tmp_path):
+    _, report, _ = default_run
+    assert [(w.series_number, w.modality) for w in report.withheld] == [(9, "US")]
+    out, report, _ = run(planted, tmp_path, "keep", on_burned_in="keep")
+    assert report.written == 16 and not report.withheld
+    assert pp.scan_for_needles(out, planted.needles) == []
+    with pytest.raises(MedPrepError, match="burned|identity"):
+        run(planted, tmp_path, "fail", on_burned_in="fail")
+    assert not (tmp_path / "fail").exists()
+
+
+def test_non_dicom_and_broken_files_are_counted_not_copied(default_run):
+    _, report, _ = default_run
+    assert report.not_dicom == 1
+    assert sum(report.not_images.values()) + len(report.unreadable) == 1
+
+
+def test_same_key_gives_byte_identical_output(planted, default_run, tmp_path):
+    out, _, _ = default_run
+    again, _, _ = run(planted, tmp_path, "again")
+
+    def digests(root: Path) -> Dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in root.rglob("*") if p.is_file()}
+
+    assert digests(again) == digests(out)
+    other, _, _ = run(planted, tmp_path, "other", key=b"another key")
+    assert not set(digests(other)) & set(digests(out))
+
+
+def test_without_a_key_each_run_differs(planted, tmp_path):
+    a, _, _ = run(planted, tmp_path, "a", key=None)
+    b, _, _ = run(planted, tmp_path, "b", key=None)
+    assert {p.name for p in a.rglob("*.dcm")}.isdisjoint({p.name for p in b.rglob("*.dcm")})
+
+
+def test_input_is_never_modified(planted, tmp_path):
+    before = {p: p.read_bytes() for p in planted.root.rglob("*") if p.is_file()}
+    run(planted, tmp_path, "x", shift_dates=True, keep_private=True, clean_descriptors=True)
+    assert {p: p.read_bytes() for p in planted.root.rglob("*") if p.is_file()} == before
+
+
+# -- options --------------------------------------------------------------------------------------
+
+def _day(value: str) -> datetime.date:
+    return datetime.datetime.strptime(value, "%Y%m%d").date()
+
+
+def test_shift_dates_keeps_intervals_and_times(planted, tmp_path):
+    out, _, anonymizer = run(planted, tmp_path, "shift", shift_dates=True)
+    assert pp.scan_for_needles(out, [s[1].encode() for s in pp.STUDIES]) == []
+    dates: Dict[str, set] = {}
+    for sop, new in by_original(out, anonymizer).items():
+        facts = planted.files[sop]
+        dates.setdefault(facts["patient"], set()).add((facts["study_date"], new.StudyDate))
+        assert new.StudyTime == "081500" and new.AcquisitionTime == "082512.5"
+        assert new.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert "113107" in [c.CodeValue for c in new.DeidentificationMethodCodeSequence]
+        offset = (_day(new.StudyDate) - _day(facts["study_date"])).days
+        assert -3650 <= offset < 0
+        if facts["modality"] == "PT":
+            rp = new.RadiopharmaceuticalInformationSequence[0]
+            assert rp.RadiopharmaceuticalStartTime == "074500"
+            assert (_day(rp.RadiopharmaceuticalStartDateTime[:8]) - _day(facts["study_date"])).days == offset
+            assert rp.RadiopharmaceuticalStartDateTime[8:] == "074500"
+        if facts["modality"] == "MRE":
+            fc = new.PerFrameFunctionalGroupsSequence[1].FrameContentSequence[0]
+            assert fc.FrameAcquisitionDateTime == new.StudyDate + "083001"
+    pairs_a = sorted(dates["A"])
+    assert len(pairs_a) == 2
+    (o1, n1), (o2, n2) = pairs_a
+    assert (_day(o2) - _day(o1)).days == (_day(n2) - _day(n1)).days == 401
+    offset_a = (_day(n1) - _day(o1)).days
+    (ob, nb), = dates["B"]
+    assert (_day(nb) - _day(ob)).days != offset_a  # one offset per patient, not one per run
+
+
+def test_keep_dates_and_patient_characteristics(planted, tmp_path):
+    out, _, anonymizer = run(planted, tmp_path, "keep", keep_dates=True, retain_patient_characteristics=True)
+    for sop, new in by_original(out, anonymizer).items():
+        assert new.StudyDate == planted.files[sop]["study_date"]
+        assert (new.PatientSex, new.PatientAge, new.PatientWeight, new.PatientSize) == ("F", "041Y", 71.5, 1.68)
+        assert new.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    _, _, default = run(planted, tmp_path, "default")
+    new = pydicom.dcmread(next((tmp_path / "default").rglob("*.dcm")))
+    assert "PatientWeight" not in new and "PatientAge" not in new and new.PatientSex == ""
+    with pytest.raises(MedPrepError):
+        AnonymizeOptions(shift_dates=True, keep_dates=True)
+
+
+def test_clean_descriptors_scrubs_identity_from_kept_text(planted, tmp_path):
+    out, _, _ = run(planted, tmp_path, "clean", clean_descriptors=True)
+    needles = [n.encode() for n in pp.NAME_PARTS] + [p["PatientID"].encode() for p in pp.PATIENTS.values()]
+    assert pp.scan_for_needles(out, needles) == []
+    for path in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.SeriesDescription == f"PHIMARK series {ds.SeriesNumber}"
+
+
+def test_keep_private_keeps_only_the_safelist(planted, tmp_path):
+    out, _, _ = run(planted, tmp_path, "private", keep_private=True)
+    for path in out.rglob("*.dcm"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        private = {e.tag: e.value for e in ds if e.tag.is_private}
+        assert private == {0x00190010: "SIEMENS MR HEADER", 0x0019100C: "1000"}
+    assert pp.scan_for_needles(out, planted.needles) == []
+
+
+def test_keep_uids_retains_them(planted, tmp_path):
+    out, _, _ = run(planted, tmp_path, "uids", keep_uids=True)
+    found = {u for _, u in pp.original_uid_hits(out, planted.uids)}
+    assert {s for s, f in planted.files.items() if f["modality"] != "US"} <= found
+
+
+def test_device_and_institution_options(planted, tmp_path):
+    out, _, _ = run(planted, tmp_path, "inst", retain_institution_identity=True, retain_device_identity=True)
+    ds = pydicom.dcmread(next(out.rglob("*.dcm")), stop_before_pixels=True)
+    assert ds.InstitutionName == "PHIMARK General Hospital"
+    assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113109", "113112"]
+
+
+# -- the in-memory API the converter uses ---------------------------------------------------------
+
+def test_header_only_dataset_gets_the_same_mapping_as_the_tree(planted, default_run):
+    out, _, _ = default_run
+    sop, facts = next((s, f) for s, f in planted.files.items() if f["modality"] == "CT")
+    header = pydicom.dcmread(facts["path"], stop_before_pixels=True)
+    del header.file_meta
+    Anonymizer(pp.KEY).anonymize(header)
+    written = outputs(out)[header.SOPInstanceUID]
+    for kw in ("PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+        assert header.get(kw) == written.get(kw)
+    assert not any(e.tag.is_private for e in walk(header))
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def test_cli_writes_mapping_and_warns(planted, tmp_path, capsys):
+    mapping = tmp_path / "map.json"
+    key_file = tmp_path / "key"
+    key_file.write_text("secret\n")
+    assert main(["anonymize", str(planted.root), str(tmp_path / "o"), "--key-file", str(key_file),
+                 "--shift-dates", "--mapping", str(mapping)]) == 0
+    err = capsys.readouterr().err
+    assert "series 9 (US" in err and "identifies" in err
+    assert "PHIMARK" not in err.split("not written: unreadable")[0].replace(str(planted.root), "")
+    table = json.loads(mapping.read_text())
+    assert {p["PatientID"] for p in table["patients"]} == {"PID-PHIMARK-A", "PID-PHIMARK-B"}
+    again = tmp_path / "o2"
+    assert main(["anonymize", str(planted.root), str(again), "--key", "secret", "--shift-dates"]) == 0
+    assert sorted(p.relative_to(again) for p in again.rglob("*.dcm")) == \
+        sorted(p.relative_to(tmp_path / "o") for p in (tmp_path / "o").rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--key", "k"], "input not found"),
+    (["--key-file", "/nonexistent/key"], "cannot read key file"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    in_dir = tmp_path / "missing" if message == "input not found" else tmp_path
+    assert main(["anonymize", str(in_dir), str(tmp_path.parent / "out-x"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_refuses_output_inside_input(planted, capsys):
+    assert main(["anonymize", str(planted.root), str(planted.root / "anon")]) == 1
+    assert "inside the input" in capsys.readouterr().err
+
+
+# -- building blocks ------------------------------------------------------------------------------
+
+def test_date_shifting():
+    assert shift_date("20240301", -1) == "20240229"
+    assert shift_date("2024-03-01", -1) is None
+    assert shift_datetime("20240101120000.5+0100", -365) == "20230101120000.5+0100"
+    assert shift_datetime("2024", -1) is None
+
+
+def test_keyring_is_deterministic_and_keyed():
+    a, b = Keyring(b"k1"), Keyring(b"k2")
+    assert a.uid("1.2.3") == Keyring(b"k1").uid("1.2.3") != b.uid("1.2.3")
+    assert len(a.uid("1.2.3")) <= 64 and a.uid("1.2.3").startswith("2.25.")
+    assert a.day_offset("p") == Keyring(b"k1").day_offset("p") < 0
+    offsets: List[int] = [a.day_offset(str(i)) for i in range(50)]
+    assert len(set(offsets)) > 40
