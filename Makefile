@@ -20,6 +20,7 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 -q Testing/Python
 	$(MAKE) test-compat
+	$(MAKE) test-slicer
 
 # The library runs inside Slicer, whose Python may carry pydicom 2.4 and numpy 1.26: run the
 # MedPrepLib tests once more against those majors in a second environment.
@@ -39,3 +40,10 @@ lint: install
 
 clean:
 	rm -rf $(VENV) $(COMPAT) demo-output bench-output .pytest_cache
+
+# MedPrep's Slicer-side code (MedPrep/MedPrepBridge.py) against the real MRML classes of the slicer-core
+# wheel, which is large (VTK and Slicer's libraries, no Qt): its own extra and target.
+.PHONY: test-slicer
+test-slicer: install
+	$(PY) -m pip install --quiet -e ".[slicer-test]"
+	$(PY) -m pytest -q -p no:cacheprovider Testing/Python/slicer

@@ -167,6 +167,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._presetFormSteps: list[dict] | None = None
         self._busy = False
         self._overlayShown = False
+        self._headerRows: tuple = (None, [])
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -212,6 +213,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
         self._scan = None
+        self._headerRows = (None, [])
         presenter.fillTable(self.ui.seriesTable, presenter.SERIES_COLUMNS, [], qt.QTableWidgetItem)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -328,12 +330,16 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ui.headerCollapsibleButton.collapsed and p.inputVolume and self.logic.sourceFiles(p.inputVolume):
             if anonymized:
                 original, after = self.logic.previewAnonymization(p.inputVolume, self.logic.anonymizer(p))
-                rows = presenter.comparisonTableRows(self.logic.filterRows(original, p), self.logic.filterRows(after, p))
+                shown = {r.path for r in self.logic.filterRows(original, p) + self.logic.filterRows(after, p)}
+                rows = presenter.comparisonTableRows(original, after, shown)
                 presenter.fillTable(self.ui.headerTable, presenter.COMPARE_COLUMNS, rows, qt.QTableWidgetItem)
                 self.ui.statusLabel.setText(_("{count} header values change").format(
                     count=presenter.changedRowCount(rows)))
                 return
-            rows = self.logic.filterRows(self.logic.headerRows(p.inputVolume), p)
+            if self._headerRows[0] != p.inputVolume.GetID():
+                # Read once per volume, not on every parameter change (search typing, sliders).
+                self._headerRows = (p.inputVolume.GetID(), self.logic.headerRows(p.inputVolume))
+            rows = self.logic.filterRows(self._headerRows[1], p)
             presenter.fillTable(self.ui.headerTable, presenter.HEADER_COLUMNS,
                                 presenter.headerTableRows(rows), qt.QTableWidgetItem)
         else:

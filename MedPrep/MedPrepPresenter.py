@@ -96,21 +96,24 @@ def headerTableRows(rows: Sequence[Any]) -> list[list[str]]:
     return [[_tagText(r), _keywordText(r), r.vr, r.value] for r in rows]
 
 
-def comparisonTableRows(original: Sequence[Any], anonymized: Sequence[Any]) -> list[list[str]]:
+def comparisonTableRows(original: Sequence[Any], anonymized: Sequence[Any],
+                        shownPaths: set | None = None) -> list[list[str]]:
     """Original | anonymized values matched by position in the data set; removed and added rows shown.
 
     Rows keep the original order; attributes the anonymizer adds (e.g. PatientIdentityRemoved)
-    follow at the end with an empty original value.
+    follow at the end with an empty original value. `shownPaths` limits the rows (a search) without
+    breaking the pairing: a row found only by its original value still shows its anonymized one.
     """
     after: dict[str, Any] = {r.path: r for r in anonymized}
     seen = set()
     table = []
     for r in original:
-        new = after.get(r.path)
         seen.add(r.path)
-        table.append([_tagText(r), _keywordText(r), r.vr, r.value, REMOVED if new is None else new.value])
+        if shownPaths is None or r.path in shownPaths:
+            new = after.get(r.path)
+            table.append([_tagText(r), _keywordText(r), r.vr, r.value, REMOVED if new is None else new.value])
     for r in anonymized:
-        if r.path not in seen:
+        if r.path not in seen and (shownPaths is None or r.path in shownPaths):
             table.append([_tagText(r), _keywordText(r), r.vr, "", r.value])
     return table
 

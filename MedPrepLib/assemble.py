@@ -102,8 +102,8 @@ def series_to_volume(series: Series) -> Volume:
     if pixel_spacing is None:
         warnings.append("no PixelSpacing or ImagerPixelSpacing: 1 mm assumed")
         pixel_spacing = (1.0, 1.0)
-    elif "PixelSpacing" not in ds0 and "ImagerPixelSpacing" in ds0:
-        warnings.append("ImagerPixelSpacing used (spacing at the detector, not corrected for magnification)")
+    pixel_spacing_source = "PixelSpacing" if "PixelSpacing" in ds0 else (
+        "ImagerPixelSpacing" if "ImagerPixelSpacing" in ds0 else None)
     if any(fr.orientation and not np.allclose(fr.orientation, orientation, atol=1e-3) for fr in frames):
         warnings.append("slices differ slightly in orientation; the first slice's orientation is used")
 
@@ -193,7 +193,9 @@ def series_to_volume(series: Series) -> Volume:
         meta["PhotometricInterpretation"] = "MONOCHROME2"
         meta["PhotometricInterpretationDICOM"] = "MONOCHROME1"
         meta["InvertedFromMonochrome1"] = True
-        warnings.append("MONOCHROME1 inverted to MONOCHROME2 (bright = dense)")
+    if pixel_spacing_source and fr0.index is None:
+        # Projection radiographs often carry only ImagerPixelSpacing (at the detector plane).
+        meta["PixelSpacingSource"] = pixel_spacing_source
     meta["RescaleSlope"] = float(scales[0][0])
     meta["RescaleIntercept"] = float(scales[0][1])
     if geom.tilt_deg > 0.01:

@@ -4,6 +4,7 @@ The same functions serve the CLI (`medprep convert`), the dataset runner and the
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -25,7 +26,7 @@ class ConvertOptions:
     overwrite: bool = False
     tilt_correct: bool = False
     equalize_spacing: bool = False
-    anonymizer: Any = None          # a MedPrepLib.anonymize de-identifier; None keeps headers as they are
+    anonymizer: Any = None          # a MedPrepLib.anonymize.Anonymizer; None keeps headers as they are
 
     def params(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -125,10 +126,10 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             continue
         ds0 = series.first
         if options.anonymizer is not None:
-            ds0 = options.anonymizer.dataset(ds0)
+            # Names and sidecar fields come from a de-identified copy; the input stays untouched.
+            ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
         base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
         name = unique_name(base, taken, series.postfix or None)
-        taken.add(name)
         nifti_path = _safe_target(out_dir, name + ext)
         json_path = _safe_target(out_dir, name + ".json")
         if not options.overwrite and (nifti_path.exists() or json_path.exists()):

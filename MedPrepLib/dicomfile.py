@@ -86,7 +86,9 @@ def read_header(path: Union[str, Path]) -> DicomFile:
     except (OSError, MemoryError, OverflowError) as exc:
         raise NotDicomError(f"cannot read file: {exc.__class__.__name__}", path) from exc
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
-        raise NotDicomError(f"unreadable DICOM header ({exc.__class__.__name__}: {str(exc)[:80]})", path) from exc
+        # One line whatever the exception says (decoder messages span several lines).
+        detail = " ".join(str(exc).split())[:80]
+        raise NotDicomError(f"unreadable DICOM header: {exc.__class__.__name__}: {detail}", path) from exc
     offset = None
     if len(tail) >= 4:
         little = not _is_big_endian(ds)

@@ -176,7 +176,12 @@ def _non_image_reason(f: DicomFile) -> Optional[str]:
     if DICOMDIR_CLASS in (sop, media) or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
     if not f.has_pixels:
+        if len(ds) == 0:
+            return "unreadable DICOM file: empty or truncated data set"
         name = UID(sop).name if sop else "unknown SOP class"
+        if "Image Storage" in name:
+            # An image object without pixels is a damaged file (truncated copy, failed transfer).
+            return f"unreadable image: {name} without pixel data (truncated or incomplete file)"
         return f"non-image object: {name}" if sop else "no pixel data"
     if not ds.get("Rows") or not ds.get("Columns"):
         return "image without Rows/Columns"
@@ -207,7 +212,7 @@ def split_series(uid: str, frames: List[Frame]) -> List[Series]:
     multi_echo = len(echoes) > 1 or (len(primary) > 1 and len(set(kinds)) > 1)
     out = []
     ordinal = 0
-    for key, frs in parts:
+    for _key, frs in parts:
         fr0 = frs[0]
         postfix = ""
         if fr0.localizer:

@@ -120,7 +120,8 @@ class FrameReader:
             full = pydicom.dcmread(str(f.path), force=True)
             arr = full.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
-            raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {str(exc)[:100]})", f.path,
+            detail = " ".join(str(exc).split())[:100]  # one line: plug-in errors span several
+            raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {detail})", f.path,
                               "the file may be corrupt, or a decoder plug-in is missing") from exc
         if samples_per_pixel(f.ds) != 1:
             raise SeriesError("colour images are not supported", f.path)

@@ -345,7 +345,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                "fingerprint": fingerprint}
         old = previous_rows.get(c.case_id)
         if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
-                and all(Path(p).exists() for p in old.get("outputs", "").split(";") if p)):
+                and all((out_dir / p).exists() for p in old.get("outputs", "").split(";") if p)):
             rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
             report.skipped.append(c.case_id)
             continue
@@ -356,7 +356,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     for done, (i, result) in enumerate(_map(jobs, workers), 1):
         case = pending[i]
         row = rows[case.case_id]
-        row.update(status=result["status"], outputs=";".join(result.get("outputs", [])),
+        row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)
+                                                              for p in result.get("outputs", [])),
                    seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
         if result["status"] == "written":
             report.written.append(case.case_id)

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Pattern
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary
@@ -62,9 +63,9 @@ def _empty(vr: str) -> Any:
 def _values(value: Any) -> List[str]:
     if value is None:
         return []
-    if isinstance(value, (str, bytes)):
-        return [value.decode("latin-1") if isinstance(value, bytes) else value]
-    return [str(v) for v in value]
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [str(v) for v in value]
+    return [value.decode("latin-1") if isinstance(value, bytes) else str(value)]
 
 
 def _one_or_many(values: List[str]) -> Any:
@@ -131,8 +132,12 @@ class Anonymizer:
         terms: List[str] = []
         if self._cleans_text:
             for keyword in IDENTITY_KEYWORDS:
-                for value in _values(ds.get(keyword)):
-                    parts = [value] + (re.split(r"[\^=\s]+", value) if "Name" in keyword else [])
+                elem = ds.data_element(keyword)
+                if elem is None:
+                    continue
+                for value in _values(elem.value):
+                    # Name components are scrubbed one by one, as they appear in free text.
+                    parts = [value] + (re.split(r"[\^=\s]+", value) if elem.VR == "PN" else [])
                     terms.extend(p.strip() for p in parts if len(p.strip()) >= 2)
         return _Patient(pseudonym, days, sorted(set(terms)))
 

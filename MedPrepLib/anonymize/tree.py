@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -49,10 +49,21 @@ def _name(ds: Dataset, keyword: str) -> str:
     return value if value and value not in (".", "..") and os.sep not in value else "unknown"
 
 
-def output_path(out_dir: Path, ds: Dataset) -> Path:
-    """Where a de-identified data set goes: built from its new identifiers only."""
-    return (out_dir / _name(ds, "PatientID") / _name(ds, "StudyInstanceUID")
-            / _name(ds, "SeriesInstanceUID") / (_name(ds, "SOPInstanceUID") + ".dcm"))
+def output_path(out_dir: Path, ds: Dataset, taken: Set[Path]) -> Path:
+    """Where a de-identified data set goes: built from its new identifiers only.
+
+    Files that share a SOP Instance UID (it happens) get a counter rather than overwrite each
+    other; `taken` holds the paths this run has written.
+    """
+    folder = out_dir / _name(ds, "PatientID") / _name(ds, "StudyInstanceUID") / _name(ds, "SeriesInstanceUID")
+    stem = _name(ds, "SOPInstanceUID")
+    path = folder / (stem + ".dcm")
+    n = 1
+    while path in taken:
+        n += 1
+        path = folder / f"{stem}_{n}.dcm"
+    taken.add(path)
+    return path
 
 
 def _withheld_reason(series: Series) -> Optional[str]:
@@ -103,13 +114,14 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
                                "or skip")
         report.withheld.append(WithheldSeries(series.series_number, series.modality, len(series.files), reason))
     paths = list(dict.fromkeys(f.path for s in todo for f in s.files))  # a file may feed two volumes
+    taken: Set[Path] = set()
     for i, path in enumerate(paths):
         if progress:
             progress(i + 1, len(paths))
         try:
             ds = pydicom.dcmread(str(path), force=True)
             anonymizer.anonymize(ds)
-            with atomic_open(output_path(out_dir, ds), "wb", overwrite=True) as fh:
+            with atomic_open(output_path(out_dir, ds, taken), "wb", overwrite=True) as fh:
                 pydicom.dcmwrite(fh, ds)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
             # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).

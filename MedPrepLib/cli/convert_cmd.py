@@ -9,6 +9,10 @@ from ..errors import MedPrepError
 from ..progress import Progress
 
 
+_DAMAGED = ("unreadable", "cannot read", "malformed", "image without")
+_MAX_NAMED = 20
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert DICOM series to NIfTI + JSON sidecar",
                        description="Convert every DICOM image series under IN to NIfTI with dcm2niix-grade geometry.")
@@ -53,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     report = convert(args.input, args.output, options, progress=progress, warn=warn)
     for b in bars.values():
         b.done()
+    # Damaged DICOM files are named (other non-DICOM files and non-image objects are only counted).
+    damaged = [s for s in report.skipped if s.reason.startswith(_DAMAGED)]
+    for s in damaged[:_MAX_NAMED]:
+        warn(f"skipped {s.path}: {s.reason}")
+    if len(damaged) > _MAX_NAMED:
+        warn(f"skipped {len(damaged) - _MAX_NAMED} more damaged file(s)")
     if not report.written:
         if report.failed:
             first = report.failed[0]

@@ -22,6 +22,9 @@ COMMANDS = [
     "convert_cmd",
     "demo_cmd",
     "anonymize_cmd",
+    "preprocess_cmd",
+    "run_cmd",
+    "qa_cmd",
 ]
 
 

@@ -64,16 +64,17 @@ def run(args: argparse.Namespace) -> int:
         raise MedPrepError("no files found", args.path, "check the path")
     rows = [s.summary(show_phi=args.show_phi) for s in result.series]
     skipped = describe_skipped(result.skipped)
+    skipped_text = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+    if not rows:
+        raise MedPrepError(f"no DICOM image series found among {result.n_files} file(s) (skipped: {skipped_text})",
+                           args.path, "check the folder")
     if args.json:
         json.dump({"series": rows, "files": result.n_files, "skipped": skipped}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        if rows:
-            print(_table(rows, args.show_phi))
+        print(_table(rows, args.show_phi))
         summary = f"{len(rows)} series in {result.n_files} files"
         if skipped:
-            summary += "; skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+            summary += f"; skipped: {skipped_text}"
         print(summary, file=sys.stderr)
-    if not rows:
-        raise MedPrepError("no DICOM image series found", args.path, "check the folder")
     return 0

@@ -205,6 +205,7 @@ def renderPanel(path: Path = SCREENSHOT) -> Path:
     ui.outputVolumeSelector.setCurrentIndex(1)
     for axis in "XYZ":
         getattr(ui, f"spacing{axis}SpinBox").setValue(1.0)
+        getattr(ui, f"size{axis}SpinBox").setRange(1, 4096)
         getattr(ui, f"size{axis}SpinBox").setValue(128)
     ui.compressCheckBox.setChecked(True)
     ui.anonOutputFolderButton.directory = "/data/hospital-export/case042-anonymized"
@@ -216,6 +217,7 @@ def renderPanel(path: Path = SCREENSHOT) -> Path:
                           ("intensityComboBox", presenter.INTENSITY_METHODS)):
         getattr(ui, name).addItems(choices)
     ui.presetComboBox.addItems(["(custom)", "ct-liver", "mr-heart"])
+    ui.orientationComboBox.setCurrentText("RAS")
     ui.resampleCheckBox.setChecked(True)
     ui.intensityComboBox.setCurrentText("clip")
     ui.intensityLowSpinBox.setRange(-5000, 5000)

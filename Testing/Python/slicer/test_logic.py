@@ -1,0 +1,165 @@
+"""MedPrepLogic on a real MRML scene (slicer-core), with the Qt-only parts of Slicer replaced by stand-ins.
+
+slicer-core has MRML and slicer.util but no Qt, so `qt`, `slicer.i18n`, `slicer.parameterNodeWrapper`
+and `slicer.ScriptedLoadableModule` are given minimal stand-ins; everything the Logic does with
+nodes, MedPrepLib and files is real. The views (showSideBySide, showOverlay) need the application
+and are covered by MedPrepTest inside Slicer only.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import types
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import vtk
+
+from MedPrepLib import sample
+from MedPrepLib.convert import volume_from_series
+from MedPrepLib.errors import MedPrepError
+from MedPrepLib.nifti import read_nifti
+from MedPrepLib.preprocess import load_pipeline, run_pipeline
+from MedPrepLib.volume import Volume
+
+
+def _standin_modules(slicer) -> dict:
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = lambda *args: None
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
+                 "ScriptedLoadableModuleTest"):
+        setattr(scripted, name, type(name, (), {"__init__": lambda self, *args: None}))
+    return {"qt": types.ModuleType("qt"), "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper,
+            "slicer.ScriptedLoadableModule": scripted}
+
+
+@pytest.fixture
+def MedPrep(slicer, scene, monkeypatch):
+    for name, module in _standin_modules(slicer).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.delitem(sys.modules, "MedPrep", raising=False)
+    import MedPrep
+
+    return MedPrep
+
+
+def options(**changes) -> SimpleNamespace:
+    """The parameter-node fields the Logic reads, as plain attributes."""
+    values = {field: False for field in ("shiftDates", "keepDates", "retainPatientCharacteristics",
+                                         "retainDeviceIdentity", "retainInstitutionIdentity", "cleanDescriptors",
+                                         "keepPrivate", "keepUIDs")}
+    values.update(anonymizationKey="project-key", headerSearch="", headerShowPrivate=True)
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+def ijk_to_ras(node) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+@pytest.fixture
+def ct(tmp_path):
+    sample.write_ct_series(tmp_path / "dicom", n_slices=6, rows=20, cols=16, spacing=(0.8, 0.8, 2.0),
+                           patient={"PatientName": "Doe^Jane", "PatientID": "MRN-12345"})
+    return tmp_path / "dicom"
+
+
+def test_scan_load_header_and_anonymize(MedPrep, scene, ct, tmp_path):
+    logic = MedPrep.MedPrepLogic()
+    result = logic.scanFolder(str(ct))
+    node = logic.loadSeries(result.series[0], scene=scene)
+
+    assert node.GetScene() is scene and node.GetImageData().GetDimensions() == (16, 20, 6)
+    np.testing.assert_allclose(ijk_to_ras(node), volume_from_series(result.series[0]).affine, atol=1e-9)
+    assert len(logic.sourceFiles(node)) == 6
+    assert len(node.GetAttribute("DICOM.instanceUIDs").split()) == 6
+
+    params = options()
+    rows = {r.keyword: r.value for r in logic.headerRows(node)}
+    assert rows["PatientID"] == "MRN-12345"
+    assert [r.keyword for r in logic.filterRows(logic.headerRows(node), options(headerSearch="MRN-"))] == ["PatientID"]
+    before, after = logic.previewAnonymization(node, logic.anonymizer(params))
+    assert {r.keyword: r.value for r in before}["PatientID"] == "MRN-12345"
+    assert "MRN-12345" not in {r.keyword: r.value for r in after}["PatientID"]
+
+    report = logic.anonymizeFolder(str(ct), str(tmp_path / "anon"), logic.anonymizer(params))
+    written = list((tmp_path / "anon").rglob("*.dcm"))
+    assert report.written == len(written) == 6
+    assert not any(b"MRN-12345" in p.read_bytes() or b"Doe^Jane" in p.read_bytes() for p in written)
+
+    with pytest.raises(MedPrepError, match="exclude"):
+        logic.anonymizer(options(shiftDates=True, keepDates=True))
+
+
+def test_preprocess_matches_medprep_run_and_leaves_the_input_alone(MedPrep, scene, ct, tmp_path):
+    logic = MedPrep.MedPrepLogic()
+    series = logic.scanFolder(str(ct)).series[0]
+    node = logic.loadSeries(series, scene=scene)
+    voxels = logic.volumeFromNode(node).scaled().copy()
+    labels = np.zeros((6, 20, 16), np.uint8)
+    labels[2:4, 5:15, 4:12] = 1
+    label = MedPrep.MedPrepBridge.addVolumeNode(scene, Volume(labels, ijk_to_ras(node)), "liver", labelmap=True)
+    steps = MedPrep.presenter.pipelineSteps(MedPrep.presenter.PreprocessSettings(
+        orientation="LPS", resample=True, spacing=(1.6, 1.6, 2.0), interpolation="linear",
+        intensity="clip", intensityRange=(-200.0, 250.0)))
+
+    seen = []
+    out, outLabel = logic.preprocess(node, steps, label, progress=lambda done, total: seen.append((done, total)),
+                                     scene=scene)
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    np.testing.assert_array_equal(logic.volumeFromNode(node).scaled(), voxels)  # input untouched
+    assert out.GetID() != node.GetID() and outLabel.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_allclose(out.GetSpacing(), (1.6, 1.6, 2.0), atol=1e-9)
+    np.testing.assert_allclose(ijk_to_ras(outLabel), ijk_to_ras(out), atol=1e-9)
+
+    # What `medprep run` computes from the same DICOM with the exported pipeline file:
+    logic.exportPipeline(steps, str(tmp_path / "pipeline.yaml"))
+    expected, expectedLabel = run_pipeline(volume_from_series(series), load_pipeline(tmp_path / "pipeline.yaml"),
+                                           Volume(labels, volume_from_series(series).affine))
+    ours = logic.volumeFromNode(out)
+    assert ours.array.dtype == expected.array.dtype
+    np.testing.assert_array_equal(ours.scaled(), expected.scaled())
+    np.testing.assert_allclose(ours.affine, expected.affine, atol=1e-9)
+    np.testing.assert_array_equal(MedPrep.MedPrepBridge.volumeFromNode(outLabel).array, expectedLabel.array)
+
+    written = logic.save(out, str(tmp_path / "out"), "case", outLabel, compress=True)
+    assert [p.name for p in written] == ["case.nii.gz", "case.json", "case_label.nii.gz"]
+    saved = read_nifti(written[0])
+    np.testing.assert_allclose(saved.affine, ijk_to_ras(out), atol=1e-5)
+    np.testing.assert_array_equal(saved.scaled(), expected.scaled())
+    np.testing.assert_array_equal(read_nifti(written[2]).array, expectedLabel.array)
+    provenance = json.loads(written[1].read_text())["MedPrepProvenance"]
+    assert [s["step"] for s in provenance["steps"]] == ["dicom_to_nifti", "orient", "resample", "clip"]
+
+
+def test_preprocess_refuses_dataset_statistics_steps(MedPrep, scene, ct):
+    logic = MedPrep.MedPrepLogic()
+    node = logic.loadSeries(logic.scanFolder(str(ct)).series[0], scene=scene)
+    before = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    with pytest.raises(MedPrepError, match="statistics"):
+        logic.preprocess(node, [{"step": "dataset_zscore"}], scene=scene)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == before
+
+
+def test_volumes_not_loaded_by_medprep_save_with_a_history_entry(MedPrep, scene, tmp_path):
+    logic = MedPrep.MedPrepLogic()
+    node = MedPrep.MedPrepBridge.addVolumeNode(scene, Volume(np.ones((2, 3, 4), np.int16), np.eye(4)), "plain")
+    assert logic.sourceFiles(node) == []
+    logic.save(node, str(tmp_path), "plain", compress=False)
+    provenance = json.loads((tmp_path / "plain.json").read_text())["MedPrepProvenance"]
+    assert provenance["steps"] == [{"step": "slicer_volume", "params": {"node": "plain"}}]
+    assert (tmp_path / "plain.nii").is_file()
+
+
+def test_missing_requirements_names_what_slicer_would_install(MedPrep, monkeypatch):
+    monkeypatch.setattr(MedPrep, "REQUIREMENTS", [("json", "json-is-stdlib"), ("no_such_module_xyz", "xyz>=1")])
+    assert MedPrep.MedPrepLogic.missingRequirements() == ["xyz>=1"]

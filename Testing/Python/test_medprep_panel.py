@@ -1,0 +1,351 @@
+"""The Slicer panel without Slicer: the .ui contract, checked statically, and the presenter on PySide6 widgets."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "MedPrep" / "MedPrep.py"
+UI_FILE = ROOT / "MedPrep" / "Resources" / "UI" / "MedPrep.ui"
+sys.path.insert(0, str(ROOT / "MedPrep"))
+
+import MedPrepPresenter as presenter  # noqa: E402
+
+from MedPrepLib import sample  # noqa: E402
+from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer  # noqa: E402
+from MedPrepLib.discovery import scan  # noqa: E402
+from MedPrepLib.header import header_rows  # noqa: E402
+from MedPrepLib.preprocess import get_step, load_pipeline, run_pipeline  # noqa: E402
+from MedPrepLib.preprocess.orient import AXCODES  # noqa: E402
+from MedPrepLib.preprocess.resample import INTERPOLATORS  # noqa: E402
+from MedPrepLib.volume import Volume  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# Static contract: MedPrep.py <-> MedPrep.ui
+
+
+def ui_widgets() -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ET.parse(UI_FILE).iter("widget")}
+
+
+def ui_parameters() -> dict[str, ET.Element]:
+    out = {}
+    for widget in ui_widgets().values():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                name = prop.find("string").text
+                assert name not in out, f"parameter {name} is bound to two widgets"
+                out[name] = widget
+    return out
+
+
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE.read_text())
+
+
+def parameter_fields() -> dict[str, str]:
+    """Field name -> annotation source of the @parameterNodeWrapper class."""
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and any(
+                isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in node.decorator_list):
+            return {stmt.target.id: ast.unparse(stmt.annotation)
+                    for stmt in node.body if isinstance(stmt, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in MedPrep.py")
+
+
+def used_ui_names() -> set[str]:
+    """Every `self.ui.NAME` that MedPrep.py reads."""
+    return {node.attr for node in ast.walk(module_tree())
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+
+
+def widget_property(widget: ET.Element, name: str):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            value = prop[0]
+            if value.tag == "stringlist":
+                return [s.text for s in value]
+            if value.tag == "bool":
+                return value.text == "true"
+            return value.text
+    return None
+
+
+def test_every_widget_the_module_uses_is_in_the_ui():
+    missing = sorted(used_ui_names() - set(ui_widgets()))
+    assert not missing, f"MedPrep.py uses widgets that MedPrep.ui does not have: {missing}"
+    missing = sorted(set(presenter.enableRules(presenter.PanelState())) - set(ui_widgets()))
+    assert not missing, f"enable rules name widgets that MedPrep.ui does not have: {missing}"
+
+
+def test_parameter_names_and_parameter_node_fields_match_both_ways():
+    fields, bound = set(parameter_fields()), set(ui_parameters())
+    assert not bound - fields, f"SlicerParameterName without a parameter-node field: {sorted(bound - fields)}"
+    assert not fields - bound, f"parameter-node fields without a widget: {sorted(fields - bound)}"
+
+
+def test_each_bound_widget_can_represent_its_field_type():
+    """The pairs Slicer's parameterNodeWrapper GUI connectors accept (guiConnectors.py)."""
+    fields = parameter_fields()
+    for name, widget in ui_parameters().items():
+        annotation, cls = fields[name], widget.get("class")
+        if annotation == "bool":
+            assert cls in ("QCheckBox", "QPushButton"), name
+        elif annotation == "str":
+            assert cls in ("QLineEdit", "QTextEdit"), name
+        elif annotation.startswith("Annotated[str, Choice("):
+            assert cls == "QComboBox", name
+        elif annotation.startswith("Annotated[float"):
+            assert cls in ("QDoubleSpinBox", "ctkSliderWidget"), name
+            assert "WithinRange" in annotation, f"{name}: ctkSliderWidget and spin boxes need WithinRange"
+        elif annotation.startswith("Annotated[int"):
+            assert cls in ("QSpinBox", "QSlider"), name
+        elif annotation == "Path":
+            assert cls in ("ctkDirectoryButton", "ctkPathLineEdit"), name
+        elif annotation.startswith("vtkMRML"):
+            assert cls == "qMRMLNodeComboBox", name
+            assert widget_property(widget, "nodeTypes") == [annotation], name
+            # Label maps are scalar volumes too: hide them where a scalar volume is asked for.
+            assert widget_property(widget, "showChildNodeTypes") is False, name
+        else:
+            raise AssertionError(f"{name}: no GUI connector for {annotation}")
+
+
+def test_node_selectors_get_the_scene_from_the_panel():
+    connected = {c.find("receiver").text for c in ET.parse(UI_FILE).iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
+    selectors = {name for name, w in ui_widgets().items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert selectors and selectors == connected
+
+
+def test_choices_and_option_names_exist_in_medpreplib():
+    assert set(presenter.ORIENTATIONS) - {presenter.KEEP_ORIENTATION} <= set(AXCODES)
+    assert set(presenter.INTERPOLATIONS) <= set(INTERPOLATORS)
+    for method in set(presenter.INTENSITY_METHODS) - {presenter.NO_INTENSITY}:
+        params = {f.name for f in dataclasses.fields(get_step(method).params)}
+        names, _ = presenter._RANGE_PARAMETERS.get(method, ((), ""))
+        assert set(names) <= params, method
+    options = {f.name for f in dataclasses.fields(AnonymizeOptions)}
+    assert set(presenter.ANONYMIZE_OPTIONS.values()) <= options
+    assert set(presenter.ANONYMIZE_OPTIONS) <= set(parameter_fields())
+
+
+# ---------------------------------------------------------------------------------------------
+# Presenter logic (no Qt)
+
+
+def test_form_steps_are_a_valid_pipeline_and_round_trip_through_the_form():
+    settings = presenter.PreprocessSettings(orientation="LPS", resample=True, spacing=(1.5, 1.5, 3.0),
+                                            interpolation="bspline", cropPad=True, size=(32, 32, 8),
+                                            intensity="percentile_clip", intensityRange=(1.0, 99.0))
+    steps = presenter.pipelineSteps(settings)
+    assert [s["step"] for s in steps] == ["orient", "resample", "crop_pad", "percentile_clip"]
+    load_pipeline({"steps": steps})  # MedPrepLib validates every step and parameter
+    again, unsupported = presenter.settingsFromSteps(steps)
+    assert again == settings and unsupported == []
+    assert presenter.pipelineSteps(presenter.PreprocessSettings(orientation="keep")) == []
+
+
+def test_preset_steps_the_form_cannot_show_are_reported():
+    steps = [{"step": "modality_lut"}, {"step": "orient", "axcodes": "RAS"},
+             {"step": "resample", "spacing": [1.0, 1.0, 1.0], "fill": -1024}, {"step": "zscore"}]
+    settings, unsupported = presenter.settingsFromSteps(steps)
+    assert unsupported == ["modality_lut", "resample"]
+    assert settings.orientation == "RAS" and not settings.resample and settings.intensity == "zscore"
+
+
+def test_exported_pipeline_replays_with_identical_results(tmp_path):
+    steps = presenter.pipelineSteps(presenter.PreprocessSettings(
+        orientation="LPS", resample=True, spacing=(2.0, 2.0, 2.0), intensity="minmax", intensityRange=(0.0, 1.0)))
+    pipeline = load_pipeline({"name": "panel", "steps": steps})
+    pipeline.save(tmp_path / "pipeline.json")
+    replayed = load_pipeline(tmp_path / "pipeline.json")
+    assert replayed.digest() == pipeline.digest()
+    image = Volume(np.random.default_rng(1).normal(size=(6, 7, 8)).astype(np.float32),
+                   np.diag([1.2, 0.9, 2.5, 1.0]))
+    a, _ = run_pipeline(image, pipeline)
+    b, _ = run_pipeline(image, replayed)
+    np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_array_equal(a.affine, b.affine)
+
+
+def test_enable_rules():
+    ready = presenter.PanelState(inputFolder="/in", seriesSelected=True, inputVolumeFromDicom=True,
+                                 inputVolume=True, anonymizedFolder="/anon", hasSteps=True, outputVolume=True,
+                                 saveFolder="/out", saveName="case", intensity="clip")
+    rules = presenter.enableRules(ready)
+    assert all(v for k, v in rules.items() if k != "cancelButton") and not rules["cancelButton"]
+
+    busy = presenter.enableRules(dataclasses.replace(ready, busy=True))
+    assert busy["cancelButton"] and not any(busy[k] for k in (
+        "scanButton", "loadButton", "anonymizeButton", "applyPreprocessButton", "saveButton"))
+
+    empty = presenter.enableRules(presenter.PanelState())
+    assert not any(empty[k] for k in ("scanButton", "loadButton", "previewAnonymizationButton",
+                                      "applyPreprocessButton", "compareButton", "saveButton"))
+    assert not presenter.enableRules(dataclasses.replace(ready, keepDates=True))["shiftDatesCheckBox"]
+    assert not presenter.enableRules(dataclasses.replace(ready, shiftDates=True))["keepDatesCheckBox"]
+    assert not presenter.enableRules(dataclasses.replace(ready, intensity="zscore"))["intensityLowSpinBox"]
+    assert not presenter.enableRules(dataclasses.replace(ready, saveName=""))["saveButton"]
+    # A volume that did not come from DICOM has no header to preview.
+    assert not presenter.enableRules(dataclasses.replace(ready, inputVolumeFromDicom=False))[
+        "previewAnonymizationButton"]
+
+
+def test_default_save_name():
+    assert presenter.defaultSaveName("Abdomen 1.0 / B30f", 2) == "002_Abdomen_1_0_B30f"
+    assert presenter.defaultSaveName("", None) == "volume"
+
+
+# ---------------------------------------------------------------------------------------------
+# The real .ui on PySide6
+
+
+@pytest.fixture(scope="module")
+def qt():
+    pytest.importorskip("PySide6", reason="PySide6 is not installed (pip install PySide6-Essentials)")
+    import medprep_qt
+
+    medprep_qt.application()
+    return medprep_qt
+
+
+@pytest.fixture
+def panel(qt):
+    return qt.loadPanel()
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dicom")
+    sample.write_ct_series(folder / "a", n_slices=4, rows=16, cols=12, series_number=3,
+                           series_description="Abdomen 1.0",
+                           patient={"PatientName": "Doe^Jane", "PatientID": "MRN-12345"})
+    sample.write_ct_series(folder / "b", n_slices=3, rows=8, cols=8, series_number=7, series_description="Scout")
+    (folder / "notes.txt").write_text("not DICOM")
+    return folder
+
+
+def table_text(table) -> list[list[str]]:
+    return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+
+
+def test_ui_loads_with_every_section_and_parameter_widget(panel):
+    root, ui = panel
+    for name in ("loadCollapsibleButton", "headerCollapsibleButton", "anonymizeCollapsibleButton",
+                 "preprocessCollapsibleButton", "qaCollapsibleButton", "saveCollapsibleButton"):
+        assert type(getattr(ui, name)).__name__ == "ctkCollapsibleButton"
+    bound = {w.property("SlicerParameterName") for w in vars(ui).values()
+             if hasattr(w, "property") and w.property("SlicerParameterName")}
+    assert bound == set(parameter_fields())
+    assert ui.inputLabelSelector.nodeTypes == ["vtkMRMLLabelMapVolumeNode"]
+    assert ui.headerCollapsibleButton.collapsed and not ui.loadCollapsibleButton.collapsed
+
+
+def test_series_table_and_scan_status(panel, qt, dicom_folder):
+    _, ui = panel
+    result = scan(dicom_folder)
+    presenter.fillTable(ui.seriesTable, presenter.SERIES_COLUMNS, presenter.seriesRows(result.series),
+                        qt.QtWidgets.QTableWidgetItem)
+    rows = table_text(ui.seriesTable)
+    assert [r[:5] for r in rows] == [["3", "CT", "Abdomen 1.0", "12x16x4", "4"],
+                                     ["7", "CT", "Scout", "8x8x3", "3"]]
+    assert ui.seriesTable.horizontalHeaderItem(5).text() == "Warnings"
+    assert presenter.scanStatus(result) == "2 series in 8 files; 1 skipped (not DICOM: 1)"
+
+
+def private_dataset() -> Dataset:
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "MRN-12345"
+    ds.Modality = "CT"
+    item = Dataset()
+    item.CodeValue = "T-D4000"
+    item.CodeMeaning = "Abdomen"
+    ds.AnatomicRegionSequence = Sequence([item])
+    block = ds.private_block(0x0029, "ACME 1.0", create=True)
+    block.add_new(0x10, "LO", "secret")
+    return ds
+
+
+def test_header_table_indents_sequences_and_marks_private_rows(panel, qt):
+    _, ui = panel
+    rows = presenter.headerTableRows(header_rows(private_dataset()))
+    presenter.fillTable(ui.headerTable, presenter.HEADER_COLUMNS, rows, qt.QtWidgets.QTableWidgetItem)
+    shown = table_text(ui.headerTable)
+    assert [ui.headerTable.horizontalHeaderItem(c).text() for c in range(4)] == ["Tag", "Keyword", "VR", "Value"]
+    code = next(r for r in shown if r[1] == "CodeValue")
+    assert code[0] == "    0008,0100" and code[3] == "T-D4000"  # one level inside AnatomicRegionSequence
+    assert next(r for r in shown if r[1] == "AnatomicRegionSequence")[0] == "0008,2218"
+    private = [r for r in shown if r[1].startswith(presenter.PRIVATE_MARK)]
+    assert any("ACME 1.0" in r[1] and r[3] == "secret" for r in private)
+    assert next(r for r in shown if r[1] == "PatientName")[0] == "0010,0010"
+
+
+def test_anonymization_preview_pairs_original_and_anonymized_values(panel, qt):
+    _, ui = panel
+    original = private_dataset()
+    after = Anonymizer(b"key", AnonymizeOptions()).anonymize(private_dataset())
+    table = presenter.comparisonTableRows(header_rows(original), header_rows(after))
+    presenter.fillTable(ui.headerTable, presenter.COMPARE_COLUMNS, table, qt.QtWidgets.QTableWidgetItem)
+    shown = {r[1]: r for r in table_text(ui.headerTable)}
+    assert shown["PatientName"][3] == "Doe^Jane" and "Doe" not in shown["PatientName"][4]
+    assert any(r[4] == presenter.REMOVED for r in shown.values() if r[1].startswith(presenter.PRIVATE_MARK))
+    assert shown["PatientIdentityRemoved"][3:] == ["", "YES"]
+    assert presenter.changedRowCount(table) >= 3
+
+    # A search that finds the original name still pairs it with its pseudonym.
+    shown = {r.path for r in header_rows(original) if "Doe" in r.value}
+    searched = presenter.comparisonTableRows(header_rows(original), header_rows(after), shown)
+    assert [(r[1], r[3]) for r in searched] == [("PatientName", "Doe^Jane")] and "Doe" not in searched[0][4]
+
+
+def test_enable_rules_reach_the_widgets(panel):
+    _, ui = panel
+    presenter.applyEnableRules(ui, presenter.PanelState(inputFolder="/in", busy=True))
+    assert ui.cancelButton.isEnabled() and not ui.scanButton.isEnabled()
+    presenter.applyEnableRules(ui, presenter.PanelState(inputFolder="/in"))
+    assert ui.scanButton.isEnabled() and not ui.cancelButton.isEnabled() and not ui.loadButton.isEnabled()
+
+
+def test_progress_reporter_cancels_a_running_scan(panel, qt, dicom_folder):
+    _, ui = panel
+    reporter = presenter.ProgressReporter(ui.progressBar, ui.statusLabel, qt.application().processEvents)
+    reporter.start("Scanning")
+    assert ui.statusLabel.text() == "Scanning" and ui.progressBar.maximum() == 0
+    ui.cancelButton.setEnabled(True)
+    ui.cancelButton.clicked.connect(reporter.cancel)
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done == 2:
+            ui.cancelButton.click()  # as if the user pressed Cancel while events were processed
+        reporter(done, total)
+
+    with pytest.raises(presenter.Cancelled):
+        scan(dicom_folder, progress=progress)
+    assert seen == [1, 2] and ui.progressBar.value() == 2 and ui.progressBar.maximum() == 8
+    reporter.finish("Cancelled")
+    assert ui.statusLabel.text() == "Cancelled" and ui.progressBar.value() == 0
+
+    reporter.start("Scanning")
+    scan(dicom_folder, progress=reporter)
+    reporter.finish("Done")
+    assert ui.progressBar.value() == 100
+
+
+def test_panel_screenshot_renders(qt, tmp_path):
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(qt.renderPanel(tmp_path / "panel.png")))
+    assert image.width() >= 460 and image.height() > 800

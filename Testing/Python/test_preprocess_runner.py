@@ -1,0 +1,185 @@
+"""`medprep preprocess`, `medprep run` and `medprep qa` end to end, and the export formats."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from MedPrepLib.cli.main import main
+from MedPrepLib.nifti import read_nifti
+from MedPrepLib.preprocess import load_pipeline, run_pipeline
+
+AFFINE = np.diag([-2.0, -2.0, 3.0, 1.0])
+
+
+def write_case(folder: Path, name: str, seed: int, loc: float = 0.0, label_name: str = None, shape=(12, 24, 20)):
+    rng = np.random.default_rng(seed)
+    arr = rng.normal(loc, 50, shape).astype(np.int16)  # (z, y, x)
+    lab = np.zeros(shape, np.uint8)
+    lab[3:8, 6:16, 5:12] = 1 + seed % 2
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(arr.T, AFFINE), str(folder / f"{name}.nii.gz"))
+    if label_name:
+        lab_path = Path(label_name)
+        lab_path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(lab.T, AFFINE), str(lab_path))
+    return arr, lab
+
+
+def manifest(out: Path):
+    with open(out / "manifest.csv", newline="") as fh:
+        return {r["case"]: r for r in csv.DictReader(fh)}
+
+
+def test_preprocess_one_case_outputs_load_unchanged_in_nibabel(tmp_path, capsys):
+    arr, lab = write_case(tmp_path / "in", "img", 0, label_name=str(tmp_path / "in" / "lab.nii.gz"))
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text("steps:\n  - step: modality_lut\n  - step: orient\n    axcodes: LPS\n"
+                    "  - step: resample\n    spacing: [1.5, 1.5, 2]\n  - step: zscore\n")
+    out = tmp_path / "out" / "img.nii.gz"
+    rc = main(["preprocess", str(tmp_path / "in" / "img.nii.gz"), str(out), "--pipeline", str(pipe),
+               "--label", str(tmp_path / "in" / "lab.nii.gz"), str(tmp_path / "out" / "lab.nii.gz"),
+               "--qa", str(tmp_path / "out" / "qa.png"), "--save-pipeline", str(tmp_path / "out" / "p.json")])
+    assert rc == 0
+    expected, expected_lab = run_pipeline(read_nifti(tmp_path / "in" / "img.nii.gz"), load_pipeline(str(pipe)),
+                                          read_nifti(tmp_path / "in" / "lab.nii.gz"))
+    img = nib.load(str(out))
+    np.testing.assert_array_equal(np.asarray(img.dataobj), expected.array.T)
+    np.testing.assert_allclose(img.affine, expected.affine, atol=1e-5)
+    assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+    labimg = nib.load(str(tmp_path / "out" / "lab.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(labimg.dataobj), expected_lab.array.T)
+    np.testing.assert_allclose(labimg.affine, img.affine, atol=1e-6)
+    side = json.loads((tmp_path / "out" / "img.json").read_text())
+    assert [s["step"] for s in side["MedPrepProvenance"]["steps"]] == ["modality_lut", "orient", "resample", "zscore"]
+    assert (tmp_path / "out" / "qa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_pipeline(str(tmp_path / "out" / "p.json")).digest() == load_pipeline(str(pipe)).digest()
+    # Inputs untouched, outputs not overwritten without --overwrite, one-line errors.
+    assert rc == 0 and main(["preprocess", str(tmp_path / "in" / "img.nii.gz"), str(out), "--pipeline", str(pipe)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"medprep: error: output exists ({out}); use --overwrite to replace it"]
+    assert main(["preprocess", str(tmp_path / "in" / "img.nii.gz"), str(out), "--preset", "ct-lung"]) == 1
+    assert "no pipeline file or preset named 'ct-lung'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps:\n  - step: resample\n    spacing: [1, 1, 0]\n")
+    assert main(["preprocess", str(tmp_path / "in" / "img.nii.gz"), str(tmp_path / "x.nii.gz"),
+                 "--pipeline", str(bad)]) == 1
+    assert "parameter resample.spacing = 0.0 is below its minimum 0.001" in capsys.readouterr().err
+
+
+def test_export_numpy_formats(tmp_path):
+    write_case(tmp_path / "in", "img", 0)
+    src = str(tmp_path / "in" / "img.nii.gz")
+    vol = read_nifti(src)
+    assert main(["preprocess", src, str(tmp_path / "a.npy"), "--preset", "mr-heart",
+                 "--set", "crop_pad.shape=[16,16]", "--set", "output.dtype=float16"]) == 0
+    a = np.load(tmp_path / "a.npy")
+    assert a.shape == (1, 12, 16, 16) and a.dtype == np.float16
+    side = json.loads((tmp_path / "a.json").read_text())
+    assert side["MedPrepGeometry"]["spacing_xyz"] == [2.0, 2.0, 3.0]
+    assert main(["preprocess", src, str(tmp_path / "s.npy"), "--preset", "nnunet-raw",
+                 "--set", "output.slices=true", "--set", "output.dtype=int16"]) == 0
+    slices = sorted(tmp_path.glob("s_z*.npy"))
+    assert len(slices) == 12 and np.load(slices[0]).shape == (1, 24, 20)
+    np.testing.assert_array_equal(np.load(slices[5])[0], vol.array[5][::-1, ::-1])  # LPS -> RAS flips x, y
+    assert main(["preprocess", src, str(tmp_path / "b.npz"), "--preset", "nnunet-raw"]) == 0
+    with np.load(tmp_path / "b.npz") as z:
+        assert z["image"].shape == (1, 12, 24, 20) and z["affine"].shape == (4, 4)
+
+
+def test_run_dataset_statistics_from_training_split_only(tmp_path):
+    inp = tmp_path / "ds"
+    train_arrays = []
+    for i in range(3):
+        train_arrays.append(write_case(inp, f"tr{i}", i, loc=100.0 * i, label_name=str(inp / f"tr{i}_seg.nii.gz"))[0])
+    write_case(inp, "te0", 9, loc=5000.0)  # very different: would move the statistics if it were used
+    (tmp_path / "split.csv").write_text("case,split\ntr0,train\ntr1,train\ntr2,train\nte0,test\n")
+    out = tmp_path / "out"
+    rc = main(["run", "ct-liver", str(inp), str(out), "--workers", "1", "--split", str(tmp_path / "split.csv"),
+               "--set", "resample.spacing=[2,2,3]", "--set", "clip.min=-10000", "--set", "clip.max=10000"])
+    assert rc == 0
+    stats = json.loads((out / "statistics.json").read_text())
+    pooled = np.concatenate([a.ravel() for a in train_arrays]).astype(np.float64)
+    assert stats["training_cases"] == ["tr0", "tr1", "tr2"]
+    assert stats["steps"]["4"]["values"]["mean"] == pytest.approx(pooled.mean(), rel=1e-6)
+    assert stats["steps"]["4"]["values"]["std"] == pytest.approx(pooled.std(), rel=1e-6)
+    rows = manifest(out)
+    assert {r["split"] for r in rows.values()} == {"train", "test"} and rows["te0"]["split"] == "test"
+    assert rows["tr1"]["label_in"] == "tr1_seg.nii.gz" and rows["te0"]["label_in"] == ""
+    te = nib.load(str(out / "images" / "te0.nii.gz")).get_fdata()
+    assert te.mean() > 10  # standardised with the training statistics, not its own
+
+
+def test_run_is_parallel_resumable_and_survives_a_broken_case(tmp_path, capsys):
+    inp = tmp_path / "ds"
+    for i in range(3):
+        write_case(inp / "images", f"c{i}", i, label_name=str(inp / "labels" / f"c{i}.nii.gz"))
+    (inp / "images" / "broken.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    args = ["run", "mr-heart", str(inp), str(out), "--workers", "2", "--qa", "--set", "crop_pad.shape=[16,16]"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "medprep: broken failed: cannot read NIfTI" in captured.err
+    assert "4 cases: 3 written, 0 unchanged, 1 failed" in captured.out
+    rows = manifest(out)
+    assert rows["broken"]["status"] == "failed" and rows["c1"]["status"] == "written"
+    assert "labels/c1.nii.gz" in rows["c1"]["outputs"].split(";")
+    assert (out / "qa" / "index.html").read_text().count("<img") == 3
+    olab = nib.load(str(out / "labels" / "c0.nii.gz"))
+    assert olab.shape == (16, 16, 12) and np.asarray(olab.dataobj).sum() > 0
+    # Rerun: unchanged cases are skipped, the broken one is tried again.
+    (inp / "images" / "broken.nii.gz").unlink()
+    assert main(args) == 0
+    assert "3 cases: 0 written, 3 unchanged, 0 failed" in capsys.readouterr().out
+    # A changed input is redone; so is everything when the pipeline changes.
+    path = inp / "images" / "c2.nii.gz"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert main(args[:3] + [str(out), "--workers", "1", "--qa", "--set", "crop_pad.shape=[16,16]"]) == 0
+    assert "1 written, 2 unchanged" in capsys.readouterr().out
+    assert main(args[:3] + [str(out), "--workers", "1", "--set", "crop_pad.shape=[18,16]"]) == 0
+    assert "3 written, 0 unchanged" in capsys.readouterr().out
+
+
+def test_run_nnunet_layout(tmp_path):
+    inp = tmp_path / "msd"
+    for i in range(2):
+        write_case(inp / "imagesTr", f"liver_{i:03d}_0000", i, label_name=str(inp / "labelsTr" / f"liver_{i:03d}.nii.gz"))
+    write_case(inp / "imagesTs", "liver_100_0000", 5)
+    out = tmp_path / "nn"
+    assert main(["run", "nnunet-raw", str(inp), str(out), "--workers", "1"]) == 0
+    assert sorted(p.name for p in (out / "imagesTr").iterdir()) == ["liver_000_0000.nii.gz", "liver_001_0000.nii.gz"]
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["liver_000.nii.gz", "liver_001.nii.gz"]
+    assert [p.name for p in (out / "imagesTs").iterdir()] == ["liver_100_0000.nii.gz"]
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["numTraining"] == 2 and ds["file_ending"] == ".nii.gz"
+    assert ds["labels"] == {"background": 0, "label_1": 1, "label_2": 2}
+    img = nib.load(str(out / "imagesTr" / "liver_000_0000.nii.gz"))
+    assert img.get_data_dtype() == np.int16 and nib.aff2axcodes(img.affine) == ("R", "A", "S")
+
+
+def test_run_dicom_tree_names_cases_without_patient_data(tmp_path):
+    from MedPrepLib.sample import write_ct_series
+
+    write_ct_series(tmp_path / "dicom" / "DEMO^PATIENT" / "ct", n_slices=6, rows=32, cols=32, spacing=(10, 10, 20))
+    out = tmp_path / "out"
+    assert main(["run", "ct-liver", str(tmp_path / "dicom"), str(out), "--workers", "1",
+                 "--set", "resample.spacing=[12,12,20]"]) == 0
+    (name,) = [p.name for p in (out / "images").glob("*.nii.gz")]
+    assert name.startswith("series-") and "DEMO" not in name
+    assert "dicom_to_nifti" in (out / "images" / name.replace(".nii.gz", ".json")).read_text()
+
+
+def test_qa_command(tmp_path):
+    write_case(tmp_path, "img", 0, label_name=str(tmp_path / "lab.nii.gz"))
+    png = tmp_path / "qa" / "x.png"
+    assert main(["qa", str(tmp_path / "img.nii.gz"), str(tmp_path / "img.nii.gz"), str(png),
+                 "--label", str(tmp_path / "lab.nii.gz")]) == 0
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.width >= 560 and im.height > 200
