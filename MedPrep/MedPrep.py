@@ -325,17 +325,18 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- Header and anonymization ---------------------------------------------------------------
 
-    def updateHeaderTable(self, anonymized: bool = False) -> None:
+    def updateHeaderTable(self, anonymized: bool = False) -> int:
+        """Fill the header table (original | anonymized when `anonymized`); returns the number of changed rows."""
         p = self._parameterNode
+        if p is None:
+            return 0
         if not self.ui.headerCollapsibleButton.collapsed and p.inputVolume and self.logic.sourceFiles(p.inputVolume):
             if anonymized:
                 original, after = self.logic.previewAnonymization(p.inputVolume, self.logic.anonymizer(p))
                 shown = {r.path for r in self.logic.filterRows(original, p) + self.logic.filterRows(after, p)}
                 rows = presenter.comparisonTableRows(original, after, shown)
                 presenter.fillTable(self.ui.headerTable, presenter.COMPARE_COLUMNS, rows, qt.QTableWidgetItem)
-                self.ui.statusLabel.setText(_("{count} header values change").format(
-                    count=presenter.changedRowCount(rows)))
-                return
+                return presenter.changedRowCount(rows)
             if self._headerRows[0] != p.inputVolume.GetID():
                 # Read once per volume, not on every parameter change (search typing, sliders).
                 self._headerRows = (p.inputVolume.GetID(), self.logic.headerRows(p.inputVolume))
@@ -344,10 +345,13 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                 presenter.headerTableRows(rows), qt.QTableWidgetItem)
         else:
             presenter.fillTable(self.ui.headerTable, presenter.HEADER_COLUMNS, [], qt.QTableWidgetItem)
+        return 0
 
     def onPreviewAnonymization(self) -> None:
         self.ui.headerCollapsibleButton.collapsed = False
-        self.runTask(_("Previewing anonymization"), lambda progress: self.updateHeaderTable(anonymized=True))
+        changed = self.runTask(_("Previewing anonymization"), lambda progress: self.updateHeaderTable(anonymized=True))
+        if changed is not None:
+            self.ui.statusLabel.setText(_("{count} header values change").format(count=changed))
 
     def onAnonymize(self) -> None:
         p = self._parameterNode
@@ -619,7 +623,6 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         """Input left, result right, in linked views: panning or scrolling one moves the other."""
         layoutManager = slicer.app.layoutManager()
         layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-        self.setOverlayOpacity(0.0)
         for viewName, volume in (("Red", before), ("Yellow", after)):
             composite = layoutManager.sliceWidget(viewName).mrmlSliceCompositeNode()
             composite.SetBackgroundVolumeID(volume.GetID() if volume else None)

@@ -87,6 +87,53 @@ def _safe_target(out_dir: Path, name: str) -> Path:
     return target
 
 
+def _tilt_spacing_volume(vol: Volume, options: ConvertOptions, series: Series, label: str,
+                         warn: Optional[Callable[[str], None]]) -> Optional[Volume]:
+    """The --tilt-correct / --equalize-spacing volume of a series, if it needs one.
+
+    Called while vol.meta still holds the private slice positions, which the resampling needs.
+    A failure here costs only the extra output, never the series itself.
+    """
+    tilt = options.tilt_correct and bool(vol.meta.get("GantryTiltDegrees"))
+    equalize = options.equalize_spacing and bool(vol.meta.get("VariableSliceSpacing"))
+    if not (tilt or equalize):
+        return None
+    from .reslice import tilt_and_spacing_correct
+
+    padding = series.first.get("PixelPaddingValue")
+    try:
+        return tilt_and_spacing_correct(vol, tilt, equalize,
+                                        padding_value=padding if isinstance(padding, (int, float)) else None)
+    except (ValueError, MemoryError) as exc:
+        if warn:
+            warn(f"{label}: no tilt/spacing-corrected output: {exc}")
+        return None
+
+
+def _write_tilt_spacing(corrected: Volume, vol: Volume, name: str, out_dir: Path, ext: str, taken: set,
+                        options: ConvertOptions, series: Series, report: ConvertReport,
+                        warn: Optional[Callable[[str], None]]) -> None:
+    """Write the corrected volume beside the main output of its series, named as dcm2niix does."""
+    from .reslice import correction_postfix
+
+    # dcm2niix saves these extras as 3D volume 1: <name>_Tilt_1, <name>_Eq_1, <name>_Tilt_Eq_1.
+    extra = unique_name(name, taken, correction_postfix(corrected) + "_1")
+    nifti_path = _safe_target(out_dir, extra + ext)
+    json_path = _safe_target(out_dir, extra + ".json")
+    if not options.overwrite and (nifti_path.exists() or json_path.exists()):
+        report.failed.append(Skipped(nifti_path, f"{_series_label(series)}: output exists (use --overwrite)"))
+        if warn:
+            warn(f"{extra} not written: {nifti_path.name} exists; use --overwrite to replace it")
+        return
+    corrected.meta = {k: v for k, v in corrected.meta.items() if not k.startswith("_")}
+    # The conversion step's parameters were filled in after the correction copied the history.
+    corrected.history = copy.deepcopy(vol.history) + corrected.history[len(vol.history):]
+    write_nifti(corrected, nifti_path, gz=options.gz, overwrite=True)
+    write_sidecar(corrected, json_path, overwrite=True)
+    report.written.append(Output(nifti_path, json_path, list(corrected.shape_xyz), series.series_number,
+                                 list(corrected.warnings)))
+
+
 def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optional[ConvertOptions] = None,
             progress: Optional[Callable[[str, int, int], None]] = None,
             warn: Optional[Callable[[str], None]] = None) -> ConvertReport:
@@ -142,6 +189,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             original = dicom_fields(series.first)
             vol.meta = {k: v for k, v in vol.meta.items() if k not in original}
             vol.meta.update(dicom_fields(ds0))
+        corrected = _tilt_spacing_volume(vol, options, series, label, warn)
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
         write_nifti(vol, nifti_path, gz=options.gz, overwrite=True)
@@ -151,6 +199,8 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
                 warn(f"{name}: {w}")
         report.written.append(Output(nifti_path, json_path, list(vol.shape_xyz), series.series_number,
                                      list(vol.warnings)))
+        if corrected is not None:
+            _write_tilt_spacing(corrected, vol, name, out_dir, ext, taken, options, series, report, warn)
     return report
 
 

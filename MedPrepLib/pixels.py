@@ -7,8 +7,11 @@ decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when 
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
-from typing import Dict, Optional
+import sys
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 import pydicom
@@ -18,6 +21,7 @@ from .dicomfile import DicomFile
 from .errors import SeriesError
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_PYDICOM_PREAMBLE = "Unable to decode as exceptions were raised by all available plugins: "
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}
 
 
@@ -73,6 +77,31 @@ def _native_pixel_span(f: DicomFile, explicit: bool) -> Optional[tuple]:
     return start, length
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Drop what C decoders (OpenJPEG) print straight to file descriptor 2 on corrupt data.
+
+    The exception they raise says the same thing; the stray lines would break the one-line errors.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class FrameReader:
     """Reads frames of one series; caches decoded multi-frame files so each is decoded once."""
 
@@ -118,9 +147,11 @@ class FrameReader:
             return self._decoded[key]
         try:
             full = pydicom.dcmread(str(f.path), force=True)
-            arr = full.pixel_array
+            with _c_stderr_silenced():
+                arr = full.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
-            detail = " ".join(str(exc).split())[:100]  # one line: plug-in errors span several
+            # One line: plug-in errors span several.
+            detail = " ".join(str(exc).split()).replace(_PYDICOM_PREAMBLE, "")[:160]
             raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {detail})", f.path,
                               "the file may be corrupt, or a decoder plug-in is missing") from exc
         if samples_per_pixel(f.ds) != 1:

@@ -52,6 +52,13 @@ IDENTITY_KEYWORDS = (
 )
 
 
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag).split(" or ")[0]  # "US or SS": either does for an empty or dummy value
+    except KeyError:
+        return "UN"
+
+
 def _empty(vr: str) -> Any:
     if vr == "SQ":
         return Sequence()
@@ -240,6 +247,17 @@ class Anonymizer:
         if action == "X":
             del ds[tag]
             return
+        vr = ds.get_item(tag).VR
+        if not vr or vr == "UN":
+            vr = _dictionary_vr(tag)
+        if vr != "SQ" and action == "K":
+            return
+        if vr not in ("SQ", "UI") and action in ("Z", "P", "D"):
+            # Replaced outright: the original value need not be decoded.
+            value = _empty(vr) if action == "Z" else patient.pseudonym if action == "P" else \
+                _DUMMY.get(vr, b"\0" * 8)
+            ds[tag] = DataElement(tag, vr, value)
+            return
         elem = ds[tag]
         vr = elem.VR
         if vr == "SQ":
@@ -251,17 +269,11 @@ class Anonymizer:
                 for item in elem.value:
                     self._walk(item, patient)
             return
-        if action == "K":
-            return
-        if action == "Z":
-            ds[tag] = DataElement(tag, vr, _empty(vr))
-        elif action == "P":
-            ds[tag] = DataElement(tag, vr, patient.pseudonym)
-        elif action == "U" or (action == "D" and vr == "UI"):
+        if action in ("U", "D", "P") and vr == "UI":
             if elem.value is not None:
                 elem.value = _one_or_many([self.uid(v) for v in _values(elem.value)])
-        elif action == "D":
-            ds[tag] = DataElement(tag, vr, _DUMMY.get(vr, b"\0" * 8))
+        elif action == "Z":
+            ds[tag] = DataElement(tag, vr, _empty(vr))
         elif action == "C":
             self._clean(ds, tag, elem, patient)
 

@@ -1,8 +1,9 @@
 """Write a de-identified copy of a DICOM tree, series by series.
 
-Files are found with the same discovery as conversion (`MedPrepLib.discovery.scan`). Each file
-is read once, de-identified in place in memory and written atomically under a path made of the
-new identifiers only: OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm.
+Files are found with the same discovery as conversion (`MedPrepLib.discovery.scan`). Each file's
+header, parsed once by discovery, is de-identified in place in memory and written atomically,
+followed by the file's pixel element copied byte for byte, under a path made of the new
+identifiers only: OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm.
 The input is only ever read.
 """
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ..atomic import atomic_open, write_json
+from ..dicomfile import DicomFile
 from ..discovery import Series, scan
 from ..errors import MedPrepError
 from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
+from .rawpixels import pixel_element
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
@@ -64,6 +67,17 @@ def output_path(out_dir: Path, ds: Dataset, taken: Set[Path]) -> Path:
         path = folder / f"{stem}_{n}.dcm"
     taken.add(path)
     return path
+
+
+def _write_one(f: DicomFile, anonymizer: Anonymizer, out_dir: Path, taken: Set[Path]) -> None:
+    """De-identify one file: discovery's header plus the raw pixel element, or a full read."""
+    pixels = pixel_element(f)
+    ds = f.ds if pixels is not None else pydicom.dcmread(str(f.path), force=True)
+    anonymizer.anonymize(ds)
+    with atomic_open(output_path(out_dir, ds, taken), "wb", overwrite=True) as fh:
+        pydicom.dcmwrite(fh, ds)
+        if pixels is not None:
+            fh.write(pixels)
 
 
 def _withheld_reason(series: Series) -> Optional[str]:
@@ -113,19 +127,17 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
                                f"pixels: {reason}", hint="check the images, then use --on-burned-in keep "
                                "or skip")
         report.withheld.append(WithheldSeries(series.series_number, series.modality, len(series.files), reason))
-    paths = list(dict.fromkeys(f.path for s in todo for f in s.files))  # a file may feed two volumes
+    # A file may feed two volumes: each is written once.
+    files = list({f.path: f for s in todo for f in s.files}.values())
     taken: Set[Path] = set()
-    for i, path in enumerate(paths):
+    for i, f in enumerate(files):
         if progress:
-            progress(i + 1, len(paths))
+            progress(i + 1, len(files))
         try:
-            ds = pydicom.dcmread(str(path), force=True)
-            anonymizer.anonymize(ds)
-            with atomic_open(output_path(out_dir, ds, taken), "wb", overwrite=True) as fh:
-                pydicom.dcmwrite(fh, ds)
+            _write_one(f, anonymizer, out_dir, taken)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
             # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
-            report.unreadable.append((path, f"unreadable DICOM ({exc.__class__.__name__})"))
+            report.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))
             continue
         report.written += 1
     report.series_written = len({str(s.uid) for s in todo})

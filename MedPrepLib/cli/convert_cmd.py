@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
             b.done()
         print(f"medprep: warning: {message}", file=sys.stderr)
 
-    report = convert(args.input, args.output, options, progress=progress, warn=warn)
+    try:
+        report = convert(args.input, args.output, options, progress=progress, warn=warn)
+    except OSError as exc:
+        # The file system refused: a file where the output folder should be, no space, no permission.
+        raise MedPrepError(f"cannot read or write a file: {exc.strerror or exc.__class__.__name__}",
+                           exc.filename or args.output,
+                           "check that the output folder can be created and has free space") from exc
     for b in bars.values():
         b.done()
     # Damaged DICOM files are named (other non-DICOM files and non-image objects are only counted).

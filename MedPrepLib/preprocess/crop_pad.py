@@ -50,7 +50,11 @@ def window_start(image: Volume, label: Optional[Volume], p: CropPadParams) -> Li
 def crop_pad_array(array: np.ndarray, start_xyz: Sequence[int], shape_xyz: Sequence[int],
                    fill: float) -> np.ndarray:
     lead = array.shape[:-3]
-    out = np.full(lead + tuple(reversed(shape_xyz)), fill, dtype=array.dtype)
+    size_xyz = array.shape[::-1][:3]
+    inside = all(s >= 0 and s + m <= n for s, m, n in zip(start_xyz, shape_xyz, size_xyz))
+    shape = lead + tuple(reversed(shape_xyz))
+    # A pure crop needs no fill pass over the output.
+    out = np.empty(shape, dtype=array.dtype) if inside else np.full(shape, fill, dtype=array.dtype)
     src, dst = [], []
     for axis_xyz in (2, 1, 0):
         n = array.shape[len(lead) + 2 - axis_xyz]

@@ -21,6 +21,8 @@ class ScaleParams:
 def scale(image: Volume, label: Optional[Volume], p: ScaleParams) -> Tuple[Volume, Optional[Volume]]:
     """(x - subtract) / divide_by."""
     values = intensities(image)
-    out = np.subtract(values, values.dtype.type(p.subtract))
-    out /= values.dtype.type(p.divide_by)
+    kind = values.dtype.type
+    out = np.divide(values, kind(p.divide_by))
+    if p.subtract:  # x/d - s/d: one pass over the voxels when nothing is subtracted
+        out -= kind(p.subtract / p.divide_by)
     return image.with_array(out), label

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display here or in CI
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402 - the platform must be chosen before Qt loads
 from PySide6.QtUiTools import QUiLoader  # noqa: E402

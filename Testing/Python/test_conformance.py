@@ -31,6 +31,28 @@ SETS: Dict[str, tuple] = {
 # References that need options beyond the set's pattern (dcm2niix wrote them with -tilt/-eq).
 EXTRA_OPTIONS = {"_2_Tilt_Eq_1": {"tilt_correct": True, "equalize_spacing": True}}
 
+# Resampled (-tilt/-eq) references are compared with a tolerance: stem -> (largest allowed |difference|
+# in stored units, largest allowed fraction of voxels that differ at all). Our resampling uses
+# dcm2niix's grid, interpolation, padding rule and rounding (shape and affine match exactly), but
+# it takes the interpolation weights from the slice positions in float64, where dcm2niix derives
+# them in float32 from the tilt tag and its own slice distances. Where a weighted value lies within
+# ~1e-4 of x.5 the two round to neighbouring integers, and the second (between-slice) interpolation
+# carries such a 1 off into the next value. Measured on dcm_qa_ct_ge: 2,746 of 17.5 M voxels
+# (0.016 %) differ, every one by exactly 1 HU (mean |difference| 0.00015 HU).
+RESAMPLED_TOLERANCE = {"_2_Tilt_Eq_1": (1.0, 1e-3)}
+
+
+def _compare_resampled(ours: Path, ref: Path, max_abs: float, max_fraction: float) -> None:
+    a = nib.as_closest_canonical(nib.load(str(ours)))
+    b = nib.as_closest_canonical(nib.load(str(ref)))
+    assert a.shape == b.shape, f"{ours.name}: shape {a.shape} != reference {b.shape}"
+    diff = np.abs(a.affine - b.affine).max()
+    assert diff <= 1e-3, f"{ours.name}: affine differs by {diff:.4g} mm\n{a.affine}\n{b.affine}"
+    delta = np.abs(a.get_fdata(dtype=np.float64) - b.get_fdata(dtype=np.float64))
+    worst, fraction = float(delta.max()), float(np.mean(delta > 0))
+    assert worst <= max_abs, f"{ours.name}: voxel values differ by up to {worst:.4g} (allowed {max_abs})"
+    assert fraction <= max_fraction, f"{ours.name}: {fraction:.3%} of voxels differ (allowed {max_fraction:.3%})"
+
 
 # Where we deliberately differ from dcm2niix. dcm2niix writes the uncorrected tilted GE CT (whose
 # slice spacing varies from 1.08 to 7 mm) with a slice axis along z scaled by the first gap along
@@ -82,6 +104,9 @@ def test_conformance_set(set_name: str, tmp_path: Path) -> None:
     assert not missing, f"no output for references {missing}; produced {sorted(produced)}"
     for ref in refs:
         stem = _stem(ref)
+        if stem in RESAMPLED_TOLERANCE:
+            _compare_resampled(produced[stem], ref, *RESAMPLED_TOLERANCE[stem])
+            continue
         compare(produced[stem], ref, check_affine=stem not in AFFINE_DIFFERS)
         if stem in AFFINE_DIFFERS:
             _check_end_slices(produced[stem], set_dir / "In")

@@ -87,6 +87,27 @@ def test_every_widget_the_module_uses_is_in_the_ui():
     assert not missing, f"enable rules name widgets that MedPrep.ui does not have: {missing}"
 
 
+def test_names_the_widget_calls_exist():
+    """MedPrep.py runs only inside Slicer: catch a misspelt logic, presenter or bridge name here."""
+    tree = module_tree()
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MedPrepLogic")
+    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode"}
+    # Read, not imported: the bridge needs vtk, which only the slicer-test extra installs.
+    bridge = {n.name for n in ast.parse((ROOT / "MedPrep" / "MedPrepBridge.py").read_text()).body
+              if isinstance(n, ast.FunctionDef)}
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Attribute) and owner.attr == "logic":
+            assert node.attr in methods, f"MedPrepLogic has no {node.attr}"
+        elif isinstance(owner, ast.Name) and owner.id == "presenter":
+            assert hasattr(presenter, node.attr), f"MedPrepPresenter has no {node.attr}"
+        elif isinstance(owner, ast.Name) and owner.id == "MedPrepBridge":
+            assert node.attr in bridge, f"MedPrepBridge has no {node.attr}"
+
+
 def test_parameter_names_and_parameter_node_fields_match_both_ways():
     fields, bound = set(parameter_fields()), set(ui_parameters())
     assert not bound - fields, f"SlicerParameterName without a parameter-node field: {sorted(bound - fields)}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import vtk
 
 from MedPrepLib import sample
 from MedPrepLib.volume import Volume
+
+vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
 
 # An oblique, anisotropic geometry: every axis mixes, so any transposition or sign error shows.
 ANGLE = 0.4

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import vtk
 
 from MedPrepLib import sample
 from MedPrepLib.convert import volume_from_series
@@ -22,6 +21,8 @@ from MedPrepLib.errors import MedPrepError
 from MedPrepLib.nifti import read_nifti
 from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.volume import Volume
+
+vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
 
 
 def _standin_modules(slicer) -> dict:
@@ -163,3 +164,13 @@ def test_volumes_not_loaded_by_medprep_save_with_a_history_entry(MedPrep, scene,
 def test_missing_requirements_names_what_slicer_would_install(MedPrep, monkeypatch):
     monkeypatch.setattr(MedPrep, "REQUIREMENTS", [("json", "json-is-stdlib"), ("no_such_module_xyz", "xyz>=1")])
     assert MedPrep.MedPrepLogic.missingRequirements() == ["xyz>=1"]
+
+
+def test_parameter_node_annotations_resolve(MedPrep):
+    """parameterNodeWrapper reads the fields with typing.get_type_hints: every annotation must evaluate."""
+    import typing
+
+    hints = typing.get_type_hints(MedPrep.MedPrepParameterNode, include_extras=True)
+    assert hints["inputVolume"] is MedPrep.vtkMRMLScalarVolumeNode
+    assert hints["inputLabel"] is MedPrep.vtkMRMLLabelMapVolumeNode
+    assert typing.get_origin(hints["orientation"]) is typing.Annotated
