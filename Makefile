@@ -18,7 +18,7 @@ demo: install
 	$(VENV)/bin/medprep demo demo-output
 
 test: install
-	$(PY) -m pytest -n 2 -q Testing/Python
+	$(PY) -m pytest -n 2 -q Testing/Python --ignore=Testing/Python/slicer
 	$(MAKE) test-compat
 	$(MAKE) test-slicer
 

@@ -53,6 +53,10 @@ def _scaling(frames: List[Frame]) -> Tuple[List[Tuple[float, float]], List[str]]
     philips = str(frames[0].ds.get("Manufacturer", "")).upper().startswith("PHILIPS")
     for fr in frames:
         slope, inter = fr.slope, fr.intercept
+        if not math.isfinite(slope) or slope == 0:
+            slope = 1.0     # a NaN or zero RescaleSlope would wipe out the image
+        if not math.isfinite(inter):
+            inter = 0.0
         ss = fr.philips_scale_slope
         if philips and ss:
             # Philips "precise" floating point value FP = DV / (RescaleSlope * ScaleSlope), the value
@@ -63,6 +67,10 @@ def _scaling(frames: List[Frame]) -> Tuple[List[Tuple[float, float]], List[str]]
     if philips and frames[0].philips_scale_slope:
         notes.append("Philips precise (FP) scaling applied: values are DV/(RescaleSlope*ScaleSlope)")
     return out, notes
+
+
+def _placed(fr: Frame) -> bool:
+    return fr.position is not None and bool(np.all(np.isfinite(fr.position)))
 
 
 def series_to_volume(series: Series) -> Volume:
@@ -83,18 +91,21 @@ def series_to_volume(series: Series) -> Volume:
         out_rows, out_cols = tr, tc
     else:
         out_rows, out_cols = rows, cols
-        missing = [fr for fr in frames if fr.position is None]
-        if missing and len(missing) < len(frames):
+        # A position with NaN or infinity is as good as none.
+        missing = [fr for fr in frames if not _placed(fr)]
+        none_placed = len(missing) == len(frames)
+        if missing and not none_placed:
             warnings.append(f"{len(missing)} slice(s) without ImagePositionPatient left out, e.g. "
                             f"{missing[0].file.path.name}")
-            frames = [fr for fr in frames if fr.position is not None]
-        if len(missing) == len(frames) and len(frames) > 1:
+            unplaced = {id(fr) for fr in missing}
+            frames = [fr for fr in frames if id(fr) not in unplaced]
+        if none_placed and len(frames) > 1:
             warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber, geometry unknown")
             thick = float(ds0.get("SliceThickness", 0) or 0) or 1.0
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
             slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
         else:
-            slices = [_Slice(fr, None, np.asarray(fr.position if fr.position is not None else (0.0, 0.0, 0.0)))
+            slices = [_Slice(fr, None, np.asarray(fr.position if _placed(fr) else (0.0, 0.0, 0.0)))
                       for fr in frames]
 
     orientation = fr0.orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

@@ -35,6 +35,19 @@ def normal_of(orientation: Sequence[float]) -> np.ndarray:
     return n / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
 
 
+def valid_orientation(orientation: Sequence[float]) -> bool:
+    """Finite, non-zero row and column cosines that are at least roughly perpendicular."""
+    o = np.asarray(orientation, dtype=float)
+    if o.shape != (6,) or not np.all(np.isfinite(o)):
+        return False
+    nr, nc = np.linalg.norm(o[:3]), np.linalg.norm(o[3:])
+    return bool(nr > 1e-3 and nc > 1e-3 and abs(o[:3] @ o[3:]) / (nr * nc) < 0.1)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "\\".join(f"{float(v):g}" for v in values)
+
+
 def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np.ndarray:
     """Label each (sorted) distance with the index of its slice position."""
     labels = np.zeros(len(distances), dtype=int)
@@ -46,11 +59,18 @@ def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np
 def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float],
                  positions: np.ndarray, fallback_thickness: Optional[float]) -> StackGeometry:
     """Affine of a stack of slices whose first voxels lie at `positions` (n x 3, sorted along normal)."""
+    warnings: List[str] = []
+    if not valid_orientation(orientation):
+        # normal_of gives +z for these too, so the slices were sorted as the axial fallback assumes.
+        warnings.append(f"invalid ImageOrientationPatient {_fmt(orientation)}: axial orientation assumed")
+        orientation = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     row = np.asarray(orientation[:3], dtype=float)
     col = np.asarray(orientation[3:], dtype=float)
     normal = normal_of(orientation)
     dr, dc = float(pixel_spacing[0]), float(pixel_spacing[1])
-    warnings: List[str] = []
+    if not (np.isfinite(dr) and np.isfinite(dc) and dr > 0 and dc > 0):
+        warnings.append(f"invalid pixel spacing {_fmt(pixel_spacing)}: 1 mm assumed")
+        dr = dc = 1.0
     n = len(positions)
     distances = positions @ normal
     if n > 1:

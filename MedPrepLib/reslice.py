@@ -184,6 +184,10 @@ def tilt_and_spacing_correct(volume: Volume, tilt: bool, equalize: bool, *,
 
     padding = _padding_of(volume, padding_value)
     data = volume.array
+    if padding is not None and np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        if not info.min <= padding <= info.max:
+            padding = None      # a value the stored type cannot hold marks no voxel and cannot fill one
     fill = padding if padding is not None else float(data.min())
     origin = stack.origin.copy()
     if do_tilt:

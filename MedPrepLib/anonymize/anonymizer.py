@@ -9,7 +9,7 @@ ones, and unlisted UIDs are remapped unless they name a class or transfer syntax
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Pattern
+from typing import Any, Dict, List, Optional, Pattern, Tuple
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary
+from pydicom.uid import (PYDICOM_IMPLEMENTATION_UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, UID_dictionary)
 
 from . import table_e1_1
 from .dates import shift_date, shift_datetime
@@ -126,11 +127,19 @@ class Anonymizer:
             new = self.uids[uid] = self.keys.uid(uid)
         return new
 
-    def patient(self, ds: Dataset) -> _Patient:
-        """The patient of a data set: pseudonym, date offset and identifying terms."""
+    @staticmethod
+    def _patient_key(ds: Dataset) -> Tuple[str, str, str]:
         pid = str(ds.get("PatientID", "") or "").strip()
         name = str(ds.get("PatientName", "") or "").strip()
-        key = pid or name
+        return pid or name, pid, name
+
+    def pseudonym(self, ds: Dataset) -> str:
+        """The pseudonym that replaces the patient name and ID of an (original) data set."""
+        return self.keys.pseudonym(self._patient_key(ds)[0])
+
+    def patient(self, ds: Dataset) -> _Patient:
+        """The patient of a data set: pseudonym, date offset and identifying terms."""
+        key, pid, name = self._patient_key(ds)
         pseudonym = self.keys.pseudonym(key)
         days = self.keys.day_offset(key) if self.options.shift_dates else None
         if key not in self.patients:
@@ -173,12 +182,23 @@ class Anonymizer:
         if old is None:
             return
         meta = FileMetaDataset()
+        meta.FileMetaInformationGroupLength = 0  # pydicom writes the real length
         meta.FileMetaInformationVersion = b"\x00\x01"
         for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"):
             if keyword in old:
                 setattr(meta, keyword, old[keyword].value)
         if "MediaStorageSOPInstanceUID" in meta:
             meta.MediaStorageSOPInstanceUID = self.uid(str(meta.MediaStorageSOPInstanceUID))
+        elif "SOPInstanceUID" in ds:  # already remapped by the walk
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if "MediaStorageSOPClassUID" not in meta and "SOPClassUID" in ds:
+            meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        if "TransferSyntaxUID" not in meta:  # a data set read without file meta: name its encoding
+            implicit, little = getattr(ds, "original_encoding", None) or (None, None)
+            if implicit is None:  # pydicom 2.4
+                implicit, little = getattr(ds, "is_implicit_VR", True), getattr(ds, "is_little_endian", True)
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \
+                ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION
         ds.file_meta = meta

@@ -8,13 +8,13 @@ The input is only ever read.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import pydicom
-from pydicom.dataset import Dataset
 
 from ..atomic import atomic_open, write_json
 from ..dicomfile import DicomFile
@@ -46,38 +46,100 @@ class TreeReport:
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
 
 
-def _name(ds: Dataset, keyword: str) -> str:
-    # Every value used here is replaced by the anonymizer; a missing one must not break the layout.
-    value = str(ds.get(keyword, "") or "").strip()
+def _name(value: str) -> str:
+    # Every value used here is a replacement; a missing one must not break the layout.
+    value = value.strip()
     return value if value and value not in (".", "..") and os.sep not in value else "unknown"
 
 
-def output_path(out_dir: Path, ds: Dataset, taken: Set[Path]) -> Path:
-    """Where a de-identified data set goes: built from its new identifiers only.
+def output_paths(out_dir: Path, files: List[DicomFile], anonymizer: Anonymizer) -> List[Path]:
+    """Where each file goes: OUT/<pseudonym>/<new study UID>/<new series UID>/<new SOP UID>.dcm.
 
-    Files that share a SOP Instance UID (it happens) get a counter rather than overwrite each
-    other; `taken` holds the paths this run has written.
+    Computed from the original headers with the anonymizer's own mapping, before any file is
+    written, so that workers need not agree on anything. Files that share a SOP Instance UID (it
+    happens) get a counter rather than overwrite each other.
     """
-    folder = out_dir / _name(ds, "PatientID") / _name(ds, "StudyInstanceUID") / _name(ds, "SeriesInstanceUID")
-    stem = _name(ds, "SOPInstanceUID")
-    path = folder / (stem + ".dcm")
-    n = 1
-    while path in taken:
-        n += 1
-        path = folder / f"{stem}_{n}.dcm"
-    taken.add(path)
-    return path
+    taken: Set[Path] = set()
+    paths = []
+    for f in files:
+        ds = f.ds
+        folder = out_dir / _name(anonymizer.pseudonym(ds))
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+            folder = folder / _name(anonymizer.uid(str(ds.get(keyword, "") or "")))
+        stem = _name(anonymizer.uid(str(ds.get("SOPInstanceUID", "") or "")))
+        path, n = folder / (stem + ".dcm"), 1
+        while path in taken:
+            n += 1
+            path = folder / f"{stem}_{n}.dcm"
+        taken.add(path)
+        paths.append(path)
+    return paths
 
 
-def _write_one(f: DicomFile, anonymizer: Anonymizer, out_dir: Path, taken: Set[Path]) -> None:
-    """De-identify one file: discovery's header plus the raw pixel element, or a full read."""
-    pixels = pixel_element(f)
-    ds = f.ds if pixels is not None else pydicom.dcmread(str(f.path), force=True)
-    anonymizer.anonymize(ds)
-    with atomic_open(output_path(out_dir, ds, taken), "wb", overwrite=True) as fh:
-        pydicom.dcmwrite(fh, ds)
-        if pixels is not None:
-            fh.write(pixels)
+@dataclass
+class _Batch:
+    """What writing some files produced, merged into the report and the anonymizer's mapping."""
+
+    written: int = 0
+    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
+    uids: Dict[str, str] = field(default_factory=dict)
+    patients: Dict[str, dict] = field(default_factory=dict)
+
+
+def _write_files(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]]) -> _Batch:
+    batch = _Batch()
+    for f, target in items:
+        try:
+            # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
+            pixels = pixel_element(f)
+            ds = f.ds if pixels is not None else pydicom.dcmread(str(f.path), force=True)
+            anonymizer.anonymize(ds)
+            with atomic_open(target, "wb", overwrite=True) as fh:
+                pydicom.dcmwrite(fh, ds)
+                if pixels is not None:
+                    fh.write(pixels)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
+            # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
+            batch.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))
+            continue
+        batch.written += 1
+    batch.uids, batch.patients = anonymizer.uids, anonymizer.patients
+    return batch
+
+
+def _write_sequential(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]],
+                      progress: Optional[Callable[[int, int], None]]) -> Iterator[_Batch]:
+    for i, item in enumerate(items):
+        if progress:
+            progress(i + 1, len(items))
+        yield _write_files(anonymizer, [item])
+
+
+_FORKED: Optional[Anonymizer] = None  # the anonymizer a forked worker inherits
+
+
+def _forked_worker(items: List[Tuple[DicomFile, Path]]) -> _Batch:
+    assert _FORKED is not None
+    _FORKED.uids, _FORKED.patients = {}, {}  # send back only what this batch adds
+    return _write_files(_FORKED, items)
+
+
+def _write_parallel(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]], jobs: int,
+                    progress: Optional[Callable[[int, int], None]]) -> Iterator[_Batch]:
+    global _FORKED
+    size = max(1, min(64, len(items) // (4 * jobs)))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    _FORKED = anonymizer
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            done = 0
+            for batch in pool.imap(_forked_worker, batches):
+                done += batch.written + len(batch.unreadable)
+                if progress:
+                    progress(done, len(items))
+                yield batch
+    finally:
+        _FORKED = None
 
 
 def _withheld_reason(series: Series) -> Optional[str]:
@@ -98,8 +160,11 @@ def _check_paths(in_path: Path, out_dir: Path) -> None:
 
 
 def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymizer: Anonymizer,
-                   progress: Optional[Callable[[int, int], None]] = None) -> TreeReport:
+                   progress: Optional[Callable[[int, int], None]] = None, jobs: int = 1) -> TreeReport:
     """De-identify every image series under `in_path` into `out_dir`.
+
+    `jobs` > 1 writes with that many forked worker processes where the platform can fork (the
+    output is the same: every replacement is keyed, none depends on order or process).
 
     Series whose pixels may carry identity are withheld unless the options' burned-in policy is
     "keep"; with "fail" a MedPrepError is raised before anything is written.
@@ -129,17 +194,16 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
         report.withheld.append(WithheldSeries(series.series_number, series.modality, len(series.files), reason))
     # A file may feed two volumes: each is written once.
     files = list({f.path: f for s in todo for f in s.files}.values())
-    taken: Set[Path] = set()
-    for i, f in enumerate(files):
-        if progress:
-            progress(i + 1, len(files))
-        try:
-            _write_one(f, anonymizer, out_dir, taken)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
-            # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
-            report.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))
-            continue
-        report.written += 1
+    items = list(zip(files, output_paths(out_dir, files, anonymizer)))
+    if jobs > 1 and len(items) > jobs and "fork" in multiprocessing.get_all_start_methods():
+        batches: Iterable[_Batch] = _write_parallel(anonymizer, items, jobs, progress)
+    else:
+        batches = _write_sequential(anonymizer, items, progress)
+    for batch in batches:
+        report.written += batch.written
+        report.unreadable.extend(batch.unreadable)
+        anonymizer.uids.update(batch.uids)
+        anonymizer.patients.update(batch.patients)
     report.series_written = len({str(s.uid) for s in todo})
     return report
 

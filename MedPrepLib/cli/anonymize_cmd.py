@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--on-burned-in", choices=("skip", "keep", "fail"), default="skip",
                    help="series whose pixels may show identity (BurnedInAnnotation, ultrasound, "
                         "secondary capture, scans): skip with a warning (default), keep, or fail")
+    p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                   help="worker processes (default: the number of CPUs, at most 4)")
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
     p.set_defaults(func=run)
@@ -71,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         clean_descriptors=args.clean_descriptors, keep_private=args.keep_private, keep_uids=args.keep_uids,
         on_burned_in=args.on_burned_in)
     anonymizer = Anonymizer(_key(args), options)
-    report = anonymize_tree(args.input, args.output, anonymizer)
+    if args.jobs < 1:
+        raise MedPrepError(f"--jobs must be at least 1, not {args.jobs}")
+    report = anonymize_tree(args.input, args.output, anonymizer, jobs=args.jobs)
     for w in report.withheld:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "
               f"{w.reason}; check its pixels for burned-in identity, then use --on-burned-in keep",

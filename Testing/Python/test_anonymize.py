@@ -24,10 +24,10 @@ def planted(tmp_path_factory) -> pp.Planted:
     return pp.write_planted_tree(tmp_path_factory.mktemp("planted"))
 
 
-def run(planted: pp.Planted, tmp: Path, name: str, key: bytes = pp.KEY, **options):
+def run(planted: pp.Planted, tmp: Path, name: str, key: bytes = pp.KEY, jobs: int = 1, **options):
     anonymizer = Anonymizer(key, AnonymizeOptions(**options))
     out = tmp / name
-    report = anonymize_tree(planted.root, out, anonymizer)
+    report = anonymize_tree(planted.root, out, anonymizer, jobs=jobs)
     return out, report, anonymizer
 
 
@@ -166,8 +166,9 @@ def test_non_dicom_and_broken_files_are_counted_not_copied(default_run):
 
 
 def test_same_key_gives_byte_identical_output(planted, default_run, tmp_path):
-    out, _, _ = default_run
-    again, _, _ = run(planted, tmp_path, "again")
+    out, _, first = default_run
+    again, _, second = run(planted, tmp_path, "again", jobs=2)  # also: workers change nothing
+    assert second.uids == first.uids and second.patients == first.patients
 
     def digests(root: Path) -> Dict[str, str]:
         return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

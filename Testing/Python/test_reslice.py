@@ -239,3 +239,47 @@ def test_dcm2niix_slice_count_cap() -> None:
     dist = np.concatenate([[0.0], np.cumsum(steps)])
     assert equalized_step(dist) == pytest.approx(dist[-1] / 55)
     assert equalized_step(np.array([0.0, 1.0, 2.0, 4.0])) == pytest.approx(1.0)
+
+
+def test_convert_writes_the_corrected_volume_beside_the_series(tmp_path) -> None:
+    import json
+
+    import nibabel as nib
+    import pydicom
+
+    from MedPrepLib.convert import ConvertOptions, convert
+    from MedPrepLib.sample import write_series
+
+    tilt = 18.5
+    orientation = _orientation(tilt)
+    bed = np.array([0.0, 4.0, 8.0, 9.0, 16.0, 23.0])
+    rows, cols = 24, 10
+    data = np.arange(len(bed) * rows * cols, dtype=np.int16).reshape(len(bed), rows, cols) % 200 - 1000
+    paths = write_series(tmp_path / "in", data, spacing=(DC, DR, 1.0), origin_lps=P0,
+                         row_dir=orientation[:3], col_dir=orientation[3:])
+    for path, z in zip(paths, bed):
+        # The bed moves along z while the gantry is tilted: positions off the slice normal.
+        ds = pydicom.dcmread(str(path))
+        ds.ImagePositionPatient = [float(v) for v in P0 + [0.0, 0.0, z]]
+        ds.GantryDetectorTilt = tilt
+        ds.add_new(0x00280120, "SS", -1500)                           # PixelPaddingValue
+        ds.save_as(str(path))
+
+    plain = convert(tmp_path / "in", tmp_path / "plain", ConvertOptions(name_template="%s"))
+    assert [o.nifti.name for o in plain.written] == ["1.nii.gz"]
+
+    options = ConvertOptions(name_template="%s", tilt_correct=True, equalize_spacing=True)
+    report = convert(tmp_path / "in", tmp_path / "out", options)
+    assert [o.nifti.name for o in report.written] == ["1.nii.gz", "1_Tilt_Eq_1.nii.gz"]
+    extra = report.written[1]
+    img = nib.load(str(extra.nifti))
+    m = img.affine[:3, :3] / np.linalg.norm(img.affine[:3, :3], axis=0)
+    np.testing.assert_allclose(m.T @ m, np.eye(3), atol=1e-6)
+    assert img.get_data_dtype() == np.int16
+    assert list(img.shape) == extra.shape and img.shape[2] == 2 * len(bed)   # dcm2niix's cap
+    sidecar = json.loads(extra.sidecar.read_text())
+    steps = [s["step"] for s in sidecar["MedPrepProvenance"]["steps"]]
+    assert steps == ["dicom_to_nifti", "tilt_and_spacing_correct"]
+    assert sidecar["MedPrepProvenance"]["steps"][0]["params"]["tilt_correct"] is True
+    assert sidecar["MedPrepProvenance"]["steps"][1]["params"]["padding_value"] == -1500
+    assert not any(k.startswith("_") for k in sidecar)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from timing import CONFORMANCE, Measurement, fresh_dir, measure, row, run_once, tool
+from timing import CONFORMANCE, Measurement, fresh_dir, measure_all, row, run_once, tool
 
 from MedPrepLib.sample import write_ct_series
 
@@ -61,16 +61,21 @@ def _volume_mb(folder: Path) -> float | None:
 
 def _case(name: str, src: Path, workdir: Path, repeats: int, with_ours: bool,
           baseline_mb: float | None) -> tuple[list[dict], dict]:
-    results: dict[str, Measurement] = {}
+    out = workdir / "out"
+    commands = {key: cmd for key, cmd in _commands(src, out).items()
+                if with_ours or not key.startswith("ours")}
+    # The output folder is emptied before every run, so the output voxel size is read from a run
+    # of its own: of ours, else of dcm2niix.
     volume_mb = None
-    for tool_name, cmd in _commands(src, workdir / "out").items():
-        if tool_name.startswith("ours") and not with_ours:
-            continue
-        out = workdir / "out"
-        results[tool_name] = measure(cmd, repeats, prepare=fresh_dir(out))
-        if tool_name == "ours .nii" or (volume_mb is None and tool_name == "dcm2niix -z n"):
-            volume_mb = _volume_mb(out) or volume_mb
-        print(f"   {name:8s} {tool_name:18s} {_describe(results[tool_name])}", flush=True)
+    for key in ("ours .nii", "dcm2niix -z n"):
+        if key in commands:
+            fresh_dir(out)()
+            if run_once(commands[key])[2] == 0:
+                volume_mb = _volume_mb(out)
+                break
+    results = measure_all(commands, repeats, prepare=fresh_dir(out))
+    for tool_name, m in results.items():
+        print(f"   {name:9s} {tool_name:18s} {_describe(m)}", flush=True)
 
     def best(key: str) -> float | None:
         m = results.get(key)

@@ -14,6 +14,7 @@ import datetime
 import importlib.util
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     failed: list[str] = []
     started = time.time()
+    load_before = os.getloadavg()[0]
+    if load_before > (os.cpu_count() or 1) / 2:
+        print(f"run_bench: load average {load_before:.1f} on {os.cpu_count()} cores: other processes "
+              "are busy, timings will be noisy", file=sys.stderr)
     work_root = OUTPUT / "work"
     for path in modules:
         name = path.stem[len("bench_"):]
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "cpus": os.cpu_count(),
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "duration_s": round(time.time() - started, 1),
         "failed_modules": failed,
     }

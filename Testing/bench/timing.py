@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,24 +58,35 @@ def run_once(cmd: Sequence[str], cwd: Path | None = None) -> tuple[float, float,
 
 def measure(cmd: Sequence[str], repeats: int, prepare: Callable[[], None] | None = None,
             cwd: Path | None = None) -> Measurement:
-    """Best wall time over `repeats` runs after one untimed warm-up run (warm page cache for all).
+    """Best wall time and peak memory of one command; see `measure_all`."""
+    return measure_all({"": cmd}, repeats, prepare, cwd)[""]
 
-    `prepare` runs before every run, untimed (e.g. to empty the output folder).
+
+def measure_all(commands: Mapping[str, Sequence[str]], repeats: int,
+            prepare: Callable[[], None] | None = None, cwd: Path | None = None) -> dict[str, Measurement]:
+    """Best wall time and peak memory of each named command over `repeats` timed runs.
+
+    Every command first runs once untimed (warm page cache, the same for all). The timed runs go
+    round-robin over the commands, so that a burst of load on a shared machine hits all of them
+    alike rather than one. `prepare` runs before every run, untimed (e.g. to empty the output
+    folder). A command that fails is not run again; its Measurement holds the error.
     """
-    m = Measurement()
+    results = {name: Measurement() for name in commands}
     for i in range(repeats + 1):
-        if prepare:
-            prepare()
-        wall, rss, code, tail = run_once(cmd, cwd)
-        if code != 0:
-            m.error = f"exit {code}: {tail}"[:200]
-            return m
-        if i == 0:
-            continue
-        m.times_s.append(wall)
-        m.peak_rss_mb = max(m.peak_rss_mb or 0.0, rss)
-    m.best_s = min(m.times_s)
-    return m
+        for name, cmd in commands.items():
+            m = results[name]
+            if m.error:
+                continue
+            if prepare:
+                prepare()
+            wall, rss, code, tail = run_once(cmd, cwd)
+            if code != 0:
+                m.error = f"exit {code}: {tail}"[:200]
+            elif i > 0:
+                m.times_s.append(wall)
+                m.peak_rss_mb = max(m.peak_rss_mb or 0.0, rss)
+                m.best_s = min(m.times_s)
+    return results
 
 
 def fresh_dir(path: Path) -> Callable[[], None]:
