@@ -18,7 +18,7 @@ demo: install
 	$(VENV)/bin/medprep demo demo-output
 
 test: install
-	$(PY) -m pytest -n 2 -q Testing/Python --ignore=Testing/Python/slicer
+	$(PY) -m pytest -n 2 -q Testing/Python --ignore=Testing/Python/slicer_bridge
 	$(MAKE) test-compat
 	$(MAKE) test-slicer
 
@@ -29,7 +29,7 @@ test-compat:
 	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
 	$(COMPAT)/bin/python -m pip install --quiet -e ".[test]" "pydicom>=2.4,<3" "numpy>=1.26,<2"
-	$(COMPAT)/bin/python -m pytest -n 2 -q -p no:cacheprovider Testing/Python --ignore=Testing/Python/slicer
+	$(COMPAT)/bin/python -m pytest -n 2 -q -p no:cacheprovider Testing/Python --ignore=Testing/Python/slicer_bridge
 
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -46,4 +46,4 @@ clean:
 .PHONY: test-slicer
 test-slicer: install
 	$(PY) -m pip install --quiet -e ".[slicer-test]"
-	$(PY) -m pytest -q -p no:cacheprovider Testing/Python/slicer
+	$(PY) -m pytest -q -p no:cacheprovider Testing/Python/slicer_bridge

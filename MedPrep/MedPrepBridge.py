@@ -9,7 +9,7 @@ Why it matches Slicer's DICOM loading: DICOMScalarVolumePlugin reads a series wi
 vtkITKArchetypeImageSeriesScalarReader, i.e. ITK's LPS geometry turned into RAS by negating the
 first two axes. A Volume's affine is the NIfTI one, voxel (i = column, j = row, k = slice) to
 RAS, which is that same matrix, so it becomes the node's IJKToRAS unchanged, and the voxel array
-(z, y, x), x fastest, is the memory layout of vtkImageData. Testing/Python/slicer/ checks this
+(z, y, x), x fastest, is the memory layout of vtkImageData. Testing/Python/slicer_bridge/ checks this
 against Slicer's own reader from the slicer-core wheel.
 
 Only vtk, numpy and the MRML classes are needed here, so this module runs outside the application.

@@ -28,6 +28,15 @@ class _Slice:
     position: np.ndarray
 
 
+def _number(ds, keyword: str) -> float:
+    """A decimal string attribute as a float; 0 when absent, malformed ("x.y") or not finite."""
+    try:
+        value = float(ds.get(keyword, 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
 def _mosaic_slices(fr: Frame, rows: int, cols: int) -> Tuple[List[_Slice], int, int]:
     n = fr.mosaic_slices
     tiles = int(math.ceil(math.sqrt(n)))
@@ -42,7 +51,7 @@ def _mosaic_slices(fr: Frame, rows: int, cols: int) -> Tuple[List[_Slice], int, 
     # corner lies half the difference between mosaic and tile size further in.
     first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
     normal = np.asarray(fr.mosaic_normal) if fr.mosaic_normal is not None else normal_of(fr.orientation)
-    step = float(ds.get("SpacingBetweenSlices", 0) or 0) or float(ds.get("SliceThickness", 0) or 0) or 1.0
+    step = _number(ds, "SpacingBetweenSlices") or _number(ds, "SliceThickness") or 1.0
     return [_Slice(fr, k, first + k * step * normal) for k in range(n)], r, c
 
 
@@ -53,10 +62,13 @@ def _scaling(frames: List[Frame]) -> Tuple[List[Tuple[float, float]], List[str]]
     philips = str(frames[0].ds.get("Manufacturer", "")).upper().startswith("PHILIPS")
     for fr in frames:
         slope, inter = fr.slope, fr.intercept
-        if not math.isfinite(slope) or slope == 0:
-            slope = 1.0     # a NaN or zero RescaleSlope would wipe out the image
-        if not math.isfinite(inter):
-            inter = 0.0
+        if not (math.isfinite(slope) and slope != 0 and math.isfinite(inter)):
+            # A NaN, infinite or zero rescale would wipe out the image.
+            bad = f"invalid rescale slope/intercept {slope:g}/{inter:g} (e.g. {fr.file.path.name}): "
+            if not any(n.startswith("invalid rescale") for n in notes):
+                notes.append(bad + "1/0 assumed for the bad values")
+            slope = slope if math.isfinite(slope) and slope != 0 else 1.0
+            inter = inter if math.isfinite(inter) else 0.0
         ss = fr.philips_scale_slope
         if philips and ss:
             # Philips "precise" floating point value FP = DV / (RescaleSlope * ScaleSlope), the value
@@ -101,7 +113,7 @@ def series_to_volume(series: Series) -> Volume:
             frames = [fr for fr in frames if id(fr) not in unplaced]
         if none_placed and len(frames) > 1:
             warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber, geometry unknown")
-            thick = float(ds0.get("SliceThickness", 0) or 0) or 1.0
+            thick = _number(ds0, "SliceThickness") or 1.0
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
             slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
         else:
@@ -154,7 +166,7 @@ def series_to_volume(series: Series) -> Volume:
     n_z = len(groups)
 
     positions = np.array([g[0].position for g in groups])
-    geom = stack_affine(orientation, pixel_spacing, positions, float(ds0.get("SliceThickness", 0) or 0) or None)
+    geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None)
     warnings.extend(geom.warnings)
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.

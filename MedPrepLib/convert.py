@@ -80,6 +80,16 @@ def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Vol
     return volumes
 
 
+def write_pair(vol: Volume, nifti_path: Path, json_path: Path, gz: bool) -> None:
+    """Write the NIfTI and its sidecar; never leave one without the other after a failure."""
+    write_nifti(vol, nifti_path, gz=gz, overwrite=True)
+    try:
+        write_sidecar(vol, json_path, overwrite=True)
+    except BaseException:
+        nifti_path.unlink(missing_ok=True)
+        raise
+
+
 def _safe_target(out_dir: Path, name: str) -> Path:
     target = (out_dir / name).resolve()
     if target.parent != out_dir.resolve():
@@ -128,8 +138,7 @@ def _write_tilt_spacing(corrected: Volume, vol: Volume, name: str, out_dir: Path
     corrected.meta = {k: v for k, v in corrected.meta.items() if not k.startswith("_")}
     # The conversion step's parameters were filled in after the correction copied the history.
     corrected.history = copy.deepcopy(vol.history) + corrected.history[len(vol.history):]
-    write_nifti(corrected, nifti_path, gz=options.gz, overwrite=True)
-    write_sidecar(corrected, json_path, overwrite=True)
+    write_pair(corrected, nifti_path, json_path, options.gz)
     report.written.append(Output(nifti_path, json_path, list(corrected.shape_xyz), series.series_number,
                                  list(corrected.warnings)))
 
@@ -192,8 +201,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
-        write_nifti(vol, nifti_path, gz=options.gz, overwrite=True)
-        write_sidecar(vol, json_path, overwrite=True)
+        write_pair(vol, nifti_path, json_path, options.gz)
         for w in vol.warnings:
             if warn:
                 warn(f"{name}: {w}")

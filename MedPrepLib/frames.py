@@ -195,7 +195,7 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
     for i in range(n):
         pf = per_frame[i] if i < len(per_frame) else None
 
-        def item(seq: str) -> Optional[Dataset]:
+        def item(seq: str, pf: Optional[Dataset] = pf) -> Optional[Dataset]:
             return _first(pf, seq) or _first(shared, seq)
 
         pos = item("PlanePositionSequence")

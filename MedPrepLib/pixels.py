@@ -11,6 +11,7 @@ import contextlib
 import os
 import struct
 import sys
+import threading
 from typing import Dict, Iterator, Optional
 
 import numpy as np
@@ -82,7 +83,11 @@ def _c_stderr_silenced() -> Iterator[None]:
     """Drop what C decoders (OpenJPEG) print straight to file descriptor 2 on corrupt data.
 
     The exception they raise says the same thing; the stray lines would break the one-line errors.
+    Only the main thread touches the process-wide descriptor (threads could not restore it safely).
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     try:
         saved = os.dup(2)
     except OSError:

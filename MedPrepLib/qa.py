@@ -35,6 +35,11 @@ def _pil():
 def mid_slices(array: np.ndarray, affine: np.ndarray) -> Tuple[List[np.ndarray], List[Tuple[float, float]]]:
     """Axial, coronal and sagittal mid-slices (rows, cols) and their pixel sizes (row mm, col mm)."""
     vol = array[0] if array.ndim == 4 else array
+    if 1 in vol.shape:  # a 2D image (radiograph): one panel, as stored
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]  # along z, y, x
+        keep = [a for a in range(3) if vol.shape[a] > 1]
+        keep = keep if len(keep) == 2 else [1, 2]
+        return [vol.reshape([vol.shape[a] for a in keep])], [(spacing[keep[0]], spacing[keep[1]])]
     # LPS voxel order puts patient right on the left and anterior at the top of an axial slice.
     lps, aff = reorient_array(vol, affine, "LPS")
     sx, sy, sz = np.linalg.norm(aff[:3, :3], axis=0)
@@ -94,7 +99,7 @@ def write_qa_png(before: Volume, after: Volume, label: Optional[Volume], path: U
     for name, vol, lab in (("input", before, None), ("output", after, label)):
         values = vol.scaled()
         slices, pixels = mid_slices(values, vol.affine)
-        labels = mid_slices(lab.array, lab.affine)[0] if lab is not None else [None] * 3
+        labels = mid_slices(lab.array, lab.affine)[0] if lab is not None else [None] * len(slices)
         window = _window(values)
         rows.append((_caption(name, vol), [_panel(s, p, window, lb) for s, p, lb in zip(slices, pixels, labels)]))
     pad, text_h = 8, 22

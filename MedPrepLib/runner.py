@@ -197,11 +197,17 @@ def _limit_threads(workers: int) -> None:
 
 
 def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int, Dict[str, Any]],
-             workers: int) -> Any:
-    _limit_threads(workers)
-    image = read_image(case.image, case.series)
-    label = read_label(case.label) if case.label else None
-    return pl.fit_case(image, label, pipeline, index, statistics)
+             workers: int) -> Tuple[bool, Any]:
+    """(True, this case's share of the statistics) or (False, why it could not give one)."""
+    try:
+        _limit_threads(workers)
+        image = read_image(case.image, case.series)
+        label = read_label(case.label) if case.label else None
+        return True, pl.fit_case(image, label, pipeline, index, statistics)
+    except MedPrepError as exc:
+        return False, exc.one_line()
+    except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
+        return False, f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
@@ -240,6 +246,7 @@ class RunReport:
     written: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     failed: List[Tuple[str, str]] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
     statistics: Dict[int, Dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -280,21 +287,30 @@ def _map(jobs: List[Tuple[Callable, tuple]], workers: int) -> Iterator[Tuple[int
 
 
 def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: int,
-                       progress: Optional[Callable[[int, int], None]] = None) -> Dict[int, Dict[str, Any]]:
-    """Dataset statistics of every step that needs them, from the training cases only."""
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       warn: Optional[Callable[[str], None]] = None) -> Dict[int, Dict[str, Any]]:
+    """Dataset statistics of every step that needs them, from the training cases only.
+
+    A training case that cannot be read or fitted is left out of the statistics (and `warn` told).
+    """
     training = [c for c in cases if c.training]
     statistics: Dict[int, Dict[str, Any]] = {}
     for index in pipeline.statistics_steps():
+        name = pipeline.steps[index].spec.name
         if not training:
-            raise MedPrepError(f"step '{pipeline.steps[index].spec.name}' needs dataset statistics "
-                               "but no case is marked for training", hint="check --split")
+            raise MedPrepError(f"step '{name}' needs dataset statistics but no case is marked for training",
+                               hint="check --split")
         jobs = [(_fit_job, (c, pipeline, index, statistics, workers)) for c in training]
-        parts: List[Any] = [None] * len(jobs)
-        for done, (i, part) in enumerate(_map(jobs, workers), 1):
-            parts[i] = part
+        parts: List[Any] = []
+        for done, (i, (ok, part)) in enumerate(_map(jobs, workers), 1):
+            if ok:
+                parts.append((i, part))
+            elif warn:
+                warn(f"{training[i].case_id} left out of the '{name}' statistics: {part}")
             if progress:
                 progress(done, len(jobs))
-        statistics[index] = pl.combine(pipeline, index, parts)
+        # Combined in case order, so the result does not depend on which worker finished first.
+        statistics[index] = pl.combine(pipeline, index, [part for _, part in sorted(parts, key=lambda x: x[0])])
     return statistics
 
 
@@ -328,7 +344,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             report.statistics = pl.load_statistics(stats_path, pipeline)
         else:
             report.statistics = compute_statistics(
-                cases, pipeline, workers, (lambda d, t: progress("statistics", d, t)) if progress else None)
+                cases, pipeline, workers, (lambda d, t: progress("statistics", d, t)) if progress else None,
+                report.warnings.append)
             pl.save_statistics(stats_path, pipeline, report.statistics,
                                [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
 

@@ -5,9 +5,11 @@ into the sidecar: the fields below are acquisition facts only.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from . import __version__
@@ -117,10 +119,27 @@ def provenance(history: List[Dict[str, Any]], warnings: List[str]) -> Dict[str, 
     return {"software": "MedPrep", "version": __version__, "steps": history, "warnings": warnings}
 
 
+def json_safe(obj: Any) -> Any:
+    """The same structure with only JSON values: non-finite numbers become null, numpy values plain."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    return str(obj)
+
+
 def sidecar_dict(meta: Dict[str, Any], history: List[Dict[str, Any]], warnings: List[str]) -> Dict[str, Any]:
     out = {k: v for k, v in meta.items() if not k.startswith("_")}
     out["MedPrepProvenance"] = provenance(history, warnings)
-    return out
+    return json_safe(out)
 
 
 def write_sidecar(volume, path: Union[str, Path], overwrite: bool = False) -> None:

@@ -115,6 +115,7 @@ class Anonymizer:
         self._rules: Dict[int, str] = {}
         self._keep_private = self.profile.private == "C"
         self._cleans_text = "C" in self.profile.actions.values()
+        self._codes = self.options.method_codes()
 
     # -- mappings ---------------------------------------------------------------------------
     def uid(self, uid: str) -> str:
@@ -162,17 +163,19 @@ class Anonymizer:
         """De-identify `ds` (a full or header-only data set) in place and return it."""
         patient = self.patient(ds)
         self._walk(ds, patient)
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = METHOD
+        # Set by tag: this runs once per file, and keyword lookups would cost more than the rest.
+        ds[0x00120062] = DataElement(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+        ds[0x00120063] = DataElement(0x00120063, "LO", METHOD)  # DeidentificationMethod
         codes = Sequence()
-        for value, meaning in self.options.method_codes():
+        for value, meaning in self._codes:
             item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
+            item[0x00080100] = DataElement(0x00080100, "SH", value)  # CodeValue
+            item[0x00080102] = DataElement(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+            item[0x00080104] = DataElement(0x00080104, "LO", meaning)  # CodeMeaning
             codes.append(item)
-        ds.DeidentificationMethodCodeSequence = codes
-        ds.LongitudinalTemporalInformationModified = self.options.temporal_information
+        ds[0x00120064] = DataElement(0x00120064, "SQ", codes)  # DeidentificationMethodCodeSequence
+        # LongitudinalTemporalInformationModified
+        ds[0x00280303] = DataElement(0x00280303, "CS", self.options.temporal_information)
         self._file_meta(ds)
         return ds
 
@@ -253,11 +256,14 @@ class Anonymizer:
             if tag.is_private:
                 if kept_private is None:
                     kept_private = self._private(ds)
-                if tag not in kept_private:
-                    del ds[tag]
-                elif ds[tag].VR == "SQ":
+                vr = ds[tag].VR if tag in kept_private else ""
+                if vr == "SQ":
                     for item in ds[tag].value:
                         self._walk(item, patient)
+                elif vr in ("", "UN"):
+                    # Not kept, or of unknown type: an untyped value could be a sequence that
+                    # cannot be cleaned, so it goes too.
+                    del ds[tag]
                 continue
             action = self._rule(ds, tag)
             if action:

@@ -1,15 +1,17 @@
-"""The pixel data element of a DICOM file as raw bytes, so it can be copied without decoding.
+"""The pixel data element of a DICOM file, located and copied as raw bytes without decoding.
 
-Discovery has already parsed every header (up to the pixel data); reading the pixel element as
-bytes and appending it to the de-identified header makes the per-file work a single parse. This
-applies only when the pixel data element is the last thing in the file and its extent can be
-verified; anything else (trailing elements, deflate, truncation) returns None, and the caller
-reads the whole file with pydicom instead, so nothing after the pixels is ever copied unseen.
+Discovery has already parsed every header (up to the pixel data); appending the file's pixel
+element, copied byte for byte, to the de-identified header makes the per-file work a single
+parse. This applies only when the pixel data element ends the file exactly and its extent can
+be verified; anything else (trailing elements, deflate, big endian, truncation) gives None, and
+the caller reads the whole file with pydicom instead, so nothing after the pixels is copied unseen.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import struct
-from typing import Optional
+from typing import IO, BinaryIO, Optional, Tuple
 
 from ..dicomfile import PIXEL_DATA_TAG, DicomFile
 
@@ -20,10 +22,11 @@ _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN
 _ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
 
 
-def _encapsulated_end(data: bytes, pos: int) -> Optional[int]:
-    """End offset of an undefined-length pixel element starting its items at `pos` (little endian)."""
-    while pos + 8 <= len(data):
-        group, element, length = struct.unpack_from("<HHI", data, pos)
+def _encapsulated_end(fh: BinaryIO, pos: int, size: int) -> Optional[int]:
+    """End offset of an undefined-length pixel element whose items start at `pos` (little endian)."""
+    while pos + 8 <= size:
+        fh.seek(pos)
+        group, element, length = struct.unpack("<HHI", fh.read(8))
         tag = (group << 16) | element
         if tag == _SEQUENCE_END:
             return pos + 8
@@ -33,25 +36,46 @@ def _encapsulated_end(data: bytes, pos: int) -> Optional[int]:
     return None
 
 
-def pixel_element(f: DicomFile) -> Optional[bytes]:
-    """The raw bytes of `f`'s pixel data element when it ends the file exactly, else None."""
+def pixel_extent(f: DicomFile) -> Optional[Tuple[int, int]]:
+    """(offset, length) of `f`'s pixel data element when it ends the file exactly, else None."""
     meta = getattr(f.ds, "file_meta", None)
     syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if f.pixel_offset is None or not syntax or syntax in _DEFLATED or syntax == _EXPLICIT_BE:
         return None
     with open(f.path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         fh.seek(f.pixel_offset)
-        data = fh.read()
-    if len(data) < 12:
-        return None
-    group, element = struct.unpack_from("<HH", data, 0)
-    if (group << 16) | element != PIXEL_DATA_TAG:
-        return None
-    if syntax == _IMPLICIT_LE:
-        (length,), start = struct.unpack_from("<I", data, 4), 8
-    elif data[4:6] in _LONG_VRS:
-        (length,), start = struct.unpack_from("<I", data, 8), 12
-    else:
-        (length,), start = struct.unpack_from("<H", data, 6), 8
-    end = _encapsulated_end(data, start) if length == 0xFFFFFFFF else start + length
-    return data if end == len(data) else None
+        head = fh.read(12)
+        if len(head) < 12:
+            return None
+        group, element = struct.unpack_from("<HH", head, 0)
+        if (group << 16) | element != PIXEL_DATA_TAG:
+            return None
+        if syntax == _IMPLICIT_LE:
+            (length,), start = struct.unpack_from("<I", head, 4), 8
+        elif head[4:6] in _LONG_VRS:
+            (length,), start = struct.unpack_from("<I", head, 8), 12
+        else:
+            (length,), start = struct.unpack_from("<H", head, 6), 8
+        start += f.pixel_offset
+        end = _encapsulated_end(fh, start, size) if length == 0xFFFFFFFF else start + length
+    return (f.pixel_offset, size - f.pixel_offset) if end == size else None
+
+
+def copy_extent(path: "os.PathLike[str]", extent: Tuple[int, int], out: IO[bytes]) -> None:
+    """Append bytes [offset, end of file) of `path` to `out`, in the kernel where it can."""
+    offset, length = extent
+    out.flush()
+    with open(path, "rb") as src:
+        try:
+            while length > 0:
+                n = os.copy_file_range(src.fileno(), out.fileno(), length, offset)
+                if n <= 0:
+                    break
+                offset, length = offset + n, length - n
+        except (AttributeError, OSError):  # no copy_file_range here, or the file systems refuse it
+            pass
+        if length > 0:
+            src.seek(offset)
+            out.seek(0, os.SEEK_END)
+            shutil.copyfileobj(src, out)

@@ -19,8 +19,7 @@ SAFE_PRIVATE: FrozenSet[Tuple[str, int, int]] = frozenset({
     ("SIEMENS MR HEADER", 0x0019, 0x27),  # B_matrix
     ("SIEMENS MR HEADER", 0x0019, 0x28),  # BandwidthPerPixelPhaseEncode
     ("SIEMENS MR HEADER", 0x0019, 0x29),  # MosaicRefAcqTimes
-    ("SIEMENS CSA HEADER", 0x0029, 0x08),  # CSA image header type
-    ("SIEMENS CSA HEADER", 0x0029, 0x09),  # CSA image header version
+    # (Not the CSA header version (0029,xx09): Siemens writes a date there, often the study date.)
     ("SIEMENS CSA HEADER", 0x0029, 0x10),  # CSA image header (per-image geometry, mosaic, diffusion)
     # GE: diffusion b-value and gradient.
     ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b-value)

@@ -22,7 +22,7 @@ from ..discovery import Series, scan
 from ..errors import MedPrepError
 from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
-from .rawpixels import pixel_element
+from .rawpixels import copy_extent, pixel_extent
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
@@ -91,13 +91,13 @@ def _write_files(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]]) ->
     for f, target in items:
         try:
             # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
-            pixels = pixel_element(f)
+            pixels = pixel_extent(f)
             ds = f.ds if pixels is not None else pydicom.dcmread(str(f.path), force=True)
             anonymizer.anonymize(ds)
             with atomic_open(target, "wb", overwrite=True) as fh:
                 pydicom.dcmwrite(fh, ds)
                 if pixels is not None:
-                    fh.write(pixels)
+                    copy_extent(f.path, pixels, fh)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
             # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
             batch.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))

@@ -6,6 +6,7 @@ import sys
 
 from ..convert import ConvertOptions, convert, describe_skipped
 from ..errors import MedPrepError
+from ..naming import render_name
 from ..progress import Progress
 
 
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    render_name(args.name, {})   # a bad --name template fails now, before any scanning or output folder
     options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
                              overwrite=args.overwrite, tilt_correct=args.tilt_correct,
                              equalize_spacing=args.equalize_spacing)

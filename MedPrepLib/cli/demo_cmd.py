@@ -41,9 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise MedPrepError(f"--slices must be at least 1, got {args.slices}")
     out = Path(args.out_dir)
     dicom, nifti = out / "dicom", out / "nifti"
-    write_sample(dicom / "ct", args.slices, args.overwrite,
-                 lambda d: write_ct_series(d, n_slices=args.slices, series_number=1))
-    write_sample(dicom / "cxr", 1, args.overwrite, lambda d: [write_cxr(d, series_number=2)])
+    try:
+        write_sample(dicom / "ct", args.slices, args.overwrite,
+                     lambda d: write_ct_series(d, n_slices=args.slices, series_number=1))
+        write_sample(dicom / "cxr", 1, args.overwrite, lambda d: [write_cxr(d, series_number=2)])
+    except OSError as exc:
+        raise MedPrepError(f"cannot write the sample DICOM: {exc.strerror or exc}", exc.filename or out,
+                           "choose a folder you can write to") from exc
     started = time.perf_counter()
     report = convert(dicom, nifti, ConvertOptions(overwrite=True), warn=_warn)
     print(f"converted {report.n_files} DICOM files in {time.perf_counter() - started:.1f} s into {nifti}:")

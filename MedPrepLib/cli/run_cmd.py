@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_dataset(pipeline, args.input_dir, args.output_dir, workers=args.workers, qa=args.qa,
                          labels_dir=args.labels, split_file=args.split, statistics_file=args.statistics,
                          progress=progress)
+    for warning in report.warnings:
+        print(f"medprep: warning: {warning}", file=sys.stderr)
     for case, error in report.failed:
         print(f"medprep: {case} failed: {error}", file=sys.stderr)
     total = len(report.written) + len(report.skipped) + len(report.failed)

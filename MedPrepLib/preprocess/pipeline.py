@@ -38,7 +38,8 @@ DTYPES = ["keep", "float32", "float16", "float64", "int16", "uint16", "int32", "
 @dataclass(frozen=True)
 class OutputParams:
     format: str = field(default="nifti", metadata={"choices": EXPORT_FORMATS})
-    dtype: str = field(default="float32", metadata={"choices": DTYPES, "help": "image voxel type; keep: stored type and slope"})
+    dtype: str = field(default="float32", metadata={"choices": DTYPES,
+                                                    "help": "image voxel type; keep: stored type and slope"})
     label_dtype: str = field(default="uint8", metadata={"choices": DTYPES})
     slices: bool = field(default=False, metadata={"help": "npy/npz: one 2D array per slice along z"})
     gz: bool = field(default=True, metadata={"help": "nifti/nnunet: compress as .nii.gz"})

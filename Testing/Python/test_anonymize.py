@@ -294,7 +294,8 @@ def test_cli_writes_mapping_and_warns(planted, tmp_path, capsys):
                  "--shift-dates", "--mapping", str(mapping)]) == 0
     err = capsys.readouterr().err
     assert "series 9 (US" in err and "identifies" in err
-    assert "PHIMARK" not in err.split("not written: unreadable")[0].replace(str(planted.root), "")
+    # Only the lines that name a skipped input file may show what its path shows.
+    assert all("PHIMARK" not in line for line in err.splitlines() if str(planted.root) not in line)
     table = json.loads(mapping.read_text())
     assert {p["PatientID"] for p in table["patients"]} == {"PID-PHIMARK-A", "PID-PHIMARK-B"}
     again = tmp_path / "o2"

@@ -65,3 +65,32 @@ def test_every_option_changes_what_its_column_lists():
             assert profile.actions[tag] == action, (column, f"{tag:08X}")
         assert profile.private == base.private == "X"
     assert compile_profile(AnonymizeOptions(keep_private=True)).private == "C"
+
+
+def test_generator_reads_idiscore_rule_sets_as_written():
+    source = '''
+basic_profile = RawNemaRuleSet(
+    name="Basic Application Level Confidentiality Profile",
+    code="113100",
+    rules=[
+        (SingleTag("00080050"), ActionCodes.EMPTY),  # AccessionNumber
+        (
+            SingleTag("0008002a"),
+            ActionCodes.REMOVE_OR_EMPTY_OR_DUMMY,
+        ),  # AcquisitionDateTime
+        (RepeatingGroup("60xx4000"), ActionCodes.REMOVE),  # OverlayComments
+        (PrivateTags(), ActionCodes.REMOVE),  # Private Attributes
+    ],
+)
+retain_safe_private = RawNemaRuleSet(name="x", code="113111", rules=[(PrivateTags(), ActionCodes.CLEAN)])
+'''
+    columns = tablegen.columns_from_idiscore(source)
+    basic = columns["basic_profile"]
+    assert basic.tags == {0x00080050: "Z", 0x0008002A: "X/Z/D"}
+    assert basic.masked == [(0x60004000, 0xFF00FFFF, "X")] and basic.private == "X"
+    assert columns["retain_safe_private"].private == "C"
+    text = tablegen.render(basic, columns)
+    namespace: dict = {}
+    exec(compile(text, "table_e1_1", "exec"), namespace)
+    assert namespace["BASIC"] == basic.tags and namespace["BASIC_MASKED"] == basic.masked
+    assert namespace["OPTIONS_PRIVATE"] == {"retain_safe_private": "C"}

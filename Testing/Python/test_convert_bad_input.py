@@ -147,7 +147,8 @@ def _subprocess(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _named(run: Run, path: Path) -> List[str]:
-    return [w for w in run.warnings if str(path) in w or f"{path.name})" in w or f"{path.name}:" in w]
+    """The warning lines that name `path` (in full: many damaged files share a base name)."""
+    return [w for w in run.warnings if str(path) in w]
 
 
 # -- unreadable files among good ones ----------------------------------------------------------------
@@ -294,6 +295,94 @@ def test_inconsistent_orientation(tmp_path, convert):
     assert any("missing slice" in w for w in run.sidecar_warnings())
 
 
+# -- nonsense geometry and scaling values -------------------------------------------------------------
+
+def _patch_value(paths: List[Path], placeholder: bytes, raw: bytes) -> None:
+    """Replace a value written by pydicom with raw bytes of the same length (pydicom refuses to write them)."""
+    assert len(placeholder) == len(raw)
+    for p in paths:
+        data = p.read_bytes()
+        assert data.count(placeholder) == 1, placeholder
+        p.write_bytes(data.replace(placeholder, raw))
+
+
+def _finite_affine(run: Run) -> np.ndarray:
+    aff = run.image().affine
+    assert np.all(np.isfinite(aff)) and abs(np.linalg.det(aff[:3, :3])) > 1e-6, aff
+    return aff
+
+
+@pytest.mark.parametrize("keyword,value,says", [
+    ("PixelSpacing", [0, 0], "pixel spacing"),
+    ("PixelSpacing", [-1, 0.5], "pixel spacing"),
+    ("PixelSpacing", ["nan", "1"], "pixel spacing"),
+    ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0], "ImageOrientationPatient"),
+    ("ImageOrientationPatient", [1, 0, 0, 1, 0, 0], "ImageOrientationPatient"),
+    ("RescaleSlope", "nan", "rescale"),
+    ("RescaleIntercept", "inf", "rescale"),
+], ids=["spacing_zero", "spacing_negative", "spacing_nan", "orientation_zero", "orientation_parallel",
+        "slope_nan", "intercept_inf"])
+def test_nonsense_values_are_replaced_with_a_warning(tmp_path, convert, keyword, value, says):
+    # Before the fix the zero spacing/orientation cases ended in "internal error: HeaderDataError" over
+    # several lines, and a NaN slope wrote a NIfTI of NaNs.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _series(tmp_path / "in", n=4, extra={keyword: value})
+    run = convert(tmp_path / "in")
+    assert run.rc == 0
+    _finite_affine(run)
+    assert np.all(np.isfinite(np.asanyarray(run.image().dataobj)))
+    assert any(says in w and ("assumed" in w) for w in run.sidecar_warnings()), run.sidecar_warnings()
+
+
+def test_some_slices_without_position_keep_the_real_geometry(tmp_path, convert):
+    # Regression: with half the slices unplaced, the rest were stacked at (0, 0, 0) by InstanceNumber.
+    paths = _series(tmp_path / "in", origin_lps=(5.0, -7.0, 50.0))
+    for p in paths[3:]:
+        _edit(p, lambda ds: delattr(ds, "ImagePositionPatient"))
+    run = convert(tmp_path / "in")
+    assert run.rc == 0 and run.image().shape == (32, 24, 3)
+    np.testing.assert_allclose(run.image().affine[:3, 3], [-5.0, 7.0, 50.0], atol=1e-4)
+    assert not any("geometry unknown" in w for w in run.sidecar_warnings())
+
+
+def test_non_finite_positions_count_as_missing(tmp_path, convert):
+    import warnings
+
+    paths = _series(tmp_path / "in")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _edit(paths[2], lambda ds: setattr(ds, "ImagePositionPatient", ["nan", "inf", "1"]))
+    run = convert(tmp_path / "in")
+    assert run.rc == 0 and run.image().shape == (32, 24, 5)
+    _finite_affine(run)
+    assert any("ImagePositionPatient" in w and paths[2].name in w for w in run.sidecar_warnings())
+
+
+def test_malformed_decimal_strings(tmp_path, convert):
+    # SliceThickness "x.y" used to fail the whole series ("malformed series (ValueError)").
+    paths = _series(tmp_path / "in", n=1, extra={"SliceThickness": "2.5", "PixelSpacing": [9.75, 9.75],
+                                                 "SeriesNumber": 12})
+    _patch_value(paths, b"2.5 ", b"x.y ")
+    _patch_value(paths, b"9.75\\9.75", b"abc\\defgh")
+    run = convert(tmp_path / "in")
+    assert run.rc == 0
+    assert run.niftis() == ["12_MedPrep_synthetic_series.nii.gz"]
+
+
+def test_nan_in_a_sidecar_field(tmp_path, convert):
+    """A non-finite decimal in the header becomes null in the sidecar (strict JSON), not a crash."""
+    paths = _series(tmp_path / "in", n=2, modality="MR", extra={"EchoTime": 3.25})
+    _patch_value(paths, b"3.25", b"nan ")
+    run = convert(tmp_path / "in")
+    assert run.rc == 0
+    assert sorted(p.name for p in run.out_dir.iterdir()) == [f"{STEM}.json", f"{STEM}.nii.gz"]
+    sidecar = json.loads((run.out_dir / f"{STEM}.json").read_text())
+    assert "EchoTime" in sidecar and sidecar["EchoTime"] is None
+
+
 # -- hostile names ---------------------------------------------------------------------------------
 
 HOSTILE = {
@@ -358,6 +447,13 @@ def test_hostile_template_literal_stays_inside(tmp_path, convert):
     _check_name(run)
 
 
+def test_unknown_placeholder_in_the_name_template(tmp_path, convert):
+    _series(tmp_path / "in", n=2)
+    run = convert(tmp_path / "in", None, "--name", "%q_%s")
+    assert run.rc == 1 and len(run.lines) == 1 and "%q" in run.lines[0]
+    assert not run.out_dir.exists()   # refused before scanning, no output folder made
+
+
 # -- odd folders -------------------------------------------------------------------------------------
 
 def test_symlink_loops_in_the_input(tmp_path, convert):
@@ -390,6 +486,19 @@ def test_folder_without_dicom(tmp_path, convert, content):
     assert len(run.lines) == 1 and run.lines[0].startswith("medprep: error:")
     assert str(inp) in run.lines[0] and "no DICOM" in run.lines[0]
     assert not run.out_dir.exists()
+
+
+def test_single_file_and_device_inputs(tmp_path, convert):
+    paths = _series(tmp_path / "in", n=3)
+    run = convert(paths[1])
+    assert run.rc == 0 and run.image().shape[:2] == (32, 24)
+    np.testing.assert_array_equal(np.asanyarray(run.image().dataobj).reshape(32, 24), _ramp()[1].T)
+    run = convert(Path("/dev/zero"), tmp_path / "out_dev")
+    assert run.rc == 1 and len(run.lines) == 1 and "no DICOM" in run.lines[0]
+    fifo = tmp_path / "in" / "pipe"
+    os.mkfifo(fifo)             # never opened: reading it would block forever
+    run = convert(tmp_path / "in", tmp_path / "out_fifo")
+    assert run.rc == 0 and run.image().shape == (32, 24, 3)
 
 
 def test_input_path_that_does_not_exist(tmp_path):

@@ -77,7 +77,8 @@ def test_xray_window_then_monochrome1_inversion():
     vol = Volume(stored, np.eye(4), slope=1.0, inter=0.0, meta=meta)
     np.testing.assert_allclose(run(vol, "xray_display"), [[[0, 0, 0.5, 1, 1]]], atol=1e-6)
     # MONOCHROME1: the modality LUT (slope 2) and the window come first, the inversion last.
-    vol1 = Volume(stored // 2, np.eye(4), slope=2.0, inter=0.0, meta=dict(meta, PhotometricInterpretation="MONOCHROME1"))
+    vol1 = Volume(stored // 2, np.eye(4), slope=2.0, inter=0.0,
+                  meta=dict(meta, PhotometricInterpretation="MONOCHROME1"))
     out = run_pipeline(vol1, step("xray_display", out_max=255))[0]
     np.testing.assert_allclose(out.array, [[[255, 255, 127.5, 0, 0]]], atol=1e-4)
     assert out.meta["PhotometricInterpretation"] == "MONOCHROME2"

@@ -148,7 +148,8 @@ def test_run_is_parallel_resumable_and_survives_a_broken_case(tmp_path, capsys):
 def test_run_nnunet_layout(tmp_path):
     inp = tmp_path / "msd"
     for i in range(2):
-        write_case(inp / "imagesTr", f"liver_{i:03d}_0000", i, label_name=str(inp / "labelsTr" / f"liver_{i:03d}.nii.gz"))
+        write_case(inp / "imagesTr", f"liver_{i:03d}_0000", i,
+                   label_name=str(inp / "labelsTr" / f"liver_{i:03d}.nii.gz"))
     write_case(inp / "imagesTs", "liver_100_0000", 5)
     out = tmp_path / "nn"
     assert main(["run", "nnunet-raw", str(inp), str(out), "--workers", "1"]) == 0

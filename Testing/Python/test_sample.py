@@ -237,3 +237,12 @@ def test_demo_writes_converts_and_reruns(tmp_path, capsys):
     assert main(["demo", str(out), "--slices", "2", "--overwrite"]) == 0
     assert len(list((out / "dicom" / "ct").iterdir())) == 2
     assert sorted(p.name for p in (out / "dicom").iterdir()) == ["ct", "cxr"]
+
+
+def test_demo_into_a_file_is_one_error_line(tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    assert main(["demo", str(blocker), "--slices", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("medprep: error: cannot write the sample DICOM") and len(err.splitlines()) == 1
+    assert blocker.read_text() == "x"

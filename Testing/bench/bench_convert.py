@@ -7,6 +7,7 @@ emptied folder, gets one untimed warm-up run and is timed best-of-N.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,10 +133,7 @@ def run(workdir: Path, quick: bool) -> list[dict]:
         rows.extend(case_rows)
         for key, seconds in best.items():
             per_slice.setdefault(key, {})[n] = seconds / n if seconds else None
-        # The input is large; the next case does not need it.
-        for path in src.iterdir():
-            path.unlink()
-        src.rmdir()
+        shutil.rmtree(src)  # up to 300 MB that the next case does not need
 
     small, large = slice_counts
     for key in ("ours .nii.gz", "dcm2niix -z y"):

@@ -3,7 +3,8 @@
 Each command is started by a small wrapper process that times it and reads its peak resident set
 from getrusage(RUSAGE_CHILDREN). The wrapper is needed because a child forked straight from this
 (large) process would report this process's memory as its own peak: Linux counts the memory the
-child had before exec. The wrapper itself adds about 10 MB to that floor, not to the command's peak.
+child had before exec. So the peak reported is the command's own, but never below the wrapper's
+size (about 12 MB).
 """
 from __future__ import annotations
 
