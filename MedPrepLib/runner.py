@@ -385,7 +385,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             progress("cases", done, len(jobs))
     _write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     if pipeline.output.format == "nnunet":
-        _write_nnunet_json(out_dir, pipeline, cases, meta)
+        done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
+        _write_nnunet_json(out_dir, pipeline, done_ok, meta)
     if qa:
         from .qa import write_index
 
@@ -405,6 +406,7 @@ def _write_manifest(path: Path, rows: List[Dict[str, Any]]) -> None:
 
 def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],
                        meta: Dict[str, Dict[str, Any]]) -> None:
+    """dataset.json for the cases now in the output; label values of unchanged cases come from the old one."""
     from .export import write_dataset_json
 
     json_path = out_dir / "dataset.json"

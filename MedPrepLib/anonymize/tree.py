@@ -78,7 +78,7 @@ def output_paths(out_dir: Path, files: List[DicomFile], anonymizer: Anonymizer) 
 
 @dataclass
 class _Batch:
-    """What writing some files produced, merged into the report and the anonymizer's mapping."""
+    """What writing some files produced; a worker process also sends back the mapping it added."""
 
     written: int = 0
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
@@ -103,7 +103,6 @@ def _write_files(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]]) ->
             batch.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))
             continue
         batch.written += 1
-    batch.uids, batch.patients = anonymizer.uids, anonymizer.patients
     return batch
 
 
@@ -115,25 +114,30 @@ def _write_sequential(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]
         yield _write_files(anonymizer, [item])
 
 
-_FORKED: Optional[Anonymizer] = None  # the anonymizer a forked worker inherits
+# What forked workers inherit: the anonymizer and the work list (sending them would mean pickling
+# every header; only index ranges and small results cross between processes).
+_FORKED: Optional[Tuple[Anonymizer, List[Tuple[DicomFile, Path]]]] = None
 
 
-def _forked_worker(items: List[Tuple[DicomFile, Path]]) -> _Batch:
+def _forked_worker(span: Tuple[int, int]) -> _Batch:
     assert _FORKED is not None
-    _FORKED.uids, _FORKED.patients = {}, {}  # send back only what this batch adds
-    return _write_files(_FORKED, items)
+    anonymizer, items = _FORKED
+    anonymizer.uids, anonymizer.patients = {}, {}  # send back only what this batch adds
+    batch = _write_files(anonymizer, items[span[0]:span[1]])
+    batch.uids, batch.patients = anonymizer.uids, anonymizer.patients
+    return batch
 
 
 def _write_parallel(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]], jobs: int,
                     progress: Optional[Callable[[int, int], None]]) -> Iterator[_Batch]:
     global _FORKED
     size = max(1, min(64, len(items) // (4 * jobs)))
-    batches = [items[i:i + size] for i in range(0, len(items), size)]
-    _FORKED = anonymizer
+    spans = [(i, min(i + size, len(items))) for i in range(0, len(items), size)]
+    _FORKED = (anonymizer, items)
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             done = 0
-            for batch in pool.imap(_forked_worker, batches):
+            for batch in pool.imap(_forked_worker, spans):
                 done += batch.written + len(batch.unreadable)
                 if progress:
                     progress(done, len(items))

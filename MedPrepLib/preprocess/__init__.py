@@ -14,7 +14,7 @@ from .pipeline import (
     run_pipeline,
     save_statistics,
 )
-from .registry import STEPS, get_step
+from .registry import STEPS, describe, get_step
 
-__all__ = ["STEPS", "Pipeline", "fit_statistics", "get_step", "list_presets", "load_pipeline",
+__all__ = ["STEPS", "Pipeline", "describe", "fit_statistics", "get_step", "list_presets", "load_pipeline",
            "load_statistics", "run_pipeline", "save_statistics"]

@@ -233,7 +233,9 @@ def run_pipeline(image: Volume, pipeline: Pipeline, label: Optional[Volume] = No
     `statistics` maps a step index to the parameter values the dataset pass computed for it.
     Inputs are not modified; each step appends {"step", "params"} to the outputs' history.
     """
-    return run_steps(image, label, enumerate(pipeline.steps), statistics)
+    image, label = run_steps(image, label, enumerate(pipeline.steps), statistics)
+    image.meta["MedPrepPipeline"] = {"name": pipeline.name, "digest": pipeline.digest()}
+    return image, label
 
 
 def fit_case(image: Volume, label: Optional[Volume], pipeline: Pipeline, index: int,

@@ -139,3 +139,23 @@ def make_params(name: str, cls: type, raw: Dict[str, Any], where: Optional[str] 
         if problem:
             raise MedPrepError(f"step '{name}': {problem}", where)
     return params
+
+
+def describe() -> Dict[str, Dict[str, Any]]:
+    """Every step with its parameters (type, default, limits, help): what a UI needs to build a form."""
+    from . import steps  # noqa: F401 - importing the step modules fills STEPS
+
+    out: Dict[str, Dict[str, Any]] = {}
+    for name in sorted(STEPS):
+        spec = STEPS[name]
+        hints = typing.get_type_hints(spec.params)
+        params = {}
+        for f in dataclasses.fields(spec.params):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            params[f.name] = {"type": str(hints[f.name]).replace("typing.", ""), "default": default,
+                              "required": f.default is dataclasses.MISSING and
+                              f.default_factory is dataclasses.MISSING, **dict(f.metadata)}
+        out[name] = {"doc": spec.doc, "spatial": spec.spatial, "dataset_statistics": list(spec.fitted),
+                     "params": params}
+    return out

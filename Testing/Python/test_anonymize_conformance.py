@@ -18,6 +18,7 @@ import pytest
 from conftest import require_conformance
 from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer, anonymize_tree
 from MedPrepLib.convert import read_dicom
+from MedPrepLib.dicomfile import read_header
 
 # set -> the parts of its In/ folder that are anonymized and converted (None: all of it)
 SETS = {
@@ -57,6 +58,13 @@ def _identity(src: Path) -> Set[bytes]:
     return values
 
 
+def _header_bytes(path: Path) -> bytes:
+    """Everything before the pixel data (which is copied verbatim, so it cannot differ)."""
+    offset = read_header(path).pixel_offset
+    data = path.read_bytes()
+    return data if offset is None else data[:offset]
+
+
 @pytest.mark.conformance
 @pytest.mark.parametrize("name", sorted(SETS))
 def test_anonymized_copy_converts_to_the_same_volumes(name, tmp_path):
@@ -70,7 +78,9 @@ def test_anonymized_copy_converts_to_the_same_volumes(name, tmp_path):
         out = tmp_path / f"out{i}"
         report = anonymize_tree(src, out, Anonymizer(b"conformance", options))
         assert report.written > 0 and not report.unreadable
-        leaks = [(p.name, v) for p in out.rglob("*.dcm") for v in _identity(src) if v in p.read_bytes()]
+        identity = _identity(src)
+        leaks = [(p.name, v) for p in out.rglob("*.dcm") for header in [_header_bytes(p)] for v in identity
+                 if v in header]
         assert leaks == []
         original, anonymized = _volumes(src), _volumes(out)
         assert [(s, d) for s, d, _ in anonymized] == [(s, d) for s, d, _ in original]

@@ -32,6 +32,22 @@ def test_modality_lut_gives_hu():
     np.testing.assert_array_equal(run(vol, "modality_lut"), [[[-1024, -24, 976]]])
     out = run_pipeline(vol, step("modality_lut", dtype="int16"))[0]
     assert out.array.dtype == np.int16 and out.slope == 1.0 and out.inter == 0.0
+    # auto: exact int16 for integral slope/intercept, float32 when that would round or overflow.
+    auto = run_pipeline(vol, step("modality_lut"))[0].array
+    assert auto.dtype == np.int16 and auto.tolist() == [[[-1024, -24, 976]]]
+    overflowing = Volume(np.array([[[-3, 20000]]], np.int16), np.eye(4), slope=2.0, inter=-1024.0)
+    assert run_pipeline(overflowing, step("modality_lut"))[0].array.dtype == np.float32
+    via_int32 = Volume(np.array([[[-3, 20000]]], np.int16), np.eye(4), slope=2.0, inter=-20000.0)
+    out = run_pipeline(via_int32, step("modality_lut"))[0].array  # 2 * 20000 overflows int16 on the way
+    assert out.dtype == np.int16 and out.tolist() == [[[-20006, 20000]]]
+    fitting = Volume(np.array([[[-3, 16000]]], np.int16), np.eye(4), slope=2.0, inter=-1024.0)
+    assert run_pipeline(fitting, step("modality_lut"))[0].array.tolist() == [[[-1030, 30976]]]
+    assert run_pipeline(fitting, step("modality_lut"))[0].array.dtype == np.int16
+    wide = Volume(np.array([[[0, 60000]]], np.uint16), np.eye(4), slope=1.0, inter=-1024.0)
+    assert run_pipeline(wide, step("modality_lut"))[0].array.dtype == np.float32
+    fractional = Volume(stored, np.eye(4), slope=0.5, inter=0.0)
+    np.testing.assert_array_equal(run(fractional, "modality_lut"), [[[0, 500, 1000]]])
+    assert run(fractional, "modality_lut").dtype == np.float32
 
 
 def test_clip_window_and_bounds():
@@ -231,3 +247,15 @@ def test_pipeline_save_replay_and_overrides(tmp_path):
     bad.write_text("steps: [step: orient\n")
     with pytest.raises(MedPrepError, match="not valid YAML"):
         load_pipeline(str(bad))
+
+
+def test_step_catalogue_describes_every_parameter_as_json():
+    from MedPrepLib.preprocess import describe
+
+    catalogue = json.loads(json.dumps(describe()))
+    assert {"orient", "resample", "crop_pad", "zscore", "suv", "n4", "nnunet_ct"} <= set(catalogue)
+    assert catalogue["resample"]["spatial"] and not catalogue["clip"]["spatial"]
+    assert catalogue["orient"]["params"]["axcodes"]["default"] == "RAS"
+    assert len(catalogue["orient"]["params"]["axcodes"]["choices"]) == 48
+    assert catalogue["crop_pad"]["params"]["shape"]["required"]
+    assert catalogue["dataset_zscore"]["dataset_statistics"] == ["mean", "std"]

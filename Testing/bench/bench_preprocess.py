@@ -58,8 +58,11 @@ def step_cases(raw: Volume, hu: Volume, quick: bool):
     crop = [n // 2 for n in hu.shape_xyz]
     lo = [(n - c) // 2 for n, c in zip(hu.shape_xyz, crop)]
     cases = [
-        ("modality_lut", {"step": "modality_lut"}, raw, "numpy astype * slope + inter",
-         lambda: stored.astype(np.float32) * np.float32(1.0) + np.float32(-1024.0)),
+        ("modality_lut auto (int16 HU)", {"step": "modality_lut"}, raw,
+         "numpy min/max range check + int16 add",
+         lambda: (stored.min(), stored.max(), stored + np.int16(-1024))),
+        ("modality_lut float32", {"step": "modality_lut", "dtype": "float32"}, raw,
+         "numpy astype * slope + inter", lambda: stored.astype(np.float32) * np.float32(1.0) + np.float32(-1024.0)),
         ("orient LPS->RAS", {"step": "orient", "axcodes": "RAS"}, hu, "numpy flip + ascontiguousarray",
          lambda: np.ascontiguousarray(a[:, ::-1, ::-1])),
         ("resample 1.5x1.5x1 linear", {"step": "resample", "spacing": [1.5, 1.5, 1.0]}, hu, "sitk.Resample",
