@@ -154,6 +154,9 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         raise MedPrepError("input does not exist", in_path, "give a DICOM folder or file")
     if out_dir.exists() and not out_dir.is_dir():
         raise MedPrepError("output is not a folder", out_dir)
+    if options.anonymizer is not None and "%f" in options.name_template:
+        raise MedPrepError("the %f placeholder (input folder name) cannot be used with --anonymize",
+                           hint="folder names often carry patient names or IDs; use %s, %d, %p or %i")
     result = scan(in_path, ignore_derived=options.ignore_derived,
                   progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
     report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
@@ -167,6 +170,8 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         if progress:
             progress("converting", i + 1, len(result.series))
         label = _series_label(series)
+        if options.anonymizer is not None and _withhold_burned_in(series, options.anonymizer, label, report, warn):
+            continue
         try:
             vol = volume_from_series(series, options)
         except MedPrepError as exc:
@@ -198,6 +203,8 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             original = dicom_fields(series.first)
             vol.meta = {k: v for k, v in vol.meta.items() if k not in original}
             vol.meta.update(dicom_fields(ds0))
+            # Warnings name input files, whose names and folders may carry identity.
+            vol.warnings = [_scrub_paths(w, series, in_path) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
@@ -210,6 +217,40 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         if corrected is not None:
             _write_tilt_spacing(corrected, vol, name, out_dir, ext, taken, options, series, report, warn)
     return report
+
+
+def _withhold_burned_in(series: Series, anonymizer: Any, label: str, report: ConvertReport,
+                        warn: Optional[Callable[[str], None]]) -> bool:
+    """Apply the burned-in annotation policy; True when the series must not be written."""
+    from .anonymize import burned_in_reason
+
+    reason = burned_in_reason(series.first)
+    policy = anonymizer.options.on_burned_in
+    if reason is None or policy == "keep":
+        return False
+    if policy == "fail":
+        raise MedPrepError(f"{label}: pixels may show patient identity ({reason})", series.files[0].path,
+                           "check the images, then use --on-burned-in keep")
+    report.failed.append(Skipped(series.files[0].path, f"{label}: withheld, pixels may show identity ({reason})"))
+    if warn:
+        warn(f"{label} not written: pixels may show patient identity ({reason}); check them, then use "
+             "--on-burned-in keep")
+    return True
+
+
+def _scrub_paths(text: str, series: Series, in_path: Path) -> str:
+    root = in_path if in_path.is_dir() else in_path.parent
+    words = set()
+    for f in series.files:
+        words.add(str(f.path))
+        try:
+            words.update(f.path.relative_to(root).parts)
+        except ValueError:
+            words.add(f.path.name)
+    for word in sorted(words, key=len, reverse=True):
+        if len(word) > 2:
+            text = text.replace(word, "<input file>")
+    return text
 
 
 def describe_skipped(skipped: List[Skipped]) -> Dict[str, int]:

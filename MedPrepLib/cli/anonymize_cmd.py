@@ -10,13 +10,8 @@ from typing import Optional
 from ..errors import MedPrepError
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "anonymize", help="write a de-identified copy of DICOM files (PS3.15 Annex E basic profile)",
-        description="De-identify every image series under IN_DIR into OUT_DIR per DICOM PS3.15 Annex E. "
-                    "Output names are built from the new UIDs only. The input is never modified.")
-    p.add_argument("input", metavar="IN_DIR", help="DICOM folder (or file)")
-    p.add_argument("output", metavar="OUT_DIR", help="output folder (outside IN_DIR)")
+def add_anonymize_options(p: argparse.ArgumentParser) -> None:
+    """The Annex E options, shared by `anonymize` and `convert --anonymize`."""
     key = p.add_mutually_exclusive_group()
     key.add_argument("--key", metavar="SECRET",
                      help="secret that makes UIDs, pseudonyms and date shifts repeatable across runs "
@@ -38,6 +33,16 @@ def register(subparsers) -> None:
     p.add_argument("--on-burned-in", choices=("skip", "keep", "fail"), default="skip",
                    help="series whose pixels may show identity (BurnedInAnnotation, ultrasound, "
                         "secondary capture, scans): skip with a warning (default), keep, or fail")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "anonymize", help="write a de-identified copy of DICOM files (PS3.15 Annex E basic profile)",
+        description="De-identify every image series under IN_DIR into OUT_DIR per DICOM PS3.15 Annex E. "
+                    "Output names are built from the new UIDs only. The input is never modified.")
+    p.add_argument("input", metavar="IN_DIR", help="DICOM folder (or file)")
+    p.add_argument("output", metavar="OUT_DIR", help="output folder (outside IN_DIR)")
+    add_anonymize_options(p)
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                    help="worker processes (default: the number of CPUs, at most 4)")
     p.add_argument("--mapping", metavar="FILE",
@@ -62,9 +67,9 @@ def _key(args: argparse.Namespace) -> Optional[bytes]:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..anonymize import AnonymizeOptions, Anonymizer, anonymize_tree, write_mapping
-    from ..anonymize.tree import MAPPING_WARNING
+def anonymizer_from_args(args: argparse.Namespace):
+    """An Anonymizer built from the options `add_anonymize_options` added."""
+    from ..anonymize import AnonymizeOptions, Anonymizer
 
     options = AnonymizeOptions(
         shift_dates=args.shift_dates, keep_dates=args.keep_dates,
@@ -73,7 +78,14 @@ def run(args: argparse.Namespace) -> int:
         retain_institution_identity=args.retain_institution_identity,
         clean_descriptors=args.clean_descriptors, keep_private=args.keep_private, keep_uids=args.keep_uids,
         on_burned_in=args.on_burned_in)
-    anonymizer = Anonymizer(_key(args), options)
+    return Anonymizer(_key(args), options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..anonymize import anonymize_tree, write_mapping
+    from ..anonymize.tree import MAPPING_WARNING
+
+    anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
         raise MedPrepError(f"--jobs must be at least 1, not {args.jobs}")
     report = anonymize_tree(args.input, args.output, anonymizer, jobs=args.jobs)

@@ -8,6 +8,7 @@ from ..convert import ConvertOptions, convert, describe_skipped
 from ..errors import MedPrepError
 from ..naming import render_name
 from ..progress import Progress
+from .anonymize_cmd import add_anonymize_options, anonymizer_from_args
 
 
 _DAMAGED = ("unreadable", "cannot read", "malformed", "image without")
@@ -32,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--equalize-spacing", action="store_true",
                    help="also write an equidistant resampled volume (_Eq) where slice spacing varies")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    anon = p.add_argument_group("de-identification (with --anonymize; see `medprep anonymize --help`)")
+    anon.add_argument("--anonymize", action="store_true",
+                      help="build names, NIfTI headers and sidecars from headers de-identified per PS3.15 Annex E")
+    add_anonymize_options(anon)
     p.set_defaults(func=run)
 
 
@@ -39,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     render_name(args.name, {})   # a bad --name template fails now, before any scanning or output folder
     options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
                              overwrite=args.overwrite, tilt_correct=args.tilt_correct,
-                             equalize_spacing=args.equalize_spacing)
+                             equalize_spacing=args.equalize_spacing,
+                             anonymizer=anonymizer_from_args(args) if args.anonymize else None)
     bars = {}
 
     def progress(stage: str, done: int, total: int) -> None:
