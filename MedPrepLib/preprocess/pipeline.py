@@ -210,6 +210,19 @@ def check_label_grid(image: Volume, label: Optional[Volume], when: str) -> None:
                                 "give a label map defined on the image's voxels")
 
 
+# Display window of the stored/modality values: meaningless once a step has changed intensities.
+WINDOW_KEYS = ("WindowCenter", "WindowWidth", "VOILUTFunction")
+
+
+def _refresh_meta(image: Volume, spec: StepSpec) -> None:
+    """Keep the metadata true to the voxels: rescale keys mirror the volume, stale windows go."""
+    if "RescaleSlope" in image.meta or "RescaleIntercept" in image.meta:
+        image.meta["RescaleSlope"], image.meta["RescaleIntercept"] = image.slope, image.inter
+    if not spec.spatial:
+        for key in WINDOW_KEYS:
+            image.meta.pop(key, None)
+
+
 def run_steps(image: Volume, label: Optional[Volume], steps: Iterable[Tuple[int, Step]],
               statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
     statistics = statistics or {}
@@ -217,6 +230,7 @@ def run_steps(image: Volume, label: Optional[Volume], steps: Iterable[Tuple[int,
     for index, step in steps:
         params = _with_statistics(step, statistics.get(index))
         image, label = step.spec.apply(image, label, params)
+        _refresh_meta(image, step.spec)
         record = {"step": step.spec.name, "params": dataclasses.asdict(params)}
         image.history.append(record)
         if label is not None:

@@ -28,8 +28,9 @@ def noisy(shape=(8, 16, 16), seed=0, loc=100.0, scale=30.0):
 
 def test_modality_lut_gives_hu():
     stored = np.array([[[0, 1000, 2000]]], np.int16)
-    vol = Volume(stored, np.eye(4), slope=1.0, inter=-1024.0)
+    vol = Volume(stored, np.eye(4), slope=1.0, inter=-1024.0, meta={"RescaleSlope": 1.0, "RescaleIntercept": -1024.0})
     np.testing.assert_array_equal(run(vol, "modality_lut"), [[[-1024, -24, 976]]])
+    assert run_pipeline(vol, step("modality_lut"))[0].meta["RescaleIntercept"] == 0.0
     out = run_pipeline(vol, step("modality_lut", dtype="int16"))[0]
     assert out.array.dtype == np.int16 and out.slope == 1.0 and out.inter == 0.0
     # auto: exact int16 for integral slope/intercept, float32 when that would round or overflow.
@@ -98,6 +99,7 @@ def test_xray_window_then_monochrome1_inversion():
     out = run_pipeline(vol1, step("xray_display", out_max=255))[0]
     np.testing.assert_allclose(out.array, [[[255, 255, 127.5, 0, 0]]], atol=1e-4)
     assert out.meta["PhotometricInterpretation"] == "MONOCHROME2"
+    assert "WindowCenter" not in out.meta and "WindowCenter" in vol1.meta  # stale for the output values
     sig = run(vol, "xray_display", window_center=100, window_width=200, function="SIGMOID")
     assert sig[0, 0, 2] == pytest.approx(0.5)
 
