@@ -207,12 +207,23 @@ def series_to_volume(series: Series) -> Volume:
         # photometric interpretation is kept in the sidecar.
         bits = int(ds0.get("BitsStored", ds0.get("BitsAllocated", 16)) or 16)
         if dtype.kind == "u":
-            np.subtract((1 << bits) - 1, data, out=data, casting="unsafe")
+            mirror = (1 << bits) - 1
         elif dtype.kind == "i":
-            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-            np.subtract(lo + hi, data, out=data, casting="unsafe")
+            mirror = -(1 << (bits - 1)) + (1 << (bits - 1)) - 1
+        else:
+            mirror = 0
+        if dtype.kind in "iu":
+            np.subtract(mirror, data, out=data, casting="unsafe")
+            # Real-world value r becomes mirror*slope + 2*intercept - r; windows move with it.
+            mirror_real = mirror * scales[0][0] + 2 * scales[0][1]
         else:
             np.negative(data, out=data)
+            mirror_real = 0.0
+        if "WindowCenter" in meta:
+            meta["WindowCenterDICOM"] = meta["WindowCenter"]
+            centers = meta["WindowCenter"]
+            meta["WindowCenter"] = ([mirror_real - float(c) for c in centers] if isinstance(centers, list)
+                                    else mirror_real - float(centers))
         meta["PhotometricInterpretation"] = "MONOCHROME2"
         meta["PhotometricInterpretationDICOM"] = "MONOCHROME1"
         meta["InvertedFromMonochrome1"] = True

@@ -44,6 +44,7 @@ _FIELDS = [
     ("PhotometricInterpretation", "PhotometricInterpretation"),
     ("WindowCenter", "WindowCenter"),
     ("WindowWidth", "WindowWidth"),
+    ("VOILUTFunction", "VOILUTFunction"),
     ("ViewPosition", "ViewPosition"),
     ("PatientPosition", "PatientPosition"),
     ("ImageOrientationPatientDICOM", "ImageOrientationPatient"),

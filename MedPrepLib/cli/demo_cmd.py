@@ -52,7 +52,25 @@ def run(args: argparse.Namespace) -> int:
     report = convert(dicom, nifti, ConvertOptions(overwrite=True), warn=_warn)
     print(f"converted {report.n_files} DICOM files in {time.perf_counter() - started:.1f} s into {nifti}:")
     describe_nifti(report)
-    return 0 if report.written and not report.failed else 1
+    ok = bool(report.written) and not report.failed
+    for preset, series in (("ct-liver", "ct"), ("cxr-pneumonia", "cxr")):
+        ok = preprocess_sample(preset, dicom / series, out / preset) and ok
+    return 0 if ok else 1
+
+
+def preprocess_sample(preset: str, dicom: Path, out: Path) -> bool:
+    """Run a preset over one sample series, with the QA picture, exactly as `medprep run` does."""
+    from ..preprocess import load_pipeline
+    from ..runner import run_dataset
+
+    started = time.perf_counter()
+    report = run_dataset(load_pipeline(preset), dicom, out, workers=1, qa=True)
+    print(f"preset {preset}: {len(report.written)} case(s) in {time.perf_counter() - started:.1f} s into {out}:")
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".gz", ".npy", ".png", ".html")):
+        print(f"  {path.relative_to(out)}")
+    for case, reason in report.failed:
+        print(f"  failed: {case}: {reason}", file=sys.stderr)
+    return not report.failed
 
 
 def write_sample(folder: Path, n_files: int, overwrite: bool, writer: Callable[[Path], list]) -> None:

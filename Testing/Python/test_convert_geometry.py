@@ -228,6 +228,25 @@ def test_monochrome1_dx_is_inverted_with_imager_pixel_spacing(tmp_path, convert)
         "ImagerPixelSpacing" in w for w in side["MedPrepProvenance"]["warnings"])
 
 
+def test_monochrome1_window_moves_with_the_inversion(tmp_path, convert):
+    """A window that showed the MONOCHROME1 image shows the inverted image the same way."""
+    image = _values((1, 16, 12), lo=0, hi=4096, seed=5, dtype=np.uint16)
+    sample.write_series(tmp_path / "in", image, modality="DX", photometric="MONOCHROME1",
+                        extra={"WindowCenter": 1000, "WindowWidth": 800, "RescaleSlope": 1, "RescaleIntercept": 0})
+    out = convert(tmp_path / "in")
+    side = _sidecar(out)
+    assert side["WindowCenterDICOM"] == 1000 and side["WindowWidth"] == 800
+    assert side["WindowCenter"] == 4095 - 1000
+    data = np.asanyarray(nib.load(str(out / f"{STEM}.nii.gz")).dataobj).reshape(12, 16).T
+
+    def linear_window(v, c, w):
+        return np.clip((v - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
+
+    # MONOCHROME1 display: 1 - window(original); MONOCHROME2 display of ours: window(inverted).
+    np.testing.assert_allclose(linear_window(data, side["WindowCenter"], 800),
+                               1 - linear_window(image[0].astype(float), 1000, 800), atol=2e-3)
+
+
 def test_12bit_unsigned_with_garbage_high_bits_is_masked(tmp_path, convert):
     vol = _values((4, 24, 32), lo=0, hi=4096, seed=4, dtype=np.uint16)
     paths = sample.write_series(tmp_path / "in", vol, modality="MR", spacing=SPACING, origin_lps=ORIGIN)
