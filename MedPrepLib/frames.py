@@ -6,6 +6,7 @@ Per-frame Functional Groups; classic files keep them at the top level.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -243,7 +244,31 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
     return frames
 
 
+def classic_multiframe(f: DicomFile, first: Frame, n: int) -> List[Frame]:
+    """Frames of a multi-frame object without functional groups (legacy NM, XA/RF cine, ...).
+
+    With a position, orientation and slice spacing the frames are a stack along the normal (as
+    SpacingBetweenSlices defines for such objects); otherwise they keep their stored order.
+    """
+    import numpy as np
+
+    ds = f.ds
+    step = _float(ds.get("SpacingBetweenSlices")) or None
+    frames = []
+    for i in range(n):
+        position = None
+        if first.position is not None and first.orientation is not None and step:
+            row, col = np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:])
+            normal = np.cross(row, col)
+            position = tuple((np.asarray(first.position) + i * step * normal).tolist())
+        frames.append(dataclasses.replace(first, index=i, position=position,
+                                          time_key=first.time_key[:3] + (float(i),)))
+    return frames
+
+
 def file_frames(f: DicomFile) -> List[Frame]:
     if "PerFrameFunctionalGroupsSequence" in f.ds or "SharedFunctionalGroupsSequence" in f.ds:
         return enhanced_frames(f)
-    return [classic_frame(f)]
+    frame = classic_frame(f)
+    n = _int(f.ds.get("NumberOfFrames")) or 1
+    return classic_multiframe(f, frame, n) if n > 1 and not frame.mosaic_slices else [frame]

@@ -364,3 +364,31 @@ def test_derived_and_localizer_are_separated_and_dropped_on_request(tmp_path, co
     assert sorted(p.name for p in kept.iterdir()) == [f"{STEM}.json", f"{STEM}.nii.gz"]
     _assert_image_matches(nib.load(str(kept / f"{STEM}.nii.gz")), vol,
                           _source_affine(ORIGIN, (1, 0, 0), (0, 1, 0), SPACING))
+
+
+def _multiframe(tmp_path, with_geometry: bool):
+    """One legacy multi-frame file (no functional groups) holding a 4-frame stack."""
+    stack = _values((4, 6, 5), lo=0, hi=1000, seed=9, dtype=np.uint16)
+    path = sample.write_series(tmp_path / "in", stack[:1], modality="MR", spacing=(0.5, 0.6, 2.0),
+                               origin_lps=ORIGIN)[0]
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 4
+    ds.PixelData = stack.astype("<u2").tobytes()
+    if with_geometry:
+        ds.SpacingBetweenSlices = 2.0
+    else:
+        del ds.ImagePositionPatient
+    ds.save_as(path)
+    return stack
+
+
+@pytest.mark.parametrize("with_geometry", [True, False])
+def test_classic_multiframe_reads_every_frame(tmp_path, convert, with_geometry):
+    stack = _multiframe(tmp_path, with_geometry)
+    out = convert(tmp_path / "in")
+    img = nib.load(str(out / f"{STEM}.nii.gz"))
+    assert img.shape == (5, 6, 4)
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), stack.transpose(2, 1, 0))
+    if with_geometry:
+        np.testing.assert_allclose(img.affine[:3, 2], [0, 0, 2.0], atol=1e-6)
+        np.testing.assert_allclose(img.affine[:3, 3], [-ORIGIN[0], -ORIGIN[1], ORIGIN[2]], atol=1e-6)
