@@ -298,10 +298,19 @@ class Anonymizer:
         if action in ("U", "D", "P") and vr == "UI":
             if elem.value is not None:
                 elem.value = _one_or_many([self.uid(v) for v in _values(elem.value)])
+        elif action == "U":
+            # A UID attribute written with another VR (by software whose dictionary predates it, or
+            # read by an older pydicom): its text is still an identifier, so map it the same way.
+            if isinstance(elem.value, (bytes, bytearray)) or elem.value is None:
+                del ds[tag]
+            else:
+                elem.value = _one_or_many([self.uid(v) for v in _values(elem.value)])
         elif action == "Z":
             ds[tag] = DataElement(tag, vr, _empty(vr))
         elif action == "C":
             self._clean(ds, tag, elem, patient)
+        else:
+            del ds[tag]  # no rewrite known to be safe for this combination: never keep by accident
 
     def _clean(self, ds: Dataset, tag: BaseTag, elem: DataElement, patient: _Patient) -> None:
         vr = elem.VR

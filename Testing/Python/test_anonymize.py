@@ -336,3 +336,15 @@ def test_keyring_is_deterministic_and_keyed():
     assert a.day_offset("p") == Keyring(b"k1").day_offset("p") < 0
     offsets: List[int] = [a.day_offset(str(i)) for i in range(50)]
     assert len(set(offsets)) > 40
+
+
+def test_uid_attribute_written_with_another_vr_is_still_remapped():
+    """(300A,0054) is a UID attribute newer than some dictionaries: a writer may store it as LO."""
+    anonymizer = Anonymizer(pp.KEY, AnonymizeOptions())
+    ds = Dataset()
+    ds.PatientName = "Qqjohn^Zyxwvdoe"
+    ds.add_new(0x300A0054, "LO", "1.2.826.0.1.3680043.10.999.77")
+    anonymizer.anonymize(ds)
+    value = ds[0x300A0054].value if 0x300A0054 in ds else None
+    assert value is None or (value.startswith("2.25.") and "999.77" not in value)
+    assert value == anonymizer.uid("1.2.826.0.1.3680043.10.999.77") or value is None
