@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .assemble import series_to_volume
 from .discovery import Series, Skipped, scan
@@ -90,6 +90,19 @@ def write_pair(vol: Volume, nifti_path: Path, json_path: Path, gz: bool) -> None
         raise
 
 
+def _targets(out_dir: Path, name: str, ext: str, options: ConvertOptions, label: str, report: ConvertReport,
+             warn: Optional[Callable[[str], None]]) -> Optional[Tuple[Path, Path]]:
+    """The NIfTI and sidecar paths for `name`, or None (reported) when they exist and may not be replaced."""
+    nifti_path = _safe_target(out_dir, name + ext)
+    json_path = _safe_target(out_dir, name + ".json")
+    if not options.overwrite and (nifti_path.exists() or json_path.exists()):
+        report.failed.append(Skipped(nifti_path, f"{label}: output exists (use --overwrite)"))
+        if warn:
+            warn(f"{label} not written: {nifti_path.name} exists; use --overwrite to replace it")
+        return None
+    return nifti_path, json_path
+
+
 def _safe_target(out_dir: Path, name: str) -> Path:
     target = (out_dir / name).resolve()
     if target.parent != out_dir.resolve():
@@ -128,13 +141,10 @@ def _write_tilt_spacing(corrected: Volume, vol: Volume, name: str, out_dir: Path
 
     # dcm2niix saves these extras as 3D volume 1: <name>_Tilt_1, <name>_Eq_1, <name>_Tilt_Eq_1.
     extra = unique_name(name, taken, correction_postfix(corrected) + "_1")
-    nifti_path = _safe_target(out_dir, extra + ext)
-    json_path = _safe_target(out_dir, extra + ".json")
-    if not options.overwrite and (nifti_path.exists() or json_path.exists()):
-        report.failed.append(Skipped(nifti_path, f"{_series_label(series)}: output exists (use --overwrite)"))
-        if warn:
-            warn(f"{extra} not written: {nifti_path.name} exists; use --overwrite to replace it")
+    targets = _targets(out_dir, extra, ext, options, _series_label(series), report, warn)
+    if targets is None:
         return
+    nifti_path, json_path = targets
     corrected.meta = {k: v for k, v in corrected.meta.items() if not k.startswith("_")}
     # The conversion step's parameters were filled in after the correction copied the history.
     corrected.history = copy.deepcopy(vol.history) + corrected.history[len(vol.history):]
@@ -191,13 +201,10 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
         base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
         name = unique_name(base, taken, series.postfix or None)
-        nifti_path = _safe_target(out_dir, name + ext)
-        json_path = _safe_target(out_dir, name + ".json")
-        if not options.overwrite and (nifti_path.exists() or json_path.exists()):
-            report.failed.append(Skipped(nifti_path, f"{label}: output exists (use --overwrite)"))
-            if warn:
-                warn(f"{label} not written: {nifti_path.name} exists; use --overwrite to replace it")
+        targets = _targets(out_dir, name, ext, options, label, report, warn)
+        if targets is None:
             continue
+        nifti_path, json_path = targets
         if options.anonymizer is not None:
             # Header-derived sidecar fields come from the de-identified header only.
             original = dicom_fields(series.first)

@@ -7,7 +7,6 @@ spacing (sx)]; sample.write_series takes spacing as (sx, sy, sz) and writes it i
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import List, Sequence
@@ -44,19 +43,6 @@ ORIENTATIONS = {
     "sagittal": ((0, 1, 0), (0, 0, -1)),
     "double_oblique": (tuple(_OBLIQUE[:, 0]), tuple(_OBLIQUE[:, 1])),
 }
-
-
-@pytest.fixture(autouse=True)
-def _importable_commands(monkeypatch):
-    """Run the CLI with the subcommands that import (others may still be being written)."""
-    ok = []
-    for name in cli_main.COMMANDS:
-        try:
-            importlib.import_module(f"MedPrepLib.cli.{name}")
-        except Exception:  # noqa: BLE001 - a half-written module of another subcommand
-            continue
-        ok.append(name)
-    monkeypatch.setattr(cli_main, "COMMANDS", ok)
 
 
 @pytest.fixture
