@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from . import memory
 from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
@@ -177,7 +178,7 @@ def series_to_volume(series: Series) -> Volume:
     dtype = stored_dtype(ds0) if uniform else np.dtype(np.float32)
     if not uniform:
         warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
-    data = np.empty((n_t, n_z, out_rows, out_cols), dtype=dtype)
+    data = memory.empty((n_t, n_z, out_rows, out_cols), dtype)
     reader = FrameReader()
     mosaic_buf = np.empty((rows, cols), dtype=stored_dtype(ds0)) if fr0.mosaic_slices else None
     last_mosaic = None
