@@ -22,11 +22,13 @@ test: install
 	$(MAKE) test-compat
 	$(MAKE) test-slicer
 
-# The library runs inside Slicer, whose Python may carry pydicom 2.4 and numpy 1.26: run the
-# MedPrepLib tests once more against those majors in a second environment.
+# The library runs inside Slicer 5.6+, whose Python may be 3.9 with pydicom 2.4 and numpy 1.26: run
+# the MedPrepLib tests once more in such an environment (Python 3.9 where the machine has one).
 COMPAT := .venv-compat
+COMPAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) \
+                  $(shell command -v python3.9 2>/dev/null) $(PYTHON))
 test-compat:
-	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	test -x $(COMPAT)/bin/python || $(COMPAT_PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
 	$(COMPAT)/bin/python -m pip install --quiet -e ".[test]" "pydicom>=2.4,<3" "numpy>=1.26,<2"
 	$(COMPAT)/bin/python -m pytest -n 2 -q -p no:cacheprovider Testing/Python --ignore=Testing/Python/slicer_bridge
