@@ -7,6 +7,9 @@ acquisition number, acquisition time, instance number) to form the 4th dimension
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -84,6 +87,58 @@ def _scaling(frames: List[Frame]) -> Tuple[List[Tuple[float, float]], List[str]]
 
 def _placed(fr: Frame) -> bool:
     return fr.position is not None and bool(np.all(np.isfinite(fr.position)))
+
+
+def _read_slices(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarray, uniform: bool,
+                 scale_of: dict) -> None:
+    """Fill data[t, z] from one frame each; single-frame files are read by several threads at once."""
+    local = threading.local()
+
+    def fill(job: Tuple[int, int, _Slice]) -> None:
+        t, z, s = job
+        if uniform:
+            reader.read_into(s.frame.file, s.frame.index, data[t, z])
+            return
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = np.empty(data.shape[2:], dtype=stored_dtype(s.frame.ds))
+        reader.read_into(s.frame.file, s.frame.index, buf)
+        slope, inter = scale_of[id(s.frame)]
+        np.multiply(buf, slope, out=data[t, z], casting="unsafe")
+        data[t, z] += inter
+
+    jobs = [(t, z, s) for z, g in enumerate(groups) for t, s in enumerate(g)]
+    # Reads release the GIL, so copying pixels from the page cache spreads over the cores. Frames
+    # of one multi-frame file stay on one thread: its decoded pixels are cached per file.
+    if len(jobs) >= 16 and all(s.frame.index is None for _, _, s in jobs):
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            list(pool.map(fill, jobs))
+    else:
+        for job in jobs:
+            fill(job)
+
+
+def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarray, rows: int, cols: int,
+                  n_mosaic: int, uniform: bool, scale_of: dict) -> None:
+    """Fill data[t, z] from the tiles of mosaic frames, reading each mosaic once."""
+    out_rows, out_cols = data.shape[2:]
+    dtype = stored_dtype(groups[0][0].frame.ds)
+    mosaic = np.empty((rows, cols), dtype=dtype)
+    tiles = int(math.ceil(math.sqrt(n_mosaic)))
+    last = None
+    for z, g in enumerate(groups):
+        for t, s in enumerate(g):
+            if last is not s.frame:
+                reader.read_into(s.frame.file, s.frame.index, mosaic)
+                last = s.frame
+            tr, tc = divmod(s.tile, tiles)
+            tile = mosaic[tr * out_rows:(tr + 1) * out_rows, tc * out_cols:(tc + 1) * out_cols]
+            if uniform:
+                data[t, z] = tile
+            else:
+                slope, inter = scale_of[id(s.frame)]
+                np.multiply(tile, slope, out=data[t, z], casting="unsafe")
+                data[t, z] += inter
 
 
 def series_to_volume(series: Series) -> Volume:
@@ -180,25 +235,10 @@ def series_to_volume(series: Series) -> Volume:
         warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
     data = memory.empty((n_t, n_z, out_rows, out_cols), dtype)
     reader = FrameReader()
-    mosaic_buf = np.empty((rows, cols), dtype=stored_dtype(ds0)) if fr0.mosaic_slices else None
-    last_mosaic = None
-    tiles = int(math.ceil(math.sqrt(fr0.mosaic_slices))) if fr0.mosaic_slices else 0
-    stored = np.empty((out_rows, out_cols), dtype=stored_dtype(ds0)) if not uniform else None
-    for z, g in enumerate(groups):
-        for t, s in enumerate(g):
-            target = data[t, z] if uniform else stored
-            if mosaic_buf is not None:
-                if last_mosaic is not s.frame:
-                    reader.read_into(s.frame.file, s.frame.index, mosaic_buf)
-                    last_mosaic = s.frame
-                tr, tc = divmod(s.tile, tiles)
-                target[...] = mosaic_buf[tr * out_rows:(tr + 1) * out_rows, tc * out_cols:(tc + 1) * out_cols]
-            else:
-                reader.read_into(s.frame.file, s.frame.index, target)
-            if not uniform:
-                slope, inter = scale_of[id(s.frame)]
-                np.multiply(stored, slope, out=data[t, z], casting="unsafe")
-                data[t, z] += inter
+    if fr0.mosaic_slices:
+        _read_mosaics(groups, reader, data, rows, cols, fr0.mosaic_slices, uniform, scale_of)
+    else:
+        _read_slices(groups, reader, data, uniform, scale_of)
     slope, inter = scales[0] if uniform else (1.0, 0.0)
 
     meta = dicom_fields(ds0)

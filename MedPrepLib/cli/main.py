@@ -28,7 +28,18 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Optional[List[str]]) -> List[str]:
+    """The subcommand modules to load: only the requested one when argv names it, else all.
+
+    Loading a subcommand imports what it needs (pydicom, SimpleITK, ...); a run of one command
+    should not pay for the others' start-up.
+    """
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    module = f"{words[0]}_cmd" if words else None
+    return [module] if module in COMMANDS else COMMANDS
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medprep",
         description="Turn hospital DICOM into clean, anonymous, ML-ready NIfTI.",
@@ -37,13 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in _modules_for(argv):
         importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.debug:
         # pydicom and nibabel warn about every odd value they meet; our own warnings name the file.
