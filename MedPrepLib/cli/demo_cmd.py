@@ -65,7 +65,8 @@ def preprocess_sample(preset: str, dicom: Path, out: Path) -> bool:
 
     started = time.perf_counter()
     report = run_dataset(load_pipeline(preset), dicom, out, workers=1, qa=True)
-    print(f"preset {preset}: {len(report.written)} case(s) in {time.perf_counter() - started:.1f} s into {out}:")
+    print(f"preset {preset}: {len(report.written)} case(s) written, {len(report.skipped)} unchanged, "
+          f"in {time.perf_counter() - started:.1f} s into {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".gz", ".npy", ".png", ".html")):
         print(f"  {path.relative_to(out)}")
     for case, reason in report.failed:
