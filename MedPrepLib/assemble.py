@@ -19,7 +19,7 @@ from . import memory
 from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
-from .geometry import RAS_FROM_LPS, cluster_positions, normal_of, stack_affine
+from .geometry import cluster_positions, normal_of, stack_affine
 from .pixels import FrameReader, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
 from .volume import Volume
@@ -293,7 +293,3 @@ def series_to_volume(series: Series) -> Volume:
     vol.meta["_slice_positions_lps"] = positions
     vol.meta["_slice_normal"] = normal
     return vol
-
-
-def ras_from_lps(lps: np.ndarray) -> np.ndarray:
-    return RAS_FROM_LPS @ lps

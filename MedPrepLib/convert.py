@@ -258,13 +258,3 @@ def _scrub_paths(text: str, series: Series, in_path: Path) -> str:
         if len(word) > 2:
             text = text.replace(word, "<input file>")
     return text
-
-
-def describe_skipped(skipped: List[Skipped]) -> Dict[str, int]:
-    counts: Dict[str, int] = {}
-    for s in skipped:
-        key = s.reason.split(":")[0]
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-

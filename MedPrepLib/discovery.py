@@ -85,10 +85,6 @@ class Series:
         return self.frames[0].kind
 
     @property
-    def n_slices_per_frame(self) -> int:
-        return max(1, self.frames[0].mosaic_slices)
-
-    @property
     def size(self) -> Tuple[int, int]:
         return int(self._get("Rows", 0) or 0), int(self._get("Columns", 0) or 0)
 
@@ -132,11 +128,16 @@ class ScanResult:
     n_files: int
 
     def skipped_by_reason(self) -> Dict[str, int]:
-        counts: Dict[str, int] = {}
-        for s in self.skipped:
-            key = s.reason.split(":")[0]
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+        return count_reasons(self.skipped)
+
+
+def count_reasons(skipped: List[Skipped]) -> Dict[str, int]:
+    """How many files were skipped for each kind of reason (the text before any colon)."""
+    counts: Dict[str, int] = {}
+    for s in skipped:
+        key = s.reason.split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def walk_files(root: Union[str, Path]) -> Iterator[Path]:

@@ -10,7 +10,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from .volume import LPS_FROM_RAS
+
 POSITION_TOL_MM = 0.01
 
 
@@ -105,5 +106,6 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
     lps[:3, 1] = col * dr
     lps[:3, 2] = vec
     lps[:3, 3] = positions[0]
-    return StackGeometry(affine=RAS_FROM_LPS @ lps, slice_vector=vec, distances=distances,
+    # The LPS/RAS flip is its own inverse.
+    return StackGeometry(affine=LPS_FROM_RAS @ lps, slice_vector=vec, distances=distances,
                          tilt_deg=tilt, variable_spacing=variable, gaps=gaps, warnings=warnings)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..convert import ConvertOptions, convert, describe_skipped
+from ..convert import ConvertOptions, convert
+from ..discovery import count_reasons
 from ..errors import MedPrepError
 from ..naming import render_name
 from ..progress import Progress
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         for out in report.written:
             shape = "x".join(str(s) for s in out.shape)
             print(f"wrote {out.nifti} ({shape})")
-        skipped = describe_skipped(report.skipped)
+        skipped = count_reasons(report.skipped)
         parts = [f"{len(report.written)} series written"]
         if report.failed:
             parts.append(f"{len(report.failed)} series failed")

@@ -6,8 +6,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from ..convert import describe_skipped
-from ..discovery import scan
+from ..discovery import count_reasons, scan
 from ..errors import MedPrepError
 from ..progress import Progress
 
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if result.n_files == 0:
         raise MedPrepError("no files found", args.path, "check the path")
     rows = [s.summary(show_phi=args.show_phi) for s in result.series]
-    skipped = describe_skipped(result.skipped)
+    skipped = count_reasons(result.skipped)
     skipped_text = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
     if not rows:
         raise MedPrepError(f"no DICOM image series found among {result.n_files} file(s) (skipped: {skipped_text})",
