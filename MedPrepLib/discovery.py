@@ -189,6 +189,16 @@ def _non_image_reason(f: DicomFile) -> Optional[str]:
     return None
 
 
+def read_image_header(path: Path) -> Tuple[Optional[DicomFile], str]:
+    """The header of an image file, or None and why the file is skipped ("not DICOM", ...)."""
+    try:
+        f = read_header(path)
+    except NotDicomError as exc:
+        return None, "not DICOM" if exc.what == "not a DICOM file" else exc.what
+    reason = _non_image_reason(f)
+    return (None, reason) if reason else (f, "")
+
+
 def _split_key(fr: Frame) -> Tuple:
     ds = fr.ds
     ori = tuple(round(v, 3) for v in fr.orientation) if fr.orientation else None
@@ -248,13 +258,8 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
     for i, p in enumerate(files):
         if progress:
             progress(i + 1, len(files))
-        try:
-            f = read_header(p)
-        except NotDicomError as exc:
-            skipped.append(Skipped(p, "not DICOM" if exc.what == "not a DICOM file" else exc.what))
-            continue
-        reason = _non_image_reason(f)
-        if reason:
+        f, reason = read_image_header(p)
+        if f is None:
             skipped.append(Skipped(p, reason))
             continue
         try:

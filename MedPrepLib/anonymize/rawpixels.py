@@ -13,6 +13,10 @@ import shutil
 import struct
 from typing import IO, BinaryIO, Optional, Tuple
 
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset, write_file_meta_info
+
 from ..dicomfile import PIXEL_DATA_TAG, DicomFile
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -60,6 +64,22 @@ def pixel_extent(f: DicomFile) -> Optional[Tuple[int, int]]:
         start += f.pixel_offset
         end = _encapsulated_end(fh, start, size) if length == 0xFFFFFFFF else start + length
     return (f.pixel_offset, size - f.pixel_offset) if end == size else None
+
+
+def write_header(fh: BinaryIO, ds: Dataset) -> None:
+    """Write preamble, file meta and `ds` (a header without pixel data) in the meta's transfer syntax.
+
+    What `pydicom.dcmwrite` does for a header whose file meta is already complete and whose
+    syntax `pixel_extent` accepted (neither deflated nor big endian), minus its defensive deep
+    copy of the file meta, which costs as much as writing the rest.
+    """
+    fp = DicomFileLike(fh)
+    fp.write(getattr(ds, "preamble", None) or b"\0" * 128)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+    fp.is_little_endian = True
+    fp.is_implicit_VR = str(ds.file_meta.TransferSyntaxUID) == _IMPLICIT_LE
+    write_dataset(fp, ds)
 
 
 def copy_extent(path: "os.PathLike[str]", extent: Tuple[int, int], out: IO[bytes]) -> None:

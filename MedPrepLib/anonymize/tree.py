@@ -1,31 +1,37 @@
 """Write a de-identified copy of a DICOM tree, series by series.
 
-Files are found with the same discovery as conversion (`MedPrepLib.discovery.scan`). Each file's
-header, parsed once by discovery, is de-identified in place in memory and written atomically,
-followed by the file's pixel element copied byte for byte, under a path made of the new
-identifiers only: OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm.
-The input is only ever read.
+Every file is read, de-identified and written in one pass by worker processes (each file needs
+nothing from any other: every replacement is keyed). A file's header is parsed once, as discovery
+parses it, de-identified in memory and written, followed by the file's pixel element copied byte
+for byte. Files are first written into a staging folder inside the output; only when every file
+is done are the decisions that need whole series taken (series that may show identity in their
+pixels are withheld) and the files renamed to paths made of the new identifiers only:
+OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm. An interrupted run
+leaves no partial file under a final name. The input is only ever read.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import pydicom
 
-from ..atomic import atomic_open, write_json
-from ..dicomfile import DicomFile
-from ..discovery import Series, scan
+from ..atomic import write_json
+from ..discovery import read_image_header, walk_files
 from ..errors import MedPrepError
 from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
-from .rawpixels import copy_extent, pixel_extent
+from .rawpixels import copy_extent, pixel_extent, write_header
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
+_DAMAGED = ("unreadable", "cannot read", "malformed")
 
 
 @dataclass
@@ -46,112 +52,109 @@ class TreeReport:
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
 
 
+@dataclass
+class _Done:
+    """What became of one input file (small: this is all that crosses back from a worker)."""
+
+    index: int
+    skipped: str = ""  # why the file is not written; empty for an image
+    series: Tuple[str, str] = ("", "")  # (SeriesInstanceUID, SeriesNumber): what withholding decides on
+    series_number: Optional[int] = None
+    modality: str = ""
+    burned_in: str = ""  # why its pixels may show identity (then it was not written)
+    parts: Tuple[str, ...] = ()  # output path components, all replacements
+    staged: bool = False
+
+
+@dataclass
+class _Batch:
+    """Some files' outcomes; a worker process also sends back the mapping it added."""
+
+    done: List[_Done] = field(default_factory=list)
+    uids: Dict[str, str] = field(default_factory=dict)
+    patients: Dict[str, dict] = field(default_factory=dict)
+
+
 def _name(value: str) -> str:
     # Every value used here is a replacement; a missing one must not break the layout.
     value = value.strip()
     return value if value and value not in (".", "..") and os.sep not in value else "unknown"
 
 
-def output_paths(out_dir: Path, files: List[DicomFile], anonymizer: Anonymizer) -> List[Path]:
-    """Where each file goes: OUT/<pseudonym>/<new study UID>/<new series UID>/<new SOP UID>.dcm.
-
-    Computed from the original headers with the anonymizer's own mapping, before any file is
-    written, so that workers need not agree on anything. Files that share a SOP Instance UID (it
-    happens) get a counter rather than overwrite each other.
-    """
-    taken: Set[Path] = set()
-    paths = []
-    for f in files:
-        ds = f.ds
-        folder = out_dir / _name(anonymizer.pseudonym(ds))
-        for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
-            folder = folder / _name(anonymizer.uid(str(ds.get(keyword, "") or "")))
-        stem = _name(anonymizer.uid(str(ds.get("SOPInstanceUID", "") or "")))
-        path, n = folder / (stem + ".dcm"), 1
-        while path in taken:
-            n += 1
-            path = folder / f"{stem}_{n}.dcm"
-        taken.add(path)
-        paths.append(path)
-    return paths
+def _int(value) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
-@dataclass
-class _Batch:
-    """What writing some files produced; a worker process also sends back the mapping it added."""
-
-    written: int = 0
-    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
-    uids: Dict[str, str] = field(default_factory=dict)
-    patients: Dict[str, dict] = field(default_factory=dict)
-
-
-def _write_files(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]]) -> _Batch:
-    batch = _Batch()
-    for f, target in items:
-        try:
-            # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
-            pixels = pixel_extent(f)
-            ds = f.ds if pixels is not None else pydicom.dcmread(str(f.path), force=True)
-            anonymizer.anonymize(ds)
-            with atomic_open(target, "wb", overwrite=True) as fh:
+def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, check_burned_in: bool) -> _Done:
+    f, reason = read_image_header(path)
+    if f is None:
+        return _Done(index, skipped=reason)
+    ds = f.ds
+    done = _Done(index, series=(str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("SeriesNumber", ""))),
+                 series_number=_int(ds.get("SeriesNumber")), modality=str(ds.get("Modality", "") or ""))
+    done.burned_in = (burned_in_reason(ds) or "") if check_burned_in else ""
+    if done.burned_in:
+        return done  # its series is withheld: no need to write it
+    done.parts = (_name(anonymizer.pseudonym(ds)),) + tuple(
+        _name(anonymizer.uid(str(ds.get(k, "") or ""))) for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                                    "SOPInstanceUID"))
+    try:
+        # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
+        pixels = pixel_extent(f)
+        if pixels is None:
+            ds = pydicom.dcmread(str(path), force=True)
+        anonymizer.anonymize(ds)
+        with open(staging / f"{index}.dcm", "wb") as fh:
+            if pixels is None:
                 pydicom.dcmwrite(fh, ds)
-                if pixels is not None:
-                    copy_extent(f.path, pixels, fh)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
-            # Whatever went wrong, nothing half-de-identified is left behind (the write is atomic).
-            batch.unreadable.append((f.path, f"unreadable DICOM ({exc.__class__.__name__})"))
-            continue
-        batch.written += 1
-    return batch
+            else:
+                write_header(fh, ds)
+                copy_extent(path, pixels, fh)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
+        # Whatever went wrong, the staged file is never renamed into the output.
+        return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
+    done.staged = True
+    return done
 
 
-def _write_sequential(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]],
-                      progress: Optional[Callable[[int, int], None]]) -> Iterator[_Batch]:
-    for i, item in enumerate(items):
-        if progress:
-            progress(i + 1, len(items))
-        yield _write_files(anonymizer, [item])
+def _run_span(anonymizer: Anonymizer, paths: List[Path], span: Tuple[int, int], staging: Path,
+              check_burned_in: bool) -> _Batch:
+    return _Batch(done=[_process(anonymizer, i, paths[i], staging, check_burned_in) for i in range(*span)])
 
 
-# What forked workers inherit: the anonymizer and the work list (sending them would mean pickling
-# every header; only index ranges and small results cross between processes).
-_FORKED: Optional[Tuple[Anonymizer, List[Tuple[DicomFile, Path]]]] = None
+# What forked workers inherit: the anonymizer and the work list; only index ranges go to them and
+# small records come back.
+_FORKED: Optional[Tuple[Anonymizer, List[Path], Path, bool]] = None
 
 
 def _forked_worker(span: Tuple[int, int]) -> _Batch:
     assert _FORKED is not None
-    anonymizer, items = _FORKED
+    anonymizer, paths, staging, check = _FORKED
     anonymizer.uids, anonymizer.patients = {}, {}  # send back only what this batch adds
-    batch = _write_files(anonymizer, items[span[0]:span[1]])
+    batch = _run_span(anonymizer, paths, span, staging, check)
     batch.uids, batch.patients = anonymizer.uids, anonymizer.patients
     return batch
 
 
-def _write_parallel(anonymizer: Anonymizer, items: List[Tuple[DicomFile, Path]], jobs: int,
-                    progress: Optional[Callable[[int, int], None]]) -> Iterator[_Batch]:
+def _batches(anonymizer: Anonymizer, paths: List[Path], staging: Path, check_burned_in: bool,
+             jobs: int) -> Iterator[_Batch]:
     global _FORKED
-    size = max(1, min(64, len(items) // (4 * jobs)))
-    spans = [(i, min(i + size, len(items))) for i in range(0, len(items), size)]
-    _FORKED = (anonymizer, items)
-    try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            done = 0
-            for batch in pool.imap(_forked_worker, spans):
-                done += batch.written + len(batch.unreadable)
-                if progress:
-                    progress(done, len(items))
-                yield batch
-    finally:
-        _FORKED = None
-
-
-def _withheld_reason(series: Series) -> Optional[str]:
-    for f in series.files:
-        reason = burned_in_reason(f.ds)
-        if reason:
-            return reason
-    return None
+    if jobs > 1 and len(paths) > jobs and "fork" in multiprocessing.get_all_start_methods():
+        size = max(1, min(32, len(paths) // (4 * jobs)))
+        spans = [(i, min(i + size, len(paths))) for i in range(0, len(paths), size)]
+        _FORKED = (anonymizer, paths, staging, check_burned_in)
+        try:
+            # Pool's exit terminates the workers, also when the caller stops early (policy "fail").
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                yield from pool.imap(_forked_worker, spans)
+        finally:
+            _FORKED = None
+    else:
+        for i in range(len(paths)):
+            yield _run_span(anonymizer, paths, (i, i + 1), staging, check_burned_in)
 
 
 def _check_paths(in_path: Path, out_dir: Path) -> None:
@@ -163,52 +166,91 @@ def _check_paths(in_path: Path, out_dir: Path) -> None:
                            "choose an output folder outside the DICOM input")
 
 
+def _withheld(done: List[_Done]) -> Dict[Tuple[str, str], WithheldSeries]:
+    """The series (by UID and number) with at least one file whose pixels may show identity."""
+    files: Dict[Tuple[str, str], int] = {}
+    for d in done:
+        files[d.series] = files.get(d.series, 0) + 1
+    withheld: Dict[Tuple[str, str], WithheldSeries] = {}
+    for d in done:
+        if d.burned_in and d.series not in withheld:
+            withheld[d.series] = WithheldSeries(d.series_number, d.modality, files[d.series], d.burned_in)
+    return withheld
+
+
+def _publish(out_dir: Path, staging: Path, done: List[_Done]) -> int:
+    """Rename staged files to their final names, in input order (files that share a SOP Instance UID,
+    which happens, get a counter rather than overwrite each other). Returns how many."""
+    taken: Set[Path] = set()
+    made: Set[Path] = set()
+    for d in done:
+        folder = out_dir.joinpath(*d.parts[:-1])
+        path, n = folder / (d.parts[-1] + ".dcm"), 1
+        while path in taken:
+            n += 1
+            path = folder / f"{d.parts[-1]}_{n}.dcm"
+        taken.add(path)
+        if folder not in made:
+            folder.mkdir(parents=True, exist_ok=True)
+            made.add(folder)
+        os.replace(staging / f"{d.index}.dcm", path)
+    return len(taken)
+
+
 def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymizer: Anonymizer,
                    progress: Optional[Callable[[int, int], None]] = None, jobs: int = 1) -> TreeReport:
     """De-identify every image series under `in_path` into `out_dir`.
 
-    `jobs` > 1 writes with that many forked worker processes where the platform can fork (the
+    `jobs` > 1 works with that many forked worker processes where the platform can fork (the
     output is the same: every replacement is keyed, none depends on order or process).
 
     Series whose pixels may carry identity are withheld unless the options' burned-in policy is
-    "keep"; with "fail" a MedPrepError is raised before anything is written.
+    "keep"; with "fail" a MedPrepError is raised and nothing is written.
     """
     in_path, out_dir = Path(in_path), Path(out_dir)
     _check_paths(in_path, out_dir)
-    result = scan(in_path)
-    report = TreeReport()
-    for skipped in result.skipped:
-        if skipped.reason == "not DICOM":
-            report.not_dicom += 1
-        elif skipped.reason.startswith(("unreadable", "cannot read", "malformed")):
-            report.unreadable.append((skipped.path, skipped.reason))
-        else:
-            report.not_images[skipped.reason] = report.not_images.get(skipped.reason, 0) + 1
+    paths = list(walk_files(in_path))
     policy = anonymizer.options.on_burned_in
-    todo: List[Series] = []
-    for series in result.series:
-        reason = None if policy == "keep" else _withheld_reason(series)
-        if reason is None:
-            todo.append(series)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".medprep-staging-", dir=out_dir))
+    report = TreeReport()
+    done: List[_Done] = []
+    try:
+        batches: Iterable[_Batch] = _batches(anonymizer, paths, staging, policy != "keep", jobs)
+        for batch in batches:
+            for d in batch.done:
+                if d.burned_in and policy == "fail":
+                    raise MedPrepError(f"series {d.series_number} ({d.modality}) may show identity in its "
+                                       f"pixels: {d.burned_in}", paths[d.index],
+                                       "check the images, then use --on-burned-in keep or skip")
+            done.extend(batch.done)
+            anonymizer.uids.update(batch.uids)
+            anonymizer.patients.update(batch.patients)
+            if progress:
+                progress(len(done), len(paths))
+        done.sort(key=lambda d: d.index)
+        withheld = _withheld([d for d in done if not d.skipped])
+        report.withheld = list(withheld.values())
+        publish = [d for d in done if d.staged and d.series not in withheld]
+        report.written = _publish(out_dir, staging, publish)
+        report.series_written = len({d.series[0] for d in publish})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only when empty: what an earlier run wrote stays
+        raise
+    shutil.rmtree(staging, ignore_errors=True)  # what is left there belongs to withheld series
+    for d in done:
+        if not d.skipped:
             continue
-        if policy == "fail":
-            raise MedPrepError(f"series {series.series_number} ({series.modality}) may show identity in its "
-                               f"pixels: {reason}", hint="check the images, then use --on-burned-in keep "
-                               "or skip")
-        report.withheld.append(WithheldSeries(series.series_number, series.modality, len(series.files), reason))
-    # A file may feed two volumes: each is written once.
-    files = list({f.path: f for s in todo for f in s.files}.values())
-    items = list(zip(files, output_paths(out_dir, files, anonymizer)))
-    if jobs > 1 and len(items) > jobs and "fork" in multiprocessing.get_all_start_methods():
-        batches: Iterable[_Batch] = _write_parallel(anonymizer, items, jobs, progress)
-    else:
-        batches = _write_sequential(anonymizer, items, progress)
-    for batch in batches:
-        report.written += batch.written
-        report.unreadable.extend(batch.unreadable)
-        anonymizer.uids.update(batch.uids)
-        anonymizer.patients.update(batch.patients)
-    report.series_written = len({str(s.uid) for s in todo})
+        if d.skipped == "not DICOM":
+            report.not_dicom += 1
+        elif d.skipped.startswith(_DAMAGED):
+            report.unreadable.append((paths[d.index], d.skipped))
+        else:
+            report.not_images[d.skipped] = report.not_images.get(d.skipped, 0) + 1
     return report
 
 

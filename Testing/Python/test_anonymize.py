@@ -159,6 +159,47 @@ def test_burned_in_series_are_withheld_kept_or_fatal(planted, default_run, tmp_p
     assert not (tmp_path / "fail").exists()
 
 
+def test_fail_policy_in_workers_leaves_nothing_behind(planted, tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    with pytest.raises(MedPrepError, match="burned|identity"):
+        run(planted, tmp_path, "existing", jobs=2, on_burned_in="fail")
+    assert list(out.iterdir()) == []  # the folder was there before: it stays, empty
+
+
+def test_no_staging_left_and_a_failing_file_never_reaches_a_final_name(planted, tmp_path, monkeypatch):
+    out, report, _ = run(planted, tmp_path, "clean", jobs=2)
+    assert report.written == 15
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    # A write that breaks half-way through (disk full, say) is reported; nothing of it is published.
+    import MedPrepLib.anonymize.tree as tree
+
+    def broken(fh, ds, *args, **kwargs):
+        fh.write(b"half a header")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(tree.pydicom, "dcmwrite", broken)
+    out, report, _ = run(planted, tmp_path, "broken")
+    assert report.written == 0 and len(report.unreadable) == 16
+    assert [p for p in out.rglob("*")] == []
+
+
+def test_files_sharing_a_sop_instance_uid_both_arrive(planted, tmp_path):
+    src = tmp_path / "twins"
+    src.mkdir()
+    first = sorted(p for p in planted.root.rglob("*") if p.is_file() and pydicom.misc.is_dicom(p)
+                   and pydicom.dcmread(p, stop_before_pixels=True, force=True).get("Modality") == "CT")[0]
+    ds = pydicom.dcmread(first)
+    ds.save_as(src / "a.dcm")
+    ds.InstanceNumber = 99  # another image, mislabelled with the same SOP Instance UID
+    ds.save_as(src / "b.dcm")
+    out = tmp_path / "twins-out"
+    report = anonymize_tree(src, out, Anonymizer(pp.KEY))
+    names = sorted(p.name for p in out.rglob("*.dcm"))
+    assert report.written == 2 and len(names) == 2 and names[1] == names[0].replace(".dcm", "_2.dcm")
+    assert sorted(int(pydicom.dcmread(p).InstanceNumber) for p in out.rglob("*.dcm"))[1] == 99
+
+
 def test_non_dicom_and_broken_files_are_counted_not_copied(default_run):
     _, report, _ = default_run
     assert report.not_dicom == 1
