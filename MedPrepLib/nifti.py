@@ -6,13 +6,14 @@ gzip at its fastest level: dcm2niix-compatible files at a fraction of zlib's tim
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import nibabel as nib
 import numpy as np
 
-from . import __version__
+from . import __version__, memory
 from .atomic import atomic_path
 from .errors import MedPrepError
 from .volume import Volume
@@ -54,13 +55,14 @@ def _write_stream(fh, volume: Volume) -> None:
     fh.write(hdr.binaryblock)
     fh.write(b"\x00\x00\x00\x00")  # no extensions
     arr = volume.array
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    mem = memoryview(arr.reshape(-1)).cast("B")
-    for start in range(0, len(mem), _BLOCK):
-        fh.write(mem[start:start + _BLOCK])
+    # A strided array (a reoriented view) goes out one outer slice at a time, never copied whole.
+    slabs = [arr] if arr.flags.c_contiguous else arr.reshape((-1,) + arr.shape[-2:])
+    for slab in slabs:
+        mem = memoryview(np.ascontiguousarray(slab).reshape(-1)).cast("B")
+        for start in range(0, len(mem), _BLOCK):
+            fh.write(mem[start:start + _BLOCK])
 
 
 def write_nifti(volume: Volume, path: Union[str, Path], gz: bool = True, overwrite: bool = False) -> Path:
@@ -81,26 +83,56 @@ def write_nifti(volume: Volume, path: Union[str, Path], gz: bool = True, overwri
     return path
 
 
+def _read_into(fh: BinaryIO, arr: np.ndarray) -> None:
+    mem = memoryview(arr.reshape(-1)).cast("B")
+    done = 0
+    while done < len(mem):
+        n = fh.readinto(mem[done:done + _BLOCK])
+        if not n:
+            raise EOFError(f"the file ends after {done} of {len(mem)} bytes of voxel data")
+        done += n
+
+
 def read_nifti(path: Union[str, Path]) -> Volume:
-    """Read a NIfTI file; stored values and scaling are kept apart as in the file."""
+    """Read a NIfTI-1/2 file; stored values and scaling are kept apart as in the file.
+
+    nibabel parses the header; the voxels are read straight into one (huge-page backed) array in
+    the Volume's (z, y, x) order, with no intermediate copy of the file: for .nii.gz, nibabel's own
+    path holds the decompressed bytes and the array at the same time, and decompresses with
+    single-threaded zlib where ISA-L is several times faster.
+    """
     path = Path(path)
     try:
         if path.name.endswith(".gz"):
-            # nibabel decompresses with single-threaded zlib; ISA-L is several times faster.
             from isal import igzip_threaded
 
-            with igzip_threaded.open(path, "rb", threads=GZIP_THREADS) as fh:
-                img = nib.Nifti1Image.from_bytes(fh.read())
+            opener = igzip_threaded.open(path, "rb", threads=GZIP_THREADS)
         else:
-            img = nib.load(str(path))
-        arr = np.asanyarray(img.dataobj.get_unscaled())
-    except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds on bad files
+            opener = open(path, "rb")
+        with opener as fh:
+            head = fh.read(4)
+            sizeof_hdr = {int.from_bytes(head, "little"), int.from_bytes(head, "big")}
+            kind = nib.Nifti1Header if 348 in sizeof_hdr else nib.Nifti2Header if 540 in sizeof_hdr else None
+            if kind is None:
+                raise ValueError("no NIfTI header")
+            head += fh.read(kind.sizeof_hdr - 4)
+            header = kind.from_fileobj(io.BytesIO(head))
+            shape = header.get_data_shape()
+            dtype = header.get_data_dtype()
+            offset = int(header.get_data_offset())
+            if offset < len(head):
+                raise ValueError("voxel data inside the header")
+            fh.read(offset - len(head))  # extensions: nothing of ours needs them
+            # NIfTI stores x fastest: that is C order for the reversed shape, i.e. (.., z, y, x).
+            data = memory.empty(tuple(reversed(shape)), dtype)
+            _read_into(fh, data)
+        slope, inter = header.get_slope_inter()
+        affine = header.get_best_affine()
+    except Exception as exc:  # noqa: BLE001 - nibabel and gzip raise many kinds on bad files
         raise MedPrepError(f"cannot read NIfTI ({exc.__class__.__name__})", path,
                            "check that the file is a complete .nii or .nii.gz") from exc
-    slope = img.dataobj.slope
-    inter = img.dataobj.inter
+    if not dtype.isnative:
+        data = data.astype(dtype.newbyteorder("="))
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
-    # nibabel gives (x, y, z[, t]) in Fortran order; the Volume wants the C-ordered reverse.
-    data = np.ascontiguousarray(arr.T)
-    return Volume(array=data, affine=np.asarray(img.affine, dtype=float), slope=slope, inter=inter)
+    return Volume(array=data, affine=np.asarray(affine, dtype=float), slope=slope, inter=inter)

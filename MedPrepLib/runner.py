@@ -201,9 +201,8 @@ def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int
     """(True, this case's share of the statistics) or (False, why it could not give one)."""
     try:
         _limit_threads(workers)
-        image = read_image(case.image, case.series)
         label = read_label(case.label) if case.label else None
-        return True, pl.fit_case(image, label, pipeline, index, statistics)
+        return True, pl.fit_case(lambda: read_image(case.image, case.series), label, pipeline, index, statistics)
     except MedPrepError as exc:
         return False, exc.one_line()
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
@@ -218,20 +217,22 @@ def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str,
     start = time.monotonic()
     try:
         _limit_threads(workers)
-        image = read_image(case.image, case.series)
         label = read_label(case.label) if case.label else None
-        out, out_label = pl.run_pipeline(image, pipeline, label, statistics)
+        # The input is kept only for the QA picture; otherwise the pipeline frees it as it goes.
+        before = read_image(case.image, case.series) if qa else None
+        source = before if before is not None else (lambda: read_image(case.image, case.series))
+        out, out_label = pl.run_pipeline(source, pipeline, label, statistics)
         written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True)
         outputs = written["image"] + written["label"]
-        if qa:
+        if before is not None:
             from .qa import write_qa_png
 
             png = out_dir / "qa" / f"{case.case_id}.png"
-            write_qa_png(image, out, out_label, png, title=case.case_id)
+            write_qa_png(before, out, out_label, png, title=case.case_id)
             outputs.append(str(png))
         labels = sorted(int(v) for v in np.unique(out_label.array)) if out_label is not None else []
         return {"status": "written", "outputs": outputs, "labels": labels,
-                "modality": str(image.meta.get("Modality", "")), "seconds": time.monotonic() - start}
+                "modality": str(out.meta.get("Modality", "")), "seconds": time.monotonic() - start}
     except MedPrepError as exc:
         return {"status": "failed", "error": exc.one_line(), "seconds": time.monotonic() - start}
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
@@ -271,28 +272,65 @@ def _relative(path: Optional[Path], root: Path) -> str:
         return str(path)
 
 
-def _map(jobs: List[Tuple[Callable, tuple]], workers: int) -> Iterator[Tuple[int, Any]]:
-    """(job index, result) as jobs finish: in worker processes, or in this one for a single worker."""
-    if workers <= 1:
-        for i, (fn, args) in enumerate(jobs):
-            yield i, fn(*args)
-        return
-    import multiprocessing
+# What every worker needs, imported once by the fork server rather than by each worker.
+_PRELOAD = ["MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export", "MedPrepLib.nifti",
+            "SimpleITK", "nibabel", "numpy"]
 
-    # Spawned, not forked: a forked child can inherit ITK's thread pool in a locked state.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+
+class Workers:
+    """Worker processes for a whole run (both passes), started on first use; a single worker is this process.
+
+    Workers are forked from a fork server that has imported the libraries but never run an ITK
+    filter: a worker starts in milliseconds and shares the imported code's pages with the others.
+    (Forking this process instead could hand a worker ITK's thread pool in a locked state.) Where
+    there is no fork server (Windows), workers are spawned.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: Optional[ProcessPoolExecutor] = None
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
+
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(_PRELOAD)
+            else:
+                context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self._pool
+
+    def map(self, jobs: List[Tuple[Callable, tuple]]) -> Iterator[Tuple[int, Any]]:
+        """(job index, result) as jobs finish."""
+        if self.workers <= 1:
+            for i, (fn, args) in enumerate(jobs):
+                yield i, fn(*args)
+            return
+        pool = self._executor()
         futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: int,
+def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[int, Workers],
                        progress: Optional[Callable[[int, int], None]] = None,
                        warn: Optional[Callable[[str], None]] = None) -> Dict[int, Dict[str, Any]]:
     """Dataset statistics of every step that needs them, from the training cases only.
 
     A training case that cannot be read or fitted is left out of the statistics (and `warn` told).
     """
+    if isinstance(workers, int):
+        with Workers(workers) as pool:
+            return compute_statistics(cases, pipeline, pool, progress, warn)
     training = [c for c in cases if c.training]
     statistics: Dict[int, Dict[str, Any]] = {}
     for index in pipeline.statistics_steps():
@@ -300,9 +338,9 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: int,
         if not training:
             raise MedPrepError(f"step '{name}' needs dataset statistics but no case is marked for training",
                                hint="check --split")
-        jobs = [(_fit_job, (c, pipeline, index, statistics, workers)) for c in training]
+        jobs = [(_fit_job, (c, pipeline, index, statistics, workers.workers)) for c in training]
         parts: List[Any] = []
-        for done, (i, (ok, part)) in enumerate(_map(jobs, workers), 1):
+        for done, (i, (ok, part)) in enumerate(workers.map(jobs), 1):
             if ok:
                 parts.append((i, part))
             elif warn:
@@ -333,56 +371,57 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     pipeline.save(out_dir / "pipeline.json")
     report = RunReport()
 
-    # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
-    stats_path = out_dir / "statistics.json"
-    training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
-    if statistics_file:
-        report.statistics = pl.load_statistics(statistics_file, pipeline)
-    elif pipeline.statistics_steps():
-        previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-        if previous.get("inputs") == training_stamp:
-            report.statistics = pl.load_statistics(stats_path, pipeline)
-        else:
-            report.statistics = compute_statistics(
-                cases, pipeline, workers, (lambda d, t: progress("statistics", d, t)) if progress else None,
-                report.warnings.append)
-            pl.save_statistics(stats_path, pipeline, report.statistics,
-                               [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
+    with Workers(workers) as pool:  # one set of worker processes for both passes
+        # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
+        stats_path = out_dir / "statistics.json"
+        training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
+        if statistics_file:
+            report.statistics = pl.load_statistics(statistics_file, pipeline)
+        elif pipeline.statistics_steps():
+            previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+            if previous.get("inputs") == training_stamp:
+                report.statistics = pl.load_statistics(stats_path, pipeline)
+            else:
+                report.statistics = compute_statistics(
+                    cases, pipeline, pool, (lambda d, t: progress("statistics", d, t)) if progress else None,
+                    report.warnings.append)
+                pl.save_statistics(stats_path, pipeline, report.statistics,
+                                   [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
 
-    # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
-    manifest_path = out_dir / "manifest.csv"
-    previous_rows = read_manifest(manifest_path)
-    rows: Dict[str, Dict[str, Any]] = {}
-    jobs, pending = [], []
-    base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
-    for c in cases:
-        fingerprint = _digest([base, c.training, c.input_stamp()])
-        row = {"case": c.case_id, "split": "train" if c.training else "test",
-               "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
-               "fingerprint": fingerprint}
-        old = previous_rows.get(c.case_id)
-        if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
-                and all((out_dir / p).exists() for p in old.get("outputs", "").split(";") if p)):
-            rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
-            report.skipped.append(c.case_id)
-            continue
-        rows[c.case_id] = row
-        jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers)))
-        pending.append(c)
-    meta: Dict[str, Dict[str, Any]] = {}
-    for done, (i, result) in enumerate(_map(jobs, workers), 1):
-        case = pending[i]
-        row = rows[case.case_id]
-        row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)
-                                                              for p in result.get("outputs", [])),
-                   seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
-        if result["status"] == "written":
-            report.written.append(case.case_id)
-            meta[case.case_id] = result
-        else:
-            report.failed.append((case.case_id, result["error"]))
-        if progress:
-            progress("cases", done, len(jobs))
+        # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
+        manifest_path = out_dir / "manifest.csv"
+        previous_rows = read_manifest(manifest_path)
+        rows: Dict[str, Dict[str, Any]] = {}
+        jobs, pending = [], []
+        base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
+        for c in cases:
+            fingerprint = _digest([base, c.training, c.input_stamp()])
+            row = {"case": c.case_id, "split": "train" if c.training else "test",
+                   "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
+                   "fingerprint": fingerprint}
+            old = previous_rows.get(c.case_id)
+            if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
+                    and all((out_dir / p).exists() for p in old.get("outputs", "").split(";") if p)):
+                rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
+                report.skipped.append(c.case_id)
+                continue
+            rows[c.case_id] = row
+            jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers)))
+            pending.append(c)
+        meta: Dict[str, Dict[str, Any]] = {}
+        for done, (i, result) in enumerate(pool.map(jobs), 1):
+            case = pending[i]
+            row = rows[case.case_id]
+            row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)
+                                                                  for p in result.get("outputs", [])),
+                       seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
+            if result["status"] == "written":
+                report.written.append(case.case_id)
+                meta[case.case_id] = result
+            else:
+                report.failed.append((case.case_id, result["error"]))
+            if progress:
+                progress("cases", done, len(jobs))
     _write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]

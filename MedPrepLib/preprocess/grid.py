@@ -17,6 +17,30 @@ def to_sitk(array: np.ndarray, affine: np.ndarray):
     return img
 
 
+def storage_order(array: np.ndarray, affine: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The same physical image with its voxels in the order memory holds them.
+
+    A reoriented volume is a permuted and flipped view of its buffer; undoing that in the affine
+    instead of the voxels gives a C-contiguous array, which SimpleITK can copy directly, without
+    first making a contiguous copy of the view. Arrays that are no such view are copied.
+    """
+    lead = array.ndim - 3
+    index = np.eye(4)  # old voxel index from new voxel index
+    for a in range(lead, array.ndim):
+        if array.strides[a] < 0:
+            v = array.ndim - 1 - a  # voxel axis (i, j, k) of numpy axis a
+            flip = np.eye(4)
+            flip[v, v], flip[v, 3] = -1.0, array.shape[a] - 1
+            index = index @ flip
+            array = np.flip(array, a)
+    order = list(range(lead)) + sorted(range(lead, array.ndim), key=lambda a: -array.strides[a])
+    perm = np.eye(4)
+    for b in range(lead, array.ndim):
+        perm[:, array.ndim - 1 - b] = np.eye(4)[:, array.ndim - 1 - order[b]]
+    array = np.transpose(array, order)
+    return np.ascontiguousarray(array), affine @ index @ perm
+
+
 def sitk_geometry(affine: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
     """(origin, spacing, direction) in ITK's LPS convention for a RAS affine."""
     lps = LPS_FROM_RAS @ affine

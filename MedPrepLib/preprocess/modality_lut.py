@@ -28,8 +28,8 @@ def exact_int16(image: Volume) -> Optional[np.ndarray]:
     stored, slope, inter = image.array, float(image.slope), float(image.inter)
     if not np.issubdtype(stored.dtype, np.integer) or not (slope.is_integer() and inter.is_integer()):
         return None
-    if stored.size == 0:
-        return stored.astype(np.int16)
+    if stored.size == 0 or (stored.dtype == np.int16 and slope == 1 and inter == 0):
+        return stored.astype(np.int16, copy=False)  # already real-world values: no copy
     lo, hi, s, b = int(stored.min()), int(stored.max()), int(slope), int(inter)
     if min(lo * s + b, hi * s + b) < INT16.min or max(lo * s + b, hi * s + b) > INT16.max:
         return None

@@ -67,7 +67,9 @@ def reorient_array(array: np.ndarray, affine: np.ndarray, axcodes: str) -> Tuple
     flip_axes = tuple(lead + 2 - v for v in range(3) if flips[v])
     if flip_axes:
         out = np.flip(out, flip_axes)
-    return np.ascontiguousarray(out), affine @ index_from_new
+    # A view, not a copy: every consumer (numpy, SimpleITK, the NIfTI writer) takes strided arrays,
+    # and a copy here would be one more full volume in memory and in page faults.
+    return out, affine @ index_from_new
 
 
 @register("orient", OrientParams, spatial=True)

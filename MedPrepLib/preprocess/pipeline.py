@@ -223,9 +223,17 @@ def _refresh_meta(image: Volume, spec: StepSpec) -> None:
             image.meta.pop(key, None)
 
 
-def run_steps(image: Volume, label: Optional[Volume], steps: Iterable[Tuple[int, Step]],
+# An image, or a function that reads it: then the pipeline holds the only reference to the input,
+# and its voxels are freed as soon as a step has replaced them (a caller's argument lives on until
+# the call returns).
+Source = Union[Volume, Callable[[], Volume]]
+
+
+def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int, Step]],
               statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
     statistics = statistics or {}
+    if not isinstance(image, Volume):
+        image = image()
     check_label_grid(image, label, "before preprocessing")
     for index, step in steps:
         params = _with_statistics(step, statistics.get(index))
@@ -240,19 +248,20 @@ def run_steps(image: Volume, label: Optional[Volume], steps: Iterable[Tuple[int,
     return image, label
 
 
-def run_pipeline(image: Volume, pipeline: Pipeline, label: Optional[Volume] = None,
+def run_pipeline(image: Source, pipeline: Pipeline, label: Optional[Volume] = None,
                  statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
     """Apply every step to `image` (and the spatial ones to `label` on the same grid).
 
     `statistics` maps a step index to the parameter values the dataset pass computed for it.
     Inputs are not modified; each step appends {"step", "params"} to the outputs' history.
+    `image` may be a function that returns the image (see `Source`).
     """
     image, label = run_steps(image, label, enumerate(pipeline.steps), statistics)
     image.meta["MedPrepPipeline"] = {"name": pipeline.name, "digest": pipeline.digest()}
     return image, label
 
 
-def fit_case(image: Volume, label: Optional[Volume], pipeline: Pipeline, index: int,
+def fit_case(image: Source, label: Optional[Volume], pipeline: Pipeline, index: int,
              statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Any:
     """One training case's contribution to the statistics of step `index` (the steps before it applied)."""
     image, label = run_steps(image, label, enumerate(pipeline.steps[:index]), statistics)

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from .grid import affine_from_sitk, centred_affine, to_sitk
+from .. import memory
+from .grid import affine_from_sitk, centred_affine, storage_order, to_sitk
 from .registry import register
 
 INTERPOLATORS = ["linear", "bspline", "nearest"]
@@ -87,8 +88,13 @@ def separate_axis(src_spacing: Sequence[float], dst_spacing: Sequence[float], th
     return None
 
 
-def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
-                interpolator: str, fill: float, out_dtype: Optional[np.dtype]) -> np.ndarray:
+# Linear resampling is done in slabs of the output of about this many bytes: SimpleITK needs its
+# own copy of the input, and a slab needs only the part of the input it samples from.
+SLAB_BYTES = 8 << 20
+
+
+def _filter(size: Sequence[int], out_affine: np.ndarray, interpolator: str, fill: float,
+            out_dtype: Optional[np.dtype]):
     import SimpleITK as sitk
 
     from .grid import sitk_geometry
@@ -103,7 +109,49 @@ def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_
     f.SetDefaultPixelValue(float(fill))
     if out_dtype is not None:
         f.SetOutputPixelType(sitk.GetImageFromArray(np.zeros((1, 1, 1), out_dtype)).GetPixelID())
-    return sitk.GetArrayFromImage(f.Execute(to_sitk(array, affine)))
+    return f
+
+
+def _shifted(affine: np.ndarray, offset_ijk: Sequence[int]) -> np.ndarray:
+    """The affine of the sub-grid that starts at voxel `offset_ijk`."""
+    out = affine.copy()
+    out[:3, 3] = affine[:3, :3] @ np.asarray(offset_ijk, float) + affine[:3, 3]
+    return out
+
+
+def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
+                interpolator: str, fill: float, out_dtype: Optional[np.dtype]) -> np.ndarray:
+    import SimpleITK as sitk
+
+    array, affine = storage_order(array, affine)
+    dtype = np.dtype(out_dtype or array.dtype)
+    nx, ny, nz = (int(s) for s in size)
+    per_k = max(1, nx * ny * dtype.itemsize)
+    step = max(1, SLAB_BYTES // per_k)
+    # Only linear interpolation in slabs: its result varies continuously with position, so the
+    # rounding of a slab's shifted origin changes values by float noise at most. Nearest and
+    # B-spline (whose prefilter spans the whole image) are done in one piece.
+    if interpolator != "linear" or step >= nz:
+        return sitk.GetArrayFromImage(_filter(size, out_affine, interpolator, fill, out_dtype)
+                                      .Execute(to_sitk(array, affine)))
+    out = memory.empty((nz, ny, nx), dtype)
+    to_input = np.linalg.inv(affine) @ out_affine
+    dims = np.array(array.shape[::-1])  # along i, j, k
+    for k0 in range(0, nz, step):
+        k1 = min(nz, k0 + step)
+        corners = np.array([[i, j, k, 1.0] for i in (0, nx - 1) for j in (0, ny - 1) for k in (k0, k1 - 1)]).T
+        where = (to_input @ corners)[:3]
+        # One voxel beyond the samples' bounding box: every neighbour linear interpolation reads.
+        lo = np.maximum(np.floor(where.min(axis=1)).astype(int) - 1, 0)
+        hi = np.minimum(np.ceil(where.max(axis=1)).astype(int) + 1, dims - 1)
+        if np.any(lo > hi):  # the slab lies outside the input
+            out[k0:k1] = fill
+            continue
+        sub = array[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+        f = _filter((nx, ny, k1 - k0), _shifted(out_affine, (0, 0, k0)), interpolator, fill, out_dtype)
+        image = f.Execute(to_sitk(sub, _shifted(affine, lo)))  # a name: the view below does not keep it alive
+        out[k0:k1] = sitk.GetArrayViewFromImage(image)
+    return out
 
 
 def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
