@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .assemble import series_to_volume
 from .discovery import Series, Skipped, scan
@@ -49,6 +49,8 @@ class ConvertReport:
     skipped: List[Skipped] = field(default_factory=list)     # files that are not images
     failed: List[Skipped] = field(default_factory=list)      # series that could not be converted
     n_files: int = 0
+    # What a message may show: with de-identification, input paths are replaced (see `path_scrubber`).
+    redact: Callable[[str], str] = str
 
 
 def _series_label(series: Series) -> str:
@@ -170,6 +172,12 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
     result = scan(in_path, ignore_derived=options.ignore_derived,
                   progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
     report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
+    if options.anonymizer is not None:
+        # File and folder names often carry patient names or IDs: no message names an input path.
+        report.redact = path_scrubber(in_path, [f.path for s in result.series for f in s.files] +
+                                      [s.path for s in result.skipped])
+        if warn is not None:
+            warn = _redacted(warn, report.redact)
     if not result.series:
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,8 +218,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             original = dicom_fields(series.first)
             vol.meta = {k: v for k, v in vol.meta.items() if k not in original}
             vol.meta.update(dicom_fields(ds0))
-            # Warnings name input files, whose names and folders may carry identity.
-            vol.warnings = [_scrub_paths(w, series, in_path) for w in vol.warnings]
+            vol.warnings = [report.redact(w) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
@@ -236,7 +243,8 @@ def _withhold_burned_in(series: Series, anonymizer: Any, label: str, report: Con
     if reason is None or policy == "keep":
         return False
     if policy == "fail":
-        raise MedPrepError(f"{label}: pixels may show patient identity ({reason})", series.files[0].path,
+        raise MedPrepError(f"{label}: pixels may show patient identity ({reason})",
+                           report.redact(str(series.files[0].path)),
                            "check the images, then use --on-burned-in keep")
     report.failed.append(Skipped(series.files[0].path, f"{label}: withheld, pixels may show identity ({reason})"))
     if warn:
@@ -245,16 +253,23 @@ def _withhold_burned_in(series: Series, anonymizer: Any, label: str, report: Con
     return True
 
 
-def _scrub_paths(text: str, series: Series, in_path: Path) -> str:
+def path_scrubber(in_path: Path, paths: Iterable[Path]) -> Callable[[str], str]:
+    """A function that replaces, in a message, every given input path, its folders and the input
+    root itself by "<input>"."""
     root = in_path if in_path.is_dir() else in_path.parent
-    words = set()
-    for f in series.files:
-        words.add(str(f.path))
-        try:
-            words.update(f.path.relative_to(root).parts)
-        except ValueError:
-            words.add(f.path.name)
-    for word in sorted(words, key=len, reverse=True):
-        if len(word) > 2:
-            text = text.replace(word, "<input file>")
-    return text
+    names = {str(in_path), str(root), str(root.resolve())}
+    for p in paths:
+        names.add(str(p))
+        names.update(str(folder) for folder in p.parents if root in folder.parents)
+    ordered = sorted((n for n in names if len(n) > 1), key=len, reverse=True)  # longest first
+
+    def scrub(text: str) -> str:
+        for name in ordered:
+            if name in text:
+                text = text.replace(name, "<input>")
+        return text
+    return scrub
+
+
+def _redacted(warn: Callable[[str], None], redact: Callable[[str], str]) -> Callable[[str], None]:
+    return lambda message: warn(redact(message))

@@ -75,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
     # Damaged DICOM files are named (other non-DICOM files and non-image objects are only counted).
     damaged = [s for s in report.skipped if s.reason.startswith(_DAMAGED)]
     for s in damaged[:_MAX_NAMED]:
-        warn(f"skipped {s.path}: {s.reason}")
+        warn(report.redact(f"skipped {s.path}: {s.reason}"))
     if len(damaged) > _MAX_NAMED:
         warn(f"skipped {len(damaged) - _MAX_NAMED} more damaged file(s)")
     if not report.written:
         if report.failed:
             first = report.failed[0]
-            raise MedPrepError(f"nothing converted: {len(report.failed)} series failed, first: {first.reason}",
-                               first.path, "see the warnings above")
+            raise MedPrepError(report.redact(f"nothing converted: {len(report.failed)} series failed, first: "
+                                             f"{first.reason}"), report.redact(str(first.path)),
+                               "see the warnings above")
         raise MedPrepError(f"no DICOM image series found among {report.n_files} file(s)", args.input,
                            "check the folder")
     if not args.quiet:

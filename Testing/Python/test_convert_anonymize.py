@@ -100,3 +100,17 @@ def test_folder_placeholder_is_refused(planted, tmp_path, capsys):
     assert rc == 1
     assert "%f" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+
+
+def test_messages_name_no_input_path(planted, tmp_path, capsys):
+    """Warnings and errors on stderr: input file and folder names carry markers too."""
+    def needles_in(text: str):
+        return [n for n in planted.needles if n.decode("utf-8", "replace") in text]
+
+    capsys.readouterr()
+    main(["convert", str(planted.root), str(tmp_path / "plain"), "--quiet"])
+    plain = capsys.readouterr().err
+    assert needles_in(plain), "without --anonymize the damaged file is named: this test can see paths"
+    assert _convert(planted, tmp_path / "anon") == 0
+    err = capsys.readouterr().err
+    assert "<input>" in err and needles_in(err) == []
