@@ -18,7 +18,10 @@ import csv
 import hashlib
 import json
 import os
+import pickle
 import re
+import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -196,13 +199,50 @@ def _limit_threads(workers: int) -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, (os.cpu_count() or 1) // max(1, workers)))
 
 
+class Stage:
+    """Training cases as the steps before the last dataset-statistics step left them.
+
+    The statistics pass has to run those steps (reading, resampling, ...) anyway; keeping their
+    result on disk until the second pass saves doing them twice. The folder is private to the run
+    (made by mkdtemp inside the output folder) and removed when the run ends.
+    """
+
+    def __init__(self, out_dir: Path, index: int):
+        self.index = index
+        self.folder = Path(tempfile.mkdtemp(prefix=".medprep-stage-", dir=out_dir))
+
+    def _path(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}.pickle"
+
+    def save(self, case_id: str, image: Volume, label: Optional[Volume]) -> None:
+        from .atomic import atomic_open
+
+        with atomic_open(self._path(case_id), "wb", overwrite=True) as fh:
+            pickle.dump((image, label), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, case_id: str) -> Optional[Tuple[Volume, Optional[Volume]]]:
+        path = self._path(case_id)
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            return pickle.load(fh)  # written by this run, in its own private folder
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int, Dict[str, Any]],
-             workers: int) -> Tuple[bool, Any]:
+             workers: int, stage: Optional[Stage] = None) -> Tuple[bool, Any]:
     """(True, this case's share of the statistics) or (False, why it could not give one)."""
     try:
         _limit_threads(workers)
         label = read_label(case.label) if case.label else None
-        return True, pl.fit_case(lambda: read_image(case.image, case.series), label, pipeline, index, statistics)
+        keep = None
+        if stage is not None and stage.index == index:
+            def keep(image: Volume, prepared_label: Optional[Volume]) -> None:
+                stage.save(case.case_id, image, prepared_label)
+        return True, pl.fit_case(lambda: read_image(case.image, case.series), label, pipeline, index, statistics,
+                                 keep)
     except MedPrepError as exc:
         return False, exc.one_line()
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
@@ -210,18 +250,25 @@ def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int
 
 
 def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
-              qa: bool, workers: int) -> Dict[str, Any]:
+              qa: bool, workers: int, stage: Optional[Stage] = None) -> Dict[str, Any]:
     """Process and write one case; returns its manifest row fields (errors are returned, not raised)."""
     from .export import write_case
 
     start = time.monotonic()
     try:
         _limit_threads(workers)
-        label = read_label(case.label) if case.label else None
         # The input is kept only for the QA picture; otherwise the pipeline frees it as it goes.
         before = read_image(case.image, case.series) if qa else None
-        source = before if before is not None else (lambda: read_image(case.image, case.series))
-        out, out_label = pl.run_pipeline(source, pipeline, label, statistics)
+        staged = stage.load(case.case_id) if stage is not None else None
+        if staged is not None:
+            (prepared, label), first = staged, stage.index
+            source: pl.Source = prepared
+            del staged, prepared
+        else:
+            label = read_label(case.label) if case.label else None
+            source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
+        out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
+        del source
         written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True)
         outputs = written["image"] + written["label"]
         if before is not None:
@@ -323,14 +370,16 @@ class Workers:
 
 def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[int, Workers],
                        progress: Optional[Callable[[int, int], None]] = None,
-                       warn: Optional[Callable[[str], None]] = None) -> Dict[int, Dict[str, Any]]:
+                       warn: Optional[Callable[[str], None]] = None,
+                       stage: Optional[Stage] = None) -> Dict[int, Dict[str, Any]]:
     """Dataset statistics of every step that needs them, from the training cases only.
 
     A training case that cannot be read or fitted is left out of the statistics (and `warn` told).
+    With a `stage`, training cases are kept as they were just before step `stage.index`.
     """
     if isinstance(workers, int):
         with Workers(workers) as pool:
-            return compute_statistics(cases, pipeline, pool, progress, warn)
+            return compute_statistics(cases, pipeline, pool, progress, warn, stage)
     training = [c for c in cases if c.training]
     statistics: Dict[int, Dict[str, Any]] = {}
     for index in pipeline.statistics_steps():
@@ -338,7 +387,7 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[
         if not training:
             raise MedPrepError(f"step '{name}' needs dataset statistics but no case is marked for training",
                                hint="check --split")
-        jobs = [(_fit_job, (c, pipeline, index, statistics, workers.workers)) for c in training]
+        jobs = [(_fit_job, (c, pipeline, index, statistics, workers.workers, stage)) for c in training]
         parts: List[Any] = []
         for done, (i, (ok, part)) in enumerate(workers.map(jobs), 1):
             if ok:
@@ -371,57 +420,64 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     pipeline.save(out_dir / "pipeline.json")
     report = RunReport()
 
-    with Workers(workers) as pool:  # one set of worker processes for both passes
-        # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
-        stats_path = out_dir / "statistics.json"
-        training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
-        if statistics_file:
-            report.statistics = pl.load_statistics(statistics_file, pipeline)
-        elif pipeline.statistics_steps():
-            previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-            if previous.get("inputs") == training_stamp:
-                report.statistics = pl.load_statistics(stats_path, pipeline)
-            else:
-                report.statistics = compute_statistics(
-                    cases, pipeline, pool, (lambda d, t: progress("statistics", d, t)) if progress else None,
-                    report.warnings.append)
-                pl.save_statistics(stats_path, pipeline, report.statistics,
-                                   [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
+    stages: List[Stage] = []  # the statistics pass's intermediate images, when it runs
+    try:
+        with Workers(workers) as pool:  # one set of worker processes for both passes
+            # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
+            stats_path = out_dir / "statistics.json"
+            training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
+            if statistics_file:
+                report.statistics = pl.load_statistics(statistics_file, pipeline)
+            elif pipeline.statistics_steps():
+                previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+                if previous.get("inputs") == training_stamp:
+                    report.statistics = pl.load_statistics(stats_path, pipeline)
+                else:
+                    stages.append(Stage(out_dir, pipeline.statistics_steps()[-1]))
+                    report.statistics = compute_statistics(
+                        cases, pipeline, pool, (lambda d, t: progress("statistics", d, t)) if progress else None,
+                        report.warnings.append, stages[0])
+                    pl.save_statistics(stats_path, pipeline, report.statistics,
+                                       [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
 
-        # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
-        manifest_path = out_dir / "manifest.csv"
-        previous_rows = read_manifest(manifest_path)
-        rows: Dict[str, Dict[str, Any]] = {}
-        jobs, pending = [], []
-        base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
-        for c in cases:
-            fingerprint = _digest([base, c.training, c.input_stamp()])
-            row = {"case": c.case_id, "split": "train" if c.training else "test",
-                   "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
-                   "fingerprint": fingerprint}
-            old = previous_rows.get(c.case_id)
-            if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
-                    and all((out_dir / p).exists() for p in old.get("outputs", "").split(";") if p)):
-                rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
-                report.skipped.append(c.case_id)
-                continue
-            rows[c.case_id] = row
-            jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers)))
-            pending.append(c)
-        meta: Dict[str, Dict[str, Any]] = {}
-        for done, (i, result) in enumerate(pool.map(jobs), 1):
-            case = pending[i]
-            row = rows[case.case_id]
-            row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)
-                                                                  for p in result.get("outputs", [])),
-                       seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
-            if result["status"] == "written":
-                report.written.append(case.case_id)
-                meta[case.case_id] = result
-            else:
-                report.failed.append((case.case_id, result["error"]))
-            if progress:
-                progress("cases", done, len(jobs))
+            # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
+            manifest_path = out_dir / "manifest.csv"
+            previous_rows = read_manifest(manifest_path)
+            rows: Dict[str, Dict[str, Any]] = {}
+            jobs, pending = [], []
+            base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
+            for c in cases:
+                fingerprint = _digest([base, c.training, c.input_stamp()])
+                row = {"case": c.case_id, "split": "train" if c.training else "test",
+                       "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
+                       "fingerprint": fingerprint}
+                old = previous_rows.get(c.case_id)
+                if (old and old.get("fingerprint") == fingerprint and old.get("status") in ("written", "unchanged")
+                        and all((out_dir / p).exists() for p in old.get("outputs", "").split(";") if p)):
+                    rows[c.case_id] = dict(old, status="unchanged", seconds="0.000", error="")
+                    report.skipped.append(c.case_id)
+                    continue
+                rows[c.case_id] = row
+                jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers,
+                                         stages[0] if stages else None)))
+                pending.append(c)
+            meta: Dict[str, Dict[str, Any]] = {}
+            for done, (i, result) in enumerate(pool.map(jobs), 1):
+                case = pending[i]
+                row = rows[case.case_id]
+                row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)
+                                                                      for p in result.get("outputs", [])),
+                           seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
+                if result["status"] == "written":
+                    report.written.append(case.case_id)
+                    meta[case.case_id] = result
+                else:
+                    report.failed.append((case.case_id, result["error"]))
+                if progress:
+                    progress("cases", done, len(jobs))
+    finally:
+        for stage in stages:
+            stage.remove()
     _write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]

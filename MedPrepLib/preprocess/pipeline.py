@@ -249,22 +249,31 @@ def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int,
 
 
 def run_pipeline(image: Source, pipeline: Pipeline, label: Optional[Volume] = None,
-                 statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
+                 statistics: Optional[Dict[int, Dict[str, Any]]] = None,
+                 start: int = 0) -> Tuple[Volume, Optional[Volume]]:
     """Apply every step to `image` (and the spatial ones to `label` on the same grid).
 
     `statistics` maps a step index to the parameter values the dataset pass computed for it.
     Inputs are not modified; each step appends {"step", "params"} to the outputs' history.
-    `image` may be a function that returns the image (see `Source`).
+    `image` may be a function that returns the image (see `Source`). `start` skips the steps
+    before that index, for an image that has been through them already (see `fit_case`).
     """
-    image, label = run_steps(image, label, enumerate(pipeline.steps), statistics)
+    image, label = run_steps(image, label, list(enumerate(pipeline.steps))[start:], statistics)
     image.meta["MedPrepPipeline"] = {"name": pipeline.name, "digest": pipeline.digest()}
     return image, label
 
 
 def fit_case(image: Source, label: Optional[Volume], pipeline: Pipeline, index: int,
-             statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Any:
-    """One training case's contribution to the statistics of step `index` (the steps before it applied)."""
+             statistics: Optional[Dict[int, Dict[str, Any]]] = None,
+             keep: Optional[Callable[[Volume, Optional[Volume]], None]] = None) -> Any:
+    """One training case's contribution to the statistics of step `index` (the steps before it applied).
+
+    `keep`, if given, receives the image and label as the steps before `index` left them, so that
+    the second pass can start there (`run_pipeline(..., start=index)`) instead of redoing them.
+    """
     image, label = run_steps(image, label, enumerate(pipeline.steps[:index]), statistics)
+    if keep is not None:
+        keep(image, label)
     step = pipeline.steps[index]
     return step.spec.fit(image, label, _with_statistics(step, (statistics or {}).get(index)))
 

@@ -184,3 +184,49 @@ def test_qa_command(tmp_path):
 
     with Image.open(png) as im:
         assert im.width >= 560 and im.height > 200
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path, workers, monkeypatch):
+    """Training cases continue in pass 2 from where pass 1 left them: the outputs (voxels, sidecar)
+    are those of the whole pipeline applied with the same statistics, and nothing staged is left."""
+    from MedPrepLib.export import write_case as export_case
+    from MedPrepLib.preprocess.pipeline import load_statistics
+    from MedPrepLib.runner import read_image, read_label
+
+    inp = tmp_path / "ds"
+    for i in range(3):
+        write_case(inp / "images", f"tr{i}", i, label_name=str(inp / "labels" / f"tr{i}.nii.gz"))
+    pipe = tmp_path / "p.json"
+    pipe.write_text(json.dumps({"name": "t", "steps": [
+        {"step": "orient", "axcodes": "RAS"}, {"step": "resample", "spacing": [1.5, 1.7, 2.0]},
+        {"step": "nnunet_ct"}, {"step": "crop_pad", "shape": [10, 12, 9]}, {"step": "dataset_zscore"},
+        {"step": "clip", "min": -2, "max": 2}]}))
+    out = tmp_path / "out"
+    import MedPrepLib.runner as runner
+
+    loaded = []
+    original_load = runner.Stage.load
+    monkeypatch.setattr(runner.Stage, "load", lambda self, case_id: loaded.append(case_id) or
+                        original_load(self, case_id))
+    assert main(["run", str(pipe), str(inp), str(out), "--workers", str(workers)]) == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    if workers == 1:  # in this process: the second pass did start from the staged images
+        assert sorted(loaded) == ["tr0", "tr1", "tr2"]
+    pipeline = load_pipeline(str(pipe))
+    statistics = load_statistics(out / "statistics.json", pipeline)
+    for i in range(3):
+        image, label = run_pipeline(read_image(inp / "images" / f"tr{i}.nii.gz"), pipeline,
+                                    read_label(inp / "labels" / f"tr{i}.nii.gz"), statistics)
+        ref = tmp_path / "ref"
+        export_case(ref, f"tr{i}", image, label, pipeline.output, True, overwrite=True)
+        outputs = sorted(p for p in out.rglob(f"tr{i}*") if p.is_file())
+        assert len(outputs) == 3  # image with its sidecar, and the label
+        for got in outputs:
+            expected = ref / got.relative_to(out)
+            if got.suffix == ".json":
+                assert json.loads(got.read_text()) == json.loads(expected.read_text()), got.name
+            else:
+                a, b = nib.load(got), nib.load(expected)
+                np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
+                np.testing.assert_array_equal(a.affine, b.affine)
