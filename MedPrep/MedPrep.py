@@ -42,6 +42,13 @@ REQUIREMENTS = [
     ("isal", "isal>=1.6"),
 ]
 
+# Packages only some pipeline steps need, installed on demand when a pipeline that uses the step runs:
+# {step name: [(import name, requirement)]}. nilearn is large (scikit-learn, pandas) and only ships the
+# MNI152 template that register_mni registers to.
+STEP_REQUIREMENTS = {
+    "register_mni": [("nilearn", "nilearn>=0.10")],
+}
+
 # Node attribute holding what MedPrep knows about a volume it made: source files, metadata, history.
 RECORD_ATTRIBUTE = "MedPrep.record"
 CUSTOM_PRESET = "(custom)"
@@ -385,6 +392,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyPreprocess(self) -> None:
         p = self._parameterNode
         steps = self.currentPipelineSteps()
+        if not self.ensureRequirements(steps):
+            return
         result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
             p.inputVolume, steps, p.inputLabel, progress))
         if result is not None:
@@ -422,8 +431,9 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- Dependencies ---------------------------------------------------------------------------
 
-    def ensureRequirements(self) -> bool:
-        missing = self.logic.missingRequirements()
+    def ensureRequirements(self, steps: list[dict] | None = None) -> bool:
+        """Ask before installing what MedPrep (and, given `steps`, those pipeline steps) still lacks."""
+        missing = self.logic.missingRequirements(steps)
         if not missing:
             return True
         if not slicer.util.confirmOkCancelDisplay(
@@ -432,7 +442,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         with slicer.util.WaitCursor():
             self.logic.installRequirements(missing)
-        return not self.logic.missingRequirements()
+        return not self.logic.missingRequirements(steps)
 
 
 #
@@ -461,8 +471,18 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     # -- dependencies -----------------------------------------------------------------------------
 
     @staticmethod
-    def missingRequirements() -> list[str]:
-        return [requirement for module, requirement in REQUIREMENTS if importlib.util.find_spec(module) is None]
+    def missingRequirements(steps: list[dict] | None = None) -> list[str]:
+        """Requirements not installed yet: MedPrepLib's own, plus those of the pipeline `steps` when given.
+
+        Example (console), before running a pipeline that registers to MNI152::
+
+            steps = [{"step": "register_mni"}]
+            logic.installRequirements(logic.missingRequirements(steps))
+        """
+        needed = list(REQUIREMENTS)
+        for name in dict.fromkeys(str(step.get("step")) for step in steps or [] if isinstance(step, dict)):
+            needed += [r for r in STEP_REQUIREMENTS.get(name, []) if r not in needed]
+        return [requirement for module, requirement in needed if importlib.util.find_spec(module) is None]
 
     @staticmethod
     def installRequirements(requirements: list[str]) -> None:

@@ -93,8 +93,9 @@ def separate_axis(src_spacing: Sequence[float], dst_spacing: Sequence[float], th
 SLAB_BYTES = 8 << 20
 
 
-def _filter(size: Sequence[int], out_affine: np.ndarray, interpolator: str, fill: float,
-            out_dtype: Optional[np.dtype]):
+def resample_filter(size: Sequence[int], out_affine: np.ndarray, interpolator: str, fill: float,
+                    out_dtype: Optional[np.dtype]):
+    """A SimpleITK resampler onto (`size`, `out_affine`), identity transform unless one is set."""
     import SimpleITK as sitk
 
     from .grid import sitk_geometry
@@ -132,7 +133,7 @@ def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_
     # rounding of a slab's shifted origin changes values by float noise at most. Nearest and
     # B-spline (whose prefilter spans the whole image) are done in one piece.
     if interpolator != "linear" or step >= nz:
-        return sitk.GetArrayFromImage(_filter(size, out_affine, interpolator, fill, out_dtype)
+        return sitk.GetArrayFromImage(resample_filter(size, out_affine, interpolator, fill, out_dtype)
                                       .Execute(to_sitk(array, affine)))
     out = memory.empty((nz, ny, nx), dtype)
     to_input = np.linalg.inv(affine) @ out_affine
@@ -148,7 +149,7 @@ def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_
             out[k0:k1] = fill
             continue
         sub = array[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
-        f = _filter((nx, ny, k1 - k0), _shifted(out_affine, (0, 0, k0)), interpolator, fill, out_dtype)
+        f = resample_filter((nx, ny, k1 - k0), _shifted(out_affine, (0, 0, k0)), interpolator, fill, out_dtype)
         image = f.Execute(to_sitk(sub, _shifted(affine, lo)))  # a name: the view below does not keep it alive
         out[k0:k1] = sitk.GetArrayViewFromImage(image)
     return out

@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     nnunet_normalization,
     orient,
     percentile_clip,
+    register_mni,
     resample,
     scale,
     suv,

@@ -288,7 +288,7 @@ def test_linear_resampling_in_slabs_equals_one_call(monkeypatch, code, grid):
         out_aff[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ out_aff[:3, :3]
     if grid == "partly outside":
         out_aff[:3, 3] += 9.0
-    one = sitk.GetArrayFromImage(rs._filter(size, out_aff, "linear", -1024, np.dtype(np.float32))
+    one = sitk.GetArrayFromImage(rs.resample_filter(size, out_aff, "linear", -1024, np.dtype(np.float32))
                                  .Execute(to_sitk(arr, aff)))
     view, view_aff = reorient_array(arr, aff, code)
     monkeypatch.setattr(rs, "SLAB_BYTES", 3 * int(size[0] * size[1]) * 4)  # three output slices a slab

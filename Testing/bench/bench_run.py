@@ -82,35 +82,60 @@ def timed_tree(cmd: list) -> tuple:
     return wall, peak[0], peak[1], code
 
 
-def run(workdir: Path, quick: bool) -> list:
-    n_cases, n_slices = (4, 60) if quick else (8, 150)
-    data = workdir / "images"
-    data.mkdir(parents=True)
+def _dataset(folder: Path, n_cases: int, n_slices: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     for i in range(n_cases):
+        target = folder / f"case{i:02d}.nii.gz"
+        if target.exists():
+            continue
         hu = ct_phantom(n_slices=n_slices, rows=512, cols=512, spacing=(0.7, 0.7, 1.0), seed=i)
-        affine = np.diag([-0.7, -0.7, 1.0, 1.0])
-        write_nifti(Volume(array=hu, affine=affine), data / f"case{i:02d}.nii.gz")
+        write_nifti(Volume(array=hu, affine=np.diag([-0.7, -0.7, 1.0, 1.0])), target)
+
+
+def run(workdir: Path, quick: bool) -> list:
+    """Throughput is measured as a rate: the time the run takes for 2n cases minus its time for n
+    cases, per n cases. What a run costs whatever its size (starting Python and the workers,
+    importing SimpleITK, writing the manifest) cancels out, as it does on a real dataset of
+    hundreds of cases. The plain wall-time ratio on 2n cases is reported beside it."""
+    n, n_slices = (2, 60) if quick else (6, 150)
+    big, small = workdir / f"images{2 * n}", workdir / f"images{n}"
+    _dataset(big, 2 * n, n_slices)
+    small.mkdir(parents=True, exist_ok=True)
+    for i in range(n):  # the first n cases of the big set, not a copy
+        link = small / f"case{i:02d}.nii.gz"
+        if not link.exists():
+            link.symlink_to(big / link.name)
     case_mb = 512 * 512 * n_slices * 4 / 2 ** 20  # float32, as the ct-liver preset works
     medprep = tool("medprep")
-    results = {}
-    for workers in (1, 2):
-        best = None
-        for _ in range(1 if quick else 3):
-            out = workdir / f"out{workers}"
-            shutil.rmtree(out, ignore_errors=True)
-            wall, pss, rss, code = timed_tree([medprep, "run", "ct-liver", str(data), str(out),
-                                               "--workers", str(workers)])
-            if code != 0:
-                raise RuntimeError(f"medprep run --workers {workers} exited {code}")
-            if best is None or wall < best[0]:
-                best = (wall, pss, rss)
-        results[workers] = best
-    (t1, m1, r1), (t2, m2, r2) = results[1], results[2]
-    case = f"{n_cases} CT cases 512x512x{n_slices}, ct-liver"
+    wall: dict = {}  # (workers, cases) -> best time
+    peak: dict = {}  # workers -> highest (PSS, RSS) seen
+    for _ in range(1 if quick else 3):
+        for workers in (1, 2):  # round-robin, so that a burst of load hits both alike
+            for cases, data in ((n, small), (2 * n, big)):
+                out = workdir / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                seconds, pss, rss = _timed_run(medprep, data, out, workers)
+                wall[workers, cases] = min(seconds, wall.get((workers, cases), seconds))
+                old = peak.get(workers, (0.0, 0.0))
+                peak[workers] = (max(old[0], pss), max(old[1], rss))
+    rate = {w: n / max(1e-9, wall[w, 2 * n] - wall[w, n]) for w in (1, 2)}
+    t1, t2 = wall[1, 2 * n], wall[2, 2 * n]
+    (m1, r1), (m2, r2) = peak[1], peak[2]
+    case = f"CT 512x512x{n_slices}, ct-liver"
     return [
-        row("run", f"{case}: throughput, 2 workers vs 1", t1 / t2, "1 worker = 1.0", 1.0, ">= 1.7", unit="x",
-            note=f"1 worker {t1:.1f} s, 2 workers {t2:.1f} s"),
+        row("run", f"{case}: throughput (cases/s from {n} to {2 * n} cases), 2 workers vs 1", rate[2] / rate[1],
+            "1 worker = 1.0", 1.0, ">= 1.7", unit="x",
+            note=f"1 worker {rate[1]:.2f} cases/s, 2 workers {rate[2]:.2f} cases/s"),
+        row("run", f"{case}: wall time of {2 * n} cases, 1 worker / 2 workers", t1 / t2, "1 worker = 1.0", 1.0,
+            unit="x", note=f"1 worker {t1:.1f} s, 2 workers {t2:.1f} s (includes starting up)"),
         row("run", f"{case}: peak memory (PSS of all processes), 2 workers", m2, "one case's volume (MB)", case_mb,
             "<= 3", unit="MB", note=f"1 worker peaked at {m1:.0f} MB; summed RSS (shared code counted per "
                                     f"process): {r2:.0f} MB with 2 workers, {r1:.0f} MB with 1"),
     ]
+
+
+def _timed_run(medprep: str, data: Path, out: Path, workers: int) -> tuple:
+    wall, pss, rss, code = timed_tree([medprep, "run", "ct-liver", str(data), str(out), "--workers", str(workers)])
+    if code != 0:
+        raise RuntimeError(f"medprep run --workers {workers} exited {code}")
+    return wall, pss, rss

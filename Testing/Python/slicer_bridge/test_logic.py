@@ -166,6 +166,20 @@ def test_missing_requirements_names_what_slicer_would_install(MedPrep, monkeypat
     assert MedPrep.MedPrepLogic.missingRequirements() == ["xyz>=1"]
 
 
+def test_step_requirements_are_asked_for_only_when_the_pipeline_uses_the_step(MedPrep, monkeypatch):
+    from MedPrepLib.preprocess import get_step
+
+    assert [module for module, _ in MedPrep.STEP_REQUIREMENTS["register_mni"]] == ["nilearn"]
+    for name in MedPrep.STEP_REQUIREMENTS:
+        get_step(name)  # every key names a real step
+    monkeypatch.setattr(MedPrep, "REQUIREMENTS", [("json", "json-is-stdlib")])
+    monkeypatch.setattr(MedPrep, "STEP_REQUIREMENTS", {"register_mni": [("no_such_module_xyz", "xyz>=1")],
+                                                       "n4": [("json", "json-is-stdlib")]})
+    missing = MedPrep.MedPrepLogic.missingRequirements
+    assert missing() == [] and missing([{"step": "orient"}, {"step": "n4"}]) == []
+    assert missing([{"step": "n4"}, {"step": "register_mni"}, {"step": "register_mni", "spacing": 2}]) == ["xyz>=1"]
+
+
 def test_parameter_node_annotations_resolve(MedPrep):
     """parameterNodeWrapper reads the fields with typing.get_type_hints: every annotation must evaluate."""
     import typing
