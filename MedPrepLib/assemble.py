@@ -15,7 +15,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from . import memory
 from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
@@ -233,7 +232,7 @@ def series_to_volume(series: Series) -> Volume:
     dtype = stored_dtype(ds0) if uniform else np.dtype(np.float32)
     if not uniform:
         warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
-    data = memory.empty((n_t, n_z, out_rows, out_cols), dtype)
+    data = np.empty((n_t, n_z, out_rows, out_cols), dtype)
     reader = FrameReader()
     if fr0.mosaic_slices:
         _read_mosaics(groups, reader, data, rows, cols, fr0.mosaic_slices, uniform, scale_of)

@@ -13,7 +13,7 @@ from typing import BinaryIO, Union
 import nibabel as nib
 import numpy as np
 
-from . import __version__, memory
+from . import __version__
 from .atomic import atomic_path
 from .errors import MedPrepError
 from .volume import Volume
@@ -96,7 +96,7 @@ def _read_into(fh: BinaryIO, arr: np.ndarray) -> None:
 def read_nifti(path: Union[str, Path]) -> Volume:
     """Read a NIfTI-1/2 file; stored values and scaling are kept apart as in the file.
 
-    nibabel parses the header; the voxels are read straight into one (huge-page backed) array in
+    nibabel parses the header; the voxels are read straight into one array in
     the Volume's (z, y, x) order, with no intermediate copy of the file: for .nii.gz, nibabel's own
     path holds the decompressed bytes and the array at the same time, and decompresses with
     single-threaded zlib where ISA-L is several times faster.
@@ -104,9 +104,11 @@ def read_nifti(path: Union[str, Path]) -> Volume:
     path = Path(path)
     try:
         if path.name.endswith(".gz"):
-            from isal import igzip_threaded
+            # Decompression cannot be split over threads; a reader thread would only add a copy and
+            # compete with the other workers of a dataset run.
+            from isal import igzip
 
-            opener = igzip_threaded.open(path, "rb", threads=GZIP_THREADS)
+            opener = igzip.open(path, "rb")
         else:
             opener = open(path, "rb")
         with opener as fh:
@@ -124,7 +126,7 @@ def read_nifti(path: Union[str, Path]) -> Volume:
                 raise ValueError("voxel data inside the header")
             fh.read(offset - len(head))  # extensions: nothing of ours needs them
             # NIfTI stores x fastest: that is C order for the reversed shape, i.e. (.., z, y, x).
-            data = memory.empty(tuple(reversed(shape)), dtype)
+            data = np.empty(tuple(reversed(shape)), dtype)
             _read_into(fh, data)
         slope, inter = header.get_slope_inter()
         affine = header.get_best_affine()

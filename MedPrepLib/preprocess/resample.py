@@ -16,7 +16,6 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from .. import memory
 from .grid import affine_from_sitk, centred_affine, storage_order, to_sitk
 from .registry import register
 
@@ -135,7 +134,7 @@ def _resample3d(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_
     if interpolator != "linear" or step >= nz:
         return sitk.GetArrayFromImage(resample_filter(size, out_affine, interpolator, fill, out_dtype)
                                       .Execute(to_sitk(array, affine)))
-    out = memory.empty((nz, ny, nx), dtype)
+    out = np.empty((nz, ny, nx), dtype)
     to_input = np.linalg.inv(affine) @ out_affine
     dims = np.array(array.shape[::-1])  # along i, j, k
     for k0 in range(0, nz, step):
