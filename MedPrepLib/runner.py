@@ -193,10 +193,19 @@ def read_label(path: Union[str, Path]) -> Volume:
 
 # ---------------------------------------------------------------- the work of one worker
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on: a taskset or a cluster job's cgroup may allow fewer
+    than the machine has, and threads beyond them only compete."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _limit_threads(workers: int) -> None:
+    """ITK's threads: each worker gets its share of the usable CPUs."""
     import SimpleITK as sitk
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, usable_cpus() // max(1, workers)))
 
 
 class Stage:
@@ -411,7 +420,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
         raise MedPrepError("the output folder is inside the input folder", out_dir,
                            "write the outputs elsewhere: inputs are never modified")
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or usable_cpus())
     cases = find_cases(in_root, labels_dir)
     if split_file:
         apply_split(cases, split_file)
