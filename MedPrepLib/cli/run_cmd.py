@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input_dir", metavar="INPUT_DIR")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes (default: all cores)")
+                        help="worker processes (default: every CPU this process may use)")
     parser.add_argument("--qa", action="store_true", help="write qa/CASE.png per case and qa/index.html")
     parser.add_argument("--labels", metavar="DIR", help="folder of label maps named like the images")
     parser.add_argument("--split", metavar="FILE",
