@@ -12,13 +12,14 @@ leaves no partial file under a final name. The input is only ever read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import pydicom
 
@@ -32,6 +33,7 @@ from .rawpixels import copy_extent, pixel_extent, write_header
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
 _DAMAGED = ("unreadable", "cannot read", "malformed")
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 @dataclass
@@ -101,18 +103,25 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
     done.parts = (_name(anonymizer.pseudonym(ds)),) + tuple(
         _name(anonymizer.uid(str(ds.get(k, "") or ""))) for k in ("StudyInstanceUID", "SeriesInstanceUID",
                                                                     "SOPInstanceUID"))
+    target = staging / f"{index}.dcm"
     try:
         # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
         pixels = pixel_extent(f)
         if pixels is None:
             ds = pydicom.dcmread(str(path), force=True)
         anonymizer.anonymize(ds)
-        with open(staging / f"{index}.dcm", "wb") as fh:
+        with open(target, "wb") as fh:
             if pixels is None:
                 pydicom.dcmwrite(fh, ds)
             else:
                 write_header(fh, ds)
                 copy_extent(path, pixels, fh)
+    except OSError as exc:
+        if exc.errno in _OUTPUT_ERRORS or exc.filename == str(target):
+            # The output side failed (full, read-only, not allowed): every further file would too.
+            raise MedPrepError(f"cannot write the de-identified copy: {exc.strerror or exc}", target.parent.parent,
+                               "check the free space and permissions of the output folder") from None
+        return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
         # Whatever went wrong, the staged file is never renamed into the output.
         return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
@@ -212,12 +221,16 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     paths = list(walk_files(in_path))
     policy = anonymizer.options.on_burned_in
     created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".medprep-staging-", dir=out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".medprep-staging-", dir=out_dir))
+    except OSError as exc:
+        raise MedPrepError(f"cannot create the output folder: {exc.strerror or exc}", out_dir,
+                           "choose a folder you can write to") from None
     report = TreeReport()
     done: List[_Done] = []
+    batches = _batches(anonymizer, paths, staging, policy != "keep", jobs)
     try:
-        batches: Iterable[_Batch] = _batches(anonymizer, paths, staging, policy != "keep", jobs)
         for batch in batches:
             for d in batch.done:
                 if d.burned_in and policy == "fail":
@@ -235,11 +248,15 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
         publish = [d for d in done if d.staged and d.series not in withheld]
         report.written = _publish(out_dir, staging, publish)
         report.series_written = len({d.series[0] for d in publish})
-    except BaseException:
+    except BaseException as exc:
+        batches.close()  # stops the workers first, so that none writes into what is being removed
         shutil.rmtree(staging, ignore_errors=True)
         if created:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()  # only when empty: what an earlier run wrote stays
+        if isinstance(exc, OSError):
+            raise MedPrepError(f"cannot write the output: {exc.strerror or exc}", out_dir,
+                               "check the free space and permissions of the output folder") from None
         raise
     shutil.rmtree(staging, ignore_errors=True)  # what is left there belongs to withheld series
     for d in done:

@@ -176,12 +176,41 @@ def test_no_staging_left_and_a_failing_file_never_reaches_a_final_name(planted, 
 
     def broken(fh, ds, *args, **kwargs):
         fh.write(b"half a header")
-        raise OSError("no space left on device")
+        raise ValueError("a value pydicom cannot encode")
 
     monkeypatch.setattr(tree.pydicom, "dcmwrite", broken)
+    monkeypatch.setattr(tree, "write_header", broken)
     out, report, _ = run(planted, tmp_path, "broken")
     assert report.written == 0 and len(report.unreadable) == 16
     assert [p for p in out.rglob("*")] == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_full_disk_stops_the_run_with_one_clear_error(planted, tmp_path, monkeypatch, jobs):
+    import errno
+
+    import MedPrepLib.anonymize.tree as tree
+
+    def full(fh, ds, *args, **kwargs):
+        fh.write(b"half a header")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tree.pydicom, "dcmwrite", full)
+    monkeypatch.setattr(tree, "write_header", full)
+    with pytest.raises(MedPrepError, match="cannot write the de-identified copy: No space left"):
+        run(planted, tmp_path, "full", jobs=jobs)
+    assert not (tmp_path / "full").exists()
+
+
+def test_an_interrupted_parallel_run_leaves_nothing(planted, tmp_path):
+    def interrupt(done: int, total: int) -> None:
+        if done < total:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        anonymize_tree(planted.root, out, Anonymizer(pp.KEY), progress=interrupt, jobs=2)
+    assert not out.exists()
 
 
 def test_files_sharing_a_sop_instance_uid_both_arrive(planted, tmp_path):
