@@ -8,10 +8,19 @@ import numpy as np
 Moments = Tuple[int, float, float]  # (count, mean, sum of squared deviations)
 
 
+# Elements per chunk of the second pass: its float64 copy (8 MB) stays in cache, where one copy of
+# a whole CT would cost twice the image's memory again.
+CHUNK = 1 << 20
+
+
 def moments(values: np.ndarray) -> Moments:
-    mean = float(values.mean(dtype=np.float64))
-    centred = values.astype(np.float64) - mean
-    return int(values.size), mean, float(np.dot(centred.ravel(), centred.ravel()))
+    flat = values.reshape(-1)
+    mean = float(flat.mean(dtype=np.float64))
+    m2 = 0.0
+    for start in range(0, flat.size, CHUNK):
+        centred = flat[start:start + CHUNK].astype(np.float64) - mean
+        m2 += float(np.dot(centred, centred))
+    return int(flat.size), mean, m2
 
 
 def merge(parts: Iterable[Moments]) -> Moments:
