@@ -19,7 +19,10 @@ def moments(values: np.ndarray) -> Moments:
     m2 = 0.0
     for start in range(0, flat.size, CHUNK):
         centred = flat[start:start + CHUNK].astype(np.float64) - mean
-        m2 += float(np.dot(centred, centred))
+        # Squares summed by numpy, not np.dot: BLAS would start a thread per core, whose spinning
+        # slowed the other workers of a dataset run by a quarter (measured).
+        np.multiply(centred, centred, out=centred)
+        m2 += float(centred.sum())
     return int(flat.size), mean, m2
 
 
