@@ -19,7 +19,14 @@ from .errors import MedPrepError
 from .volume import Volume
 
 GZIP_LEVEL = 1
-GZIP_THREADS = 2
+_gzip_threads = 2
+
+
+def set_gzip_threads(threads: int) -> None:
+    """Compression threads for .nii.gz in this process (like ITK's global thread count): a dataset
+    run gives each worker its share of the CPUs; 1 compresses in the calling thread."""
+    global _gzip_threads
+    _gzip_threads = max(1, int(threads))
 _BLOCK = 1 << 24
 
 
@@ -71,9 +78,10 @@ def write_nifti(volume: Volume, path: Union[str, Path], gz: bool = True, overwri
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
             if gz:
-                from isal import igzip_threaded
+                from isal import igzip, igzip_threaded
 
-                with igzip_threaded.open(tmp, "wb", compresslevel=GZIP_LEVEL, threads=GZIP_THREADS) as fh:
+                with (igzip_threaded.open(tmp, "wb", compresslevel=GZIP_LEVEL, threads=_gzip_threads)
+                      if _gzip_threads > 1 else igzip.open(tmp, "wb", compresslevel=GZIP_LEVEL)) as fh:
                     _write_stream(fh, volume)
             else:
                 with open(tmp, "wb") as fh:

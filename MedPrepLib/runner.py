@@ -202,10 +202,15 @@ def usable_cpus() -> int:
 
 
 def _limit_threads(workers: int) -> None:
-    """ITK's threads: each worker gets its share of the usable CPUs."""
+    """ITK's and gzip's threads: each worker gets its share of the usable CPUs (more threads than
+    that only compete with the other workers)."""
     import SimpleITK as sitk
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, usable_cpus() // max(1, workers)))
+    from .nifti import set_gzip_threads
+
+    share = max(1, usable_cpus() // max(1, workers))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(share)
+    set_gzip_threads(share)
 
 
 class Stage:

@@ -97,7 +97,7 @@ def run(workdir: Path, quick: bool) -> list:
     cases, per n cases. What a run costs whatever its size (starting Python and the workers,
     importing SimpleITK, writing the manifest) cancels out, as it does on a real dataset of
     hundreds of cases. The plain wall-time ratio on 2n cases is reported beside it."""
-    n, n_slices = (2, 60) if quick else (6, 150)
+    n, n_slices = (2, 60) if quick else (8, 150)
     big, small = workdir / f"images{2 * n}", workdir / f"images{n}"
     _dataset(big, 2 * n, n_slices)
     small.mkdir(parents=True, exist_ok=True)
