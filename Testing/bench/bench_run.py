@@ -60,11 +60,22 @@ def _memory_mb(pid: int) -> tuple:
     return pss / 1024, rss / 1024
 
 
-def timed_tree(cmd: list) -> tuple:
-    """(wall seconds, peak summed PSS in MB, peak summed RSS in MB, exit code) of a command and every
-    process it starts."""
-    peak = [0.0, 0.0]
+def timed(cmd: list) -> float:
+    """Wall seconds of a command, with nothing else running in this process meanwhile."""
     start = time.perf_counter()
+    code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:3])} exited {code}")
+    return time.perf_counter() - start
+
+
+def peak_memory(cmd: list) -> tuple:
+    """(peak summed PSS, peak summed RSS) in MB of a command and every process it starts.
+
+    Sampling walks /proc and every process's page tables every 20 ms, a load of its own: it runs
+    in separate runs from the timed ones, so that it slows no timing.
+    """
+    peak = [0.0, 0.0]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def sample() -> None:
@@ -77,9 +88,10 @@ def timed_tree(cmd: list) -> tuple:
     sampler = threading.Thread(target=sample)
     sampler.start()
     code = proc.wait()
-    wall = time.perf_counter() - start
     sampler.join()
-    return wall, peak[0], peak[1], code
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd[1:3])} exited {code}")
+    return peak[0], peak[1]
 
 
 def _dataset(folder: Path, n_cases: int, n_slices: int) -> None:
@@ -108,16 +120,18 @@ def run(workdir: Path, quick: bool) -> list:
     case_mb = 512 * 512 * n_slices * 4 / 2 ** 20  # float32, as the ct-liver preset works
     medprep = tool("medprep")
     wall: dict = {}  # (workers, cases) -> best time
-    peak: dict = {}  # workers -> highest (PSS, RSS) seen
+    out = workdir / "out"
+
+    def command(data: Path, workers: int) -> list:
+        shutil.rmtree(out, ignore_errors=True)
+        return [medprep, "run", "ct-liver", str(data), str(out), "--workers", str(workers)]
+
     for _ in range(1 if quick else 3):
         for workers in (1, 2):  # round-robin, so that a burst of load hits both alike
             for cases, data in ((n, small), (2 * n, big)):
-                out = workdir / "out"
-                shutil.rmtree(out, ignore_errors=True)
-                seconds, pss, rss = _timed_run(medprep, data, out, workers)
+                seconds = timed(command(data, workers))
                 wall[workers, cases] = min(seconds, wall.get((workers, cases), seconds))
-                old = peak.get(workers, (0.0, 0.0))
-                peak[workers] = (max(old[0], pss), max(old[1], rss))
+    peak = {workers: peak_memory(command(big, workers)) for workers in (1, 2)}
     rate = {w: n / max(1e-9, wall[w, 2 * n] - wall[w, n]) for w in (1, 2)}
     t1, t2 = wall[1, 2 * n], wall[2, 2 * n]
     (m1, r1), (m2, r2) = peak[1], peak[2]
@@ -132,10 +146,3 @@ def run(workdir: Path, quick: bool) -> list:
             "<= 3", unit="MB", note=f"1 worker peaked at {m1:.0f} MB; summed RSS (shared code counted per "
                                     f"process): {r2:.0f} MB with 2 workers, {r1:.0f} MB with 1"),
     ]
-
-
-def _timed_run(medprep: str, data: Path, out: Path, workers: int) -> tuple:
-    wall, pss, rss, code = timed_tree([medprep, "run", "ct-liver", str(data), str(out), "--workers", str(workers)])
-    if code != 0:
-        raise RuntimeError(f"medprep run --workers {workers} exited {code}")
-    return wall, pss, rss
