@@ -19,6 +19,7 @@ from .errors import MedPrepError
 from .volume import Volume
 
 GZIP_LEVEL = 1
+_BLOCK = 1 << 24
 _gzip_threads = 2
 
 
@@ -27,7 +28,6 @@ def set_gzip_threads(threads: int) -> None:
     run gives each worker its share of the CPUs; 1 compresses in the calling thread."""
     global _gzip_threads
     _gzip_threads = max(1, int(threads))
-_BLOCK = 1 << 24
 
 
 def nifti_header(volume: Volume) -> nib.Nifti1Header:
@@ -104,10 +104,9 @@ def _read_into(fh: BinaryIO, arr: np.ndarray) -> None:
 def read_nifti(path: Union[str, Path]) -> Volume:
     """Read a NIfTI-1/2 file; stored values and scaling are kept apart as in the file.
 
-    nibabel parses the header; the voxels are read straight into one array in
-    the Volume's (z, y, x) order, with no intermediate copy of the file: for .nii.gz, nibabel's own
-    path holds the decompressed bytes and the array at the same time, and decompresses with
-    single-threaded zlib where ISA-L is several times faster.
+    nibabel parses the header; the voxels are read straight into one array in the Volume's
+    (z, y, x) order. nibabel's own path for .nii.gz holds the decompressed bytes and the array at
+    the same time, and decompresses with zlib where ISA-L is several times faster.
     """
     path = Path(path)
     try:

@@ -90,6 +90,11 @@ def _int(value) -> Optional[int]:
         return None
 
 
+def _staged(staging: Path, index: int) -> Path:
+    """Where input file number `index` waits for its final name."""
+    return staging / f"{index}.dcm"
+
+
 def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, check_burned_in: bool) -> _Done:
     f, reason = read_image_header(path)
     if f is None:
@@ -103,7 +108,7 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
     done.parts = (_name(anonymizer.pseudonym(ds)),) + tuple(
         _name(anonymizer.uid(str(ds.get(k, "") or ""))) for k in ("StudyInstanceUID", "SeriesInstanceUID",
                                                                     "SOPInstanceUID"))
-    target = staging / f"{index}.dcm"
+    target = _staged(staging, index)
     try:
         # Discovery's header plus the raw pixel element, or a full read when that cannot be trusted.
         pixels = pixel_extent(f)
@@ -119,7 +124,7 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
     except OSError as exc:
         if exc.errno in _OUTPUT_ERRORS or exc.filename == str(target):
             # The output side failed (full, read-only, not allowed): every further file would too.
-            raise MedPrepError(f"cannot write the de-identified copy: {exc.strerror or exc}", target.parent.parent,
+            raise MedPrepError(f"cannot write the de-identified copy: {exc.strerror or exc}", staging.parent,
                                "check the free space and permissions of the output folder") from None
         return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on corrupt input
@@ -202,7 +207,7 @@ def _publish(out_dir: Path, staging: Path, done: List[_Done]) -> int:
         if folder not in made:
             folder.mkdir(parents=True, exist_ok=True)
             made.add(folder)
-        os.replace(staging / f"{d.index}.dcm", path)
+        os.replace(_staged(staging, d.index), path)
     return len(taken)
 
 
