@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Union
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from . import __version__
 from .atomic import write_json
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 # (BIDS key, DICOM keyword); values in ms in DICOM become seconds in BIDS where BIDS says so.
 _FIELDS = [
