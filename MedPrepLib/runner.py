@@ -228,18 +228,35 @@ class Stage:
     def _path(self, case_id: str) -> Path:
         return self.folder / f"{case_id}.pickle"
 
+    # A staged case is its pickle with the voxel buffers kept out of it (pickle protocol 5), then
+    # each buffer's bytes: loading reads them straight into new arrays, where an ordinary pickle
+    # would first build a bytes object as large as the volume, a page fault for every 4 kB of it.
     def save(self, case_id: str, image: Volume, label: Optional[Volume]) -> None:
         from .atomic import atomic_open
 
+        buffers: List[pickle.PickleBuffer] = []
+        head = pickle.dumps((image, label), protocol=5, buffer_callback=buffers.append)
         with atomic_open(self._path(case_id), "wb", overwrite=True) as fh:
-            pickle.dump((image, label), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(len(head).to_bytes(8, "little") + len(buffers).to_bytes(8, "little") + head)
+            for buffer in buffers:
+                raw = buffer.raw()
+                fh.write(raw.nbytes.to_bytes(8, "little"))
+                fh.write(raw)
 
     def load(self, case_id: str) -> Optional[Tuple[Volume, Optional[Volume]]]:
         path = self._path(case_id)
         if not path.is_file():
             return None
-        with open(path, "rb") as fh:
-            return pickle.load(fh)  # written by this run, in its own private folder
+        with open(path, "rb") as fh:  # written by this run, in its own private folder
+            n_head, n_buffers = int.from_bytes(fh.read(8), "little"), int.from_bytes(fh.read(8), "little")
+            head = fh.read(n_head)
+            buffers = []
+            for _ in range(n_buffers):
+                buffer = np.empty(int.from_bytes(fh.read(8), "little"), np.uint8)
+                if fh.readinto(memoryview(buffer)) != buffer.nbytes:
+                    raise MedPrepError("a staged case is incomplete", path, "run again")
+                buffers.append(buffer)
+        return pickle.loads(head, buffers=buffers)
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

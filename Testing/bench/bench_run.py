@@ -126,7 +126,7 @@ def run(workdir: Path, quick: bool) -> list:
         shutil.rmtree(out, ignore_errors=True)
         return [medprep, "run", "ct-liver", str(data), str(out), "--workers", str(workers)]
 
-    for _ in range(1 if quick else 3):
+    for _ in range(1 if quick else 5):  # best of 5: single runs on a shared VM swing by 10 %
         for workers in (1, 2):  # round-robin, so that a burst of load hits both alike
             for cases, data in ((n, small), (2 * n, big)):
                 seconds = timed(command(data, workers))
