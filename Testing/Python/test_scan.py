@@ -89,3 +89,28 @@ def test_scan_folder_without_dicom_fails_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "no DICOM image series" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_series_sent_to_another_process_reads_its_headers_there(tree: Path) -> None:
+    """A pickled series (a `medprep run` job) carries paths and offsets, no header: the receiver
+    reads the headers again, equal to the scanned ones, and the volume assembles the same. A file
+    changed in between is one clear error, not a wrong volume."""
+    import pickle
+
+    from MedPrepLib.convert import volume_from_series
+    from MedPrepLib.errors import NotDicomError
+
+    series = next(s for s in scan(tree).series if s.series_number == 3)
+    blob = pickle.dumps(series)
+    assert NAME.encode() not in blob and PID.encode() not in blob
+    sent = pickle.loads(blob)
+    assert len(sent.files) == len(series.files) and all(f._ds is None for f in sent.files)
+    for before, after in zip(series.files, sent.files):
+        assert after.ds == before.ds and after.pixel_offset == before.pixel_offset
+    assert np.array_equal(volume_from_series(sent).array, volume_from_series(series).array)
+
+    changed = pickle.loads(blob)
+    path = changed.files[0].path
+    path.write_bytes(path.read_bytes() + b"\0\0")
+    with pytest.raises(NotDicomError, match="changed after the folder was scanned"):
+        volume_from_series(changed)
