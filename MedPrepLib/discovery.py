@@ -12,7 +12,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from pydicom.uid import UID
 
@@ -208,10 +208,11 @@ def _split_key(fr: Frame) -> Tuple:
     )
 
 
-def split_series(uid: str, frames: List[Frame]) -> List[Series]:
+def split_series(uid: str, frames: List[Frame], keys: Optional[List[Tuple]] = None) -> List[Series]:
+    """The volumes under one series UID; `keys` are the frames' `_split_key`s if already known."""
     groups: "OrderedDict[Tuple, List[Frame]]" = OrderedDict()
-    for fr in frames:
-        groups.setdefault(_split_key(fr), []).append(fr)
+    for fr, key in zip(frames, keys or [_split_key(fr) for fr in frames]):
+        groups.setdefault(key, []).append(fr)
     parts = list(groups.items())
     if len(parts) == 1:
         return [Series(uid=uid, frames=frames)]
@@ -249,30 +250,68 @@ def split_series(uid: str, frames: List[Frame]) -> List[Series]:
     return out
 
 
+@dataclass
+class FileScan:
+    """What scanning one file found: its frames with their series and split keys, or why it is skipped."""
+
+    path: Path
+    frames: List[Frame] = field(default_factory=list)
+    series_key: Tuple[str, str] = ("", "")
+    split_keys: List[Tuple] = field(default_factory=list)
+    reason: str = ""
+
+
+def scan_file(path: Path) -> FileScan:
+    f, reason = read_image_header(path)
+    if f is None:
+        return FileScan(path, reason=reason)
+    try:
+        frames = file_frames(f)
+    except Exception as exc:  # noqa: BLE001 - malformed functional groups etc.
+        return FileScan(path, reason=f"malformed image header: {exc.__class__.__name__}")
+    uid = str(f.ds.get("SeriesInstanceUID", "") or f"no-series-uid:{path.parent}")
+    # dcm2niix also keeps apart files that share a UID but not a SeriesNumber.
+    return FileScan(path, frames, (uid, str(f.ds.get("SeriesNumber", ""))), [_split_key(fr) for fr in frames])
+
+
+def scan_files(paths: List[Path]) -> List[FileScan]:
+    return [scan_file(p) for p in paths]
+
+
+# Files a worker scans at a time when `scan` is given a pool: a few tens of milliseconds of work.
+SCAN_CHUNK = 64
+ChunkMap = Callable[[Callable[[List[Path]], List[FileScan]], List[List[Path]]], Iterable[List[FileScan]]]
+
+
 def scan(path: Union[str, Path], ignore_derived: bool = False,
-         progress: Optional[Callable[[int, int], None]] = None) -> ScanResult:
-    """Find every image series under `path` (a folder or a single file)."""
+         progress: Optional[Callable[[int, int], None]] = None, map_chunks: Optional[ChunkMap] = None) -> ScanResult:
+    """Find every image series under `path` (a folder or a single file).
+
+    `map_chunks(scan_files, chunks)`, if given, scans the chunks of files elsewhere (worker processes)
+    and returns their results in order. The headers stay where they were read: a Frame's file comes
+    back as its path and offsets and reads its header again when asked (see DicomFile), which the
+    scan itself does for one file per series only.
+    """
     files = list(walk_files(path))
+    if map_chunks is None:
+        scanned: Iterable[FileScan] = (scan_file(p) for p in files)
+    else:
+        chunks = [files[i:i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]
+        scanned = (one for chunk in map_chunks(scan_files, chunks) for one in chunk)
     skipped: List[Skipped] = []
-    by_uid: "OrderedDict[Tuple[str, str], List[Frame]]" = OrderedDict()
-    for i, p in enumerate(files):
+    by_uid: "OrderedDict[Tuple[str, str], Tuple[List[Frame], List[Tuple]]]" = OrderedDict()
+    for i, one in enumerate(scanned):
         if progress:
             progress(i + 1, len(files))
-        f, reason = read_image_header(p)
-        if f is None:
-            skipped.append(Skipped(p, reason))
+        if one.reason:
+            skipped.append(Skipped(one.path, one.reason))
             continue
-        try:
-            frames = file_frames(f)
-        except Exception as exc:  # noqa: BLE001 - malformed functional groups etc.
-            skipped.append(Skipped(p, f"malformed image header: {exc.__class__.__name__}"))
-            continue
-        uid = str(f.ds.get("SeriesInstanceUID", "") or f"no-series-uid:{p.parent}")
-        # dcm2niix also keeps apart files that share a UID but not a SeriesNumber.
-        by_uid.setdefault((uid, str(f.ds.get("SeriesNumber", ""))), []).extend(frames)
+        frames, keys = by_uid.setdefault(one.series_key, ([], []))
+        frames.extend(one.frames)
+        keys.extend(one.split_keys)
     series: List[Series] = []
-    for (uid, _number), frames in by_uid.items():
-        for s in split_series(uid, frames):
+    for (uid, _number), (frames, keys) in by_uid.items():
+        for s in split_series(uid, frames, keys):
             if ignore_derived and (s.derived or s.localizer):
                 skipped.extend(Skipped(f.path, "derived or localizer image (ignored on request)")
                                for f in s.files)

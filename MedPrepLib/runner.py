@@ -75,26 +75,34 @@ def _match_labels(images: List[Path], label_files: List[Path], training: bool) -
     return [Case(case_name(p), p, labels.get(case_name(p)), training) for p in images]
 
 
-def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path]] = None) -> List[Case]:
-    """The cases of a dataset folder (see the module documentation for the layouts understood)."""
+def is_dicom_tree(root: Path) -> bool:
+    """Whether `find_cases` reads `root` as a DICOM tree: no NIfTI layout and no NIfTI files in it."""
+    return not any((root / d).is_dir() for d in ("imagesTr", "imagesTs", "images")) and not _niftis(root)
+
+
+def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path]] = None,
+               map_chunks: Optional[Callable] = None) -> List[Case]:
+    """The cases of a dataset folder (see the module documentation for the layouts understood).
+
+    `map_chunks` lets worker processes read the headers of a DICOM tree (see `discovery.scan`).
+    """
     root = Path(input_dir)
     if not root.is_dir():
         raise MedPrepError("input folder does not exist", root, "give a folder of NIfTI files or a DICOM tree")
-    if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
+    if is_dicom_tree(root):
+        cases = dicom_cases(root, map_chunks)
+    elif (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         cases = _match_labels(_niftis(root / "imagesTr"), _niftis(root / "labelsTr"), True)
         cases += _match_labels(_niftis(root / "imagesTs"), _niftis(root / "labelsTs"), False)
     elif (root / "images").is_dir():
         cases = _match_labels(_niftis(root / "images"), _niftis(Path(labels_dir or root / "labels")), True)
     else:
         files = _niftis(root)
-        if files:
-            is_label = [bool(LABEL_SUFFIX_RE.search(case_name(p))) for p in files]
-            images = [p for p, lab in zip(files, is_label) if not lab]
-            label_files = [p for p, lab in zip(files, is_label) if lab]
-            label_files += _niftis(Path(labels_dir)) if labels_dir else []
-            cases = _match_labels(images, label_files, True)
-        else:
-            cases = dicom_cases(root)
+        is_label = [bool(LABEL_SUFFIX_RE.search(case_name(p))) for p in files]
+        images = [p for p, lab in zip(files, is_label) if not lab]
+        label_files = [p for p, lab in zip(files, is_label) if lab]
+        label_files += _niftis(Path(labels_dir)) if labels_dir else []
+        cases = _match_labels(images, label_files, True)
     if not cases:
         raise MedPrepError("no images found", root, "give a folder of .nii/.nii.gz files or a DICOM tree")
     seen = set()
@@ -105,11 +113,11 @@ def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path
     return cases
 
 
-def dicom_cases(root: Path) -> List[Case]:
+def dicom_cases(root: Path, map_chunks: Optional[Callable] = None) -> List[Case]:
     """One case per DICOM image series; named by a hash of the series UID, never by patient data."""
     from .discovery import scan
 
-    result = scan(root)
+    result = scan(root, map_chunks=map_chunks)
     cases = []
     for s in result.series:
         digest = hashlib.sha256((s.uid + s.postfix).encode()).hexdigest()[:12]
@@ -390,6 +398,22 @@ class Workers:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self._pool
 
+    def limit(self, jobs: int) -> int:
+        """Workers for `jobs` jobs: fewer processes if the pool has not started yet (one job runs here)."""
+        if self._pool is None:
+            self.workers = max(1, min(self.workers, jobs))
+        return max(1, min(self.workers, jobs))
+
+    def ordered(self, fn: Callable, arguments: List[Any]) -> Iterator[Any]:
+        """fn(a) for each a of `arguments`, in their order, computed by the workers."""
+        done: Dict[int, Any] = {}
+        following = 0
+        for i, result in self.map([(fn, (a,)) for a in arguments]):
+            done[i] = result
+            while following in done:
+                yield done.pop(following)
+                following += 1
+
     def map(self, jobs: List[Tuple[Callable, tuple]]) -> Iterator[Tuple[int, Any]]:
         """(job index, result) as jobs finish."""
         if self.workers <= 1:
@@ -446,18 +470,19 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         raise MedPrepError("the output folder is inside the input folder", out_dir,
                            "write the outputs elsewhere: inputs are never modified")
     workers = max(1, workers or usable_cpus())
-    cases = find_cases(in_root, labels_dir)
-    if split_file:
-        apply_split(cases, split_file)
-    workers = min(workers, len(cases))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pipeline.save(out_dir / "pipeline.json")
+    dicom = in_root.is_dir() and is_dicom_tree(in_root)
     report = RunReport()
-
     stages: List[Stage] = []  # the statistics pass's intermediate images, when it runs
     try:
-        preload = DICOM_PRELOAD if any(c.series is not None for c in cases) else []
-        with Workers(workers, preload) as pool:  # one set of worker processes for both passes
+        # One set of worker processes for the whole run: reading a DICOM tree's headers, then both passes.
+        with Workers(workers, DICOM_PRELOAD if dicom else []) as pool:
+            cases = find_cases(in_root, labels_dir, pool.ordered if dicom and workers > 1 else None)
+            if split_file:
+                apply_split(cases, split_file)
+            workers = pool.limit(len(cases))
+            out_dir.mkdir(parents=True, exist_ok=True)
+            pipeline.save(out_dir / "pipeline.json")
+
             # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
             stats_path = out_dir / "statistics.json"
             training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])

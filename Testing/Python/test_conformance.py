@@ -130,3 +130,35 @@ def _check_end_slices(ours: Path, dicom_dir: Path) -> None:
     for k, expected in ((0, positions[0]), (n - 1, positions[-1])):
         got = (img.affine @ [0, 0, k, 1])[:3]
         assert np.allclose(got, expected * lps_to_ras, atol=1e-3), (k, got, expected * lps_to_ras)
+
+
+def test_scanning_in_worker_processes_finds_the_same_series() -> None:
+    """`medprep run` lets its workers read a DICOM tree's headers: on every conformance set the series,
+    their names, files, frames and sort order are those of the scan in one process, and the series
+    sent to a worker assemble to the same voxels and geometry."""
+    import pickle
+
+    from MedPrepLib.convert import volume_from_series
+    from MedPrepLib.discovery import scan
+    from MedPrepLib.errors import MedPrepError
+    from MedPrepLib.runner import DICOM_PRELOAD, Workers
+
+    def row(s):
+        return (s.uid, s.postfix, [str(f.path) for f in s.files], len(s.frames),
+                [(fr.index, fr.position, fr.echo, fr.kind) for fr in s.frames], s.summary(show_phi=True))
+
+    root = require_conformance()
+    with Workers(2, DICOM_PRELOAD) as pool:
+        for set_dir in sorted(root / name for name in SETS):
+            here, there = scan(set_dir), scan(set_dir, map_chunks=pool.ordered)
+            assert [row(s) for s in there.series] == [row(s) for s in here.series], set_dir.name
+            assert [(str(k.path), k.reason) for k in there.skipped] == [(str(k.path), k.reason) for k in here.skipped]
+            for a, b in list(zip(here.series, there.series))[:3]:
+                try:
+                    va = volume_from_series(a)
+                except MedPrepError as exc:  # a series that cannot be assembled must fail alike
+                    with pytest.raises(type(exc)):
+                        volume_from_series(pickle.loads(pickle.dumps(b)))
+                    continue
+                vb = volume_from_series(pickle.loads(pickle.dumps(b)))
+                assert np.array_equal(va.array, vb.array) and np.allclose(va.affine, vb.affine), set_dir.name
