@@ -81,16 +81,18 @@ def is_dicom_tree(root: Path) -> bool:
 
 
 def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path]] = None,
-               map_chunks: Optional[Callable] = None) -> List[Case]:
+               map_chunks: Optional[Callable] = None,
+               progress: Optional[Callable[[int, int], None]] = None) -> List[Case]:
     """The cases of a dataset folder (see the module documentation for the layouts understood).
 
-    `map_chunks` lets worker processes read the headers of a DICOM tree (see `discovery.scan`).
+    For a DICOM tree, `map_chunks` lets worker processes read the headers and `progress` is told
+    of every file read (see `discovery.scan`).
     """
     root = Path(input_dir)
     if not root.is_dir():
         raise MedPrepError("input folder does not exist", root, "give a folder of NIfTI files or a DICOM tree")
     if is_dicom_tree(root):
-        cases = dicom_cases(root, map_chunks)
+        cases = dicom_cases(root, map_chunks, progress)
     elif (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         cases = _match_labels(_niftis(root / "imagesTr"), _niftis(root / "labelsTr"), True)
         cases += _match_labels(_niftis(root / "imagesTs"), _niftis(root / "labelsTs"), False)
@@ -113,11 +115,12 @@ def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path
     return cases
 
 
-def dicom_cases(root: Path, map_chunks: Optional[Callable] = None) -> List[Case]:
+def dicom_cases(root: Path, map_chunks: Optional[Callable] = None,
+                progress: Optional[Callable[[int, int], None]] = None) -> List[Case]:
     """One case per DICOM image series; named by a hash of the series UID, never by patient data."""
     from .discovery import scan
 
-    result = scan(root, map_chunks=map_chunks)
+    result = scan(root, progress=progress, map_chunks=map_chunks)
     cases = []
     for s in result.series:
         digest = hashlib.sha256((s.uid + s.postfix).encode()).hexdigest()[:12]
@@ -476,7 +479,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     try:
         # One set of worker processes for the whole run: reading a DICOM tree's headers, then both passes.
         with Workers(workers, DICOM_PRELOAD if dicom else []) as pool:
-            cases = find_cases(in_root, labels_dir, pool.ordered if dicom and workers > 1 else None)
+            cases = find_cases(in_root, labels_dir, pool.ordered if dicom and workers > 1 else None,
+                               (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
             if split_file:
                 apply_split(cases, split_file)
             workers = pool.limit(len(cases))
