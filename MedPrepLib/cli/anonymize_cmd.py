@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                    help="worker processes (default: the number of CPUs, at most 4)")
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
+    p.add_argument("--show-paths", action="store_true",
+                   help="name each input file that could not be read (folder and file names often hold "
+                        "patient names; by default only their number per reason is printed)")
     p.set_defaults(func=run)
 
 
@@ -84,6 +87,7 @@ def anonymizer_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..anonymize import anonymize_tree, write_mapping
     from ..anonymize.tree import MAPPING_WARNING
+    from ..discovery import Skipped, count_reasons
 
     anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
@@ -93,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "
               f"{w.reason}; check its pixels for burned-in identity, then use --on-burned-in keep",
               file=sys.stderr)
-    for path, reason in report.unreadable:
-        print(f"medprep: warning: not written: {reason} ({path})", file=sys.stderr)
+    if args.show_paths:
+        for path, reason in report.unreadable:
+            print(f"medprep: warning: not written: {reason} ({path})", file=sys.stderr)
+    else:
+        for reason, n in sorted(count_reasons([Skipped(p, r) for p, r in report.unreadable]).items()):
+            print(f"medprep: warning: {n} file(s) not written: {reason}; --show-paths names them",
+                  file=sys.stderr)
     for reason, n in sorted(report.not_images.items()):
         print(f"medprep: note: {n} DICOM file(s) not written: {reason}", file=sys.stderr)
     if args.mapping:
