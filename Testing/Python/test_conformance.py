@@ -132,7 +132,7 @@ def _check_end_slices(ours: Path, dicom_dir: Path) -> None:
         assert np.allclose(got, expected * lps_to_ras, atol=1e-3), (k, got, expected * lps_to_ras)
 
 
-def test_scanning_in_worker_processes_finds_the_same_series() -> None:
+def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None:
     """`medprep run` lets its workers read a DICOM tree's headers: on every conformance set the series,
     their names, files, frames and sort order are those of the scan in one process, and the series
     sent to a worker assemble to the same voxels and geometry."""
@@ -147,6 +147,10 @@ def test_scanning_in_worker_processes_finds_the_same_series() -> None:
         return (s.uid, s.postfix, [str(f.path) for f in s.files], len(s.frames),
                 [(fr.index, fr.position, fr.echo, fr.kind) for fr in s.frames], s.summary(show_phi=True))
 
+    import MedPrepLib.discovery as discovery
+
+    monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # the sets are small: scan every one in the workers
+    monkeypatch.setattr(discovery, "SCAN_CHUNK", 16)
     root = require_conformance()
     with Workers(2, DICOM_PRELOAD) as pool:
         for set_dir in sorted(root / name for name in SETS):
