@@ -50,6 +50,9 @@ class Case:
     series: Any = None               # discovery.Series for DICOM cases
     inputs: List[Path] = field(default_factory=list)
 
+    def input_bytes(self, stamp: Optional[List[Tuple[str, int, int]]] = None) -> int:
+        return sum(size for _, size, _ in (stamp or self.input_stamp()))
+
     def input_stamp(self) -> List[Tuple[str, int, int]]:
         """(name, size, mtime) of every input file: cheap evidence that the inputs are unchanged."""
         files = self.inputs or [self.image]
@@ -417,14 +420,19 @@ class Workers:
                 yield done.pop(following)
                 following += 1
 
-    def map(self, jobs: List[Tuple[Callable, tuple]]) -> Iterator[Tuple[int, Any]]:
-        """(job index, result) as jobs finish."""
+    def map(self, jobs: List[Tuple[Callable, tuple]], sizes: Optional[List[float]] = None) -> Iterator[Tuple[int, Any]]:
+        """(job index, result) as jobs finish.
+
+        With `sizes`, workers take the largest jobs first: a large case started last would leave the
+        other workers idle while it runs alone.
+        """
         if self.workers <= 1:
             for i, (fn, args) in enumerate(jobs):
                 yield i, fn(*args)
             return
         pool = self._executor()
-        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(jobs)}
+        order = sorted(range(len(jobs)), key=lambda i: -sizes[i]) if sizes else range(len(jobs))
+        futures = {pool.submit(jobs[i][0], *jobs[i][1]): i for i in order}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -450,7 +458,8 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[
                                hint="check --split")
         jobs = [(_fit_job, (c, pipeline, index, statistics, workers.workers, stage)) for c in training]
         parts: List[Any] = []
-        for done, (i, (ok, part)) in enumerate(workers.map(jobs), 1):
+        sizes = [c.input_bytes() for c in training]
+        for done, (i, (ok, part)) in enumerate(workers.map(jobs, sizes), 1):
             if ok:
                 parts.append((i, part))
             elif warn:
@@ -508,10 +517,11 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             manifest_path = out_dir / "manifest.csv"
             previous_rows = read_manifest(manifest_path)
             rows: Dict[str, Dict[str, Any]] = {}
-            jobs, pending = [], []
+            jobs, pending, sizes = [], [], []
             base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
             for c in cases:
-                fingerprint = _digest([base, c.training, c.input_stamp()])
+                stamp = c.input_stamp()
+                fingerprint = _digest([base, c.training, stamp])
                 row = {"case": c.case_id, "split": "train" if c.training else "test",
                        "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
                        "fingerprint": fingerprint}
@@ -525,8 +535,9 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                 jobs.append((_case_job, (c, pipeline, report.statistics, out_dir, qa, workers,
                                          stages[0] if stages else None)))
                 pending.append(c)
+                sizes.append(c.input_bytes(stamp))
             meta: Dict[str, Dict[str, Any]] = {}
-            for done, (i, result) in enumerate(pool.map(jobs), 1):
+            for done, (i, result) in enumerate(pool.map(jobs, sizes), 1):
                 case = pending[i]
                 row = rows[case.case_id]
                 row.update(status=result["status"], outputs=";".join(_relative(Path(p), out_dir)

@@ -282,3 +282,33 @@ def test_a_staged_case_comes_back_as_it_went_in(tmp_path):
         stage.load("case")
     stage.remove()
     assert not stage.folder.exists()
+
+
+def test_workers_take_the_largest_cases_first():
+    """A large case started last would run alone at the end: jobs go to the pool largest first, and
+    each result still comes back under its own index."""
+    from concurrent.futures import Future
+
+    from MedPrepLib.runner import Workers
+
+    submitted = []
+
+    class Pool:
+        def submit(self, fn, *args):
+            submitted.append(args[0])
+            future: Future = Future()
+            future.set_result(fn(*args))
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    with Workers(2) as workers:
+        workers._pool = Pool()
+        jobs = [(str.upper, (name,)) for name in ("small", "large", "medium", "tiny")]
+        results = dict(workers.map(jobs, sizes=[10, 1000, 100, 1]))
+        assert submitted == ["large", "medium", "small", "tiny"]
+        assert results == {0: "SMALL", 1: "LARGE", 2: "MEDIUM", 3: "TINY"}
+        submitted.clear()
+        dict(workers.map(jobs))
+        assert submitted == ["small", "large", "medium", "tiny"]
