@@ -51,6 +51,7 @@ class Case:
     inputs: List[Path] = field(default_factory=list)
 
     def input_bytes(self, stamp: Optional[List[Tuple[str, int, int]]] = None) -> int:
+        """Bytes of all input files (from `stamp` if already taken): how large a job the case is."""
         return sum(size for _, size, _ in (stamp or self.input_stamp()))
 
     def input_stamp(self) -> List[Tuple[str, int, int]]:
