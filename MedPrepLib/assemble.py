@@ -100,7 +100,7 @@ def _read_slices(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarr
             return
         buf = getattr(local, "buf", None)
         if buf is None:
-            buf = local.buf = np.empty(data.shape[2:], dtype=stored_dtype(s.frame.ds))
+            buf = local.buf = np.empty(data.shape[2:], dtype=stored_dtype(s.frame.file.pixel_ds))
         reader.read_into(s.frame.file, s.frame.index, buf)
         slope, inter = scale_of[id(s.frame)]
         np.multiply(buf, slope, out=data[t, z], casting="unsafe")
@@ -121,7 +121,7 @@ def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndar
                   n_mosaic: int, uniform: bool, scale_of: dict) -> None:
     """Fill data[t, z] from the tiles of mosaic frames, reading each mosaic once."""
     out_rows, out_cols = data.shape[2:]
-    dtype = stored_dtype(groups[0][0].frame.ds)
+    dtype = stored_dtype(groups[0][0].frame.file.pixel_ds)
     mosaic = np.empty((rows, cols), dtype=dtype)
     tiles = int(math.ceil(math.sqrt(n_mosaic)))
     last = None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from .errors import NotDicomError
 
@@ -49,20 +49,41 @@ def is_dicom(path: Union[str, Path]) -> bool:
         return False
 
 
+# What reading a file's pixel data takes from its header (see pixels.py).
+PIXEL_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel",
+                  "NumberOfFrames")
+
+
+def pixel_header(ds: Dataset) -> Dataset:
+    """The attributes of `ds` that reading its pixel data needs, with its transfer syntax."""
+    out = Dataset()
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in ds:
+            out[keyword] = ds[keyword]
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    out.file_meta = FileMetaDataset()
+    if ts is not None:
+        out.file_meta.TransferSyntaxUID = ts
+    return out
+
+
 class DicomFile:
     """One DICOM file: its header (no pixel data loaded) and where its pixel data starts.
 
-    Sent to another process (a worker of a dataset run), a DicomFile carries its path and offsets
-    only, and reads its header again there when first asked: parsing a header is no slower than
-    unpickling a pydicom Dataset, and pickling one is slow (a 640-file Philips series took 2.2 s to
-    pickle in the sending process and 2.4 s to unpickle; its headers parse in 2.0 s).
+    Sent to another process (a worker of a dataset run), a DicomFile carries its path, offsets and
+    the few attributes that reading its pixels needs (`pixel_ds`); the whole header is read again
+    there only when asked for. Pickling a pydicom Dataset is slow (a 640-file Philips series took
+    2.2 s to pickle in the sending process and 2.4 s to unpickle), and parsing it is no faster
+    (2.0 s): a series arrives with one header to parse, its first file's, for the metadata.
     """
 
-    __slots__ = ("path", "_ds", "pixel_offset", "size")
+    __slots__ = ("path", "_ds", "_pixel_ds", "pixel_offset", "size")
 
-    def __init__(self, path: Path, ds: Optional[Dataset], pixel_offset: Optional[int], size: int):
+    def __init__(self, path: Path, ds: Optional[Dataset], pixel_offset: Optional[int], size: int,
+                 pixel_ds: Optional[Dataset] = None):
         self.path = path
         self._ds = ds
+        self._pixel_ds = pixel_ds
         self.pixel_offset = pixel_offset  # file offset of the (7FE0,0010) element; None when absent
         self.size = size
 
@@ -76,11 +97,18 @@ class DicomFile:
         return self._ds
 
     @property
+    def pixel_ds(self) -> Dataset:
+        """The header, or if it has not been read in this process, the part of it pixel reading needs."""
+        if self._ds is None and self._pixel_ds is not None:
+            return self._pixel_ds
+        return self.ds
+
+    @property
     def has_pixels(self) -> bool:
         return self.pixel_offset is not None
 
     def __reduce__(self):
-        return DicomFile, (self.path, None, self.pixel_offset, self.size)
+        return DicomFile, (self.path, None, self.pixel_offset, self.size, pixel_header(self.pixel_ds))
 
     def __repr__(self) -> str:
         return f"DicomFile({str(self.path)!r}, pixel_offset={self.pixel_offset}, size={self.size})"

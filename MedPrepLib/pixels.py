@@ -115,7 +115,7 @@ class FrameReader:
 
     def read_into(self, f: DicomFile, frame_index: Optional[int], out: np.ndarray) -> None:
         """Fill `out` (rows, columns) with the stored values of one frame of `f`."""
-        ds = f.ds
+        ds = f.pixel_ds
         if f.pixel_offset is None:
             raise SeriesError("no pixel data", f.path)
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -159,12 +159,12 @@ class FrameReader:
             detail = " ".join(str(exc).split()).replace(_PYDICOM_PREAMBLE, "")[:160]
             raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {detail})", f.path,
                               "the file may be corrupt, or a decoder plug-in is missing") from exc
-        if samples_per_pixel(f.ds) != 1:
+        if samples_per_pixel(f.pixel_ds) != 1:
             raise SeriesError("colour images are not supported", f.path)
         arr = np.ascontiguousarray(arr)
         if arr.dtype.kind in "iu":
-            fix_stored_bits(arr, f.ds)
-        n_frames = int(f.ds.get("NumberOfFrames", 1) or 1)
+            fix_stored_bits(arr, f.pixel_ds)
+        n_frames = int(f.pixel_ds.get("NumberOfFrames", 1) or 1)
         if n_frames > 1:
             self._decoded[key] = arr
         return arr
