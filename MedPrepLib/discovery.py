@@ -208,10 +208,10 @@ def _split_key(fr: Frame) -> Tuple:
     )
 
 
-def split_series(uid: str, frames: List[Frame], keys: Optional[List[Tuple]] = None) -> List[Series]:
-    """The volumes under one series UID; `keys` are the frames' `_split_key`s if already known."""
+def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Series]:
+    """The volumes under one series UID; `keys` are the frames' `_split_key`s, taken where the headers were read."""
     groups: "OrderedDict[Tuple, List[Frame]]" = OrderedDict()
-    for fr, key in zip(frames, keys or [_split_key(fr) for fr in frames]):
+    for fr, key in zip(frames, keys):
         groups.setdefault(key, []).append(fr)
     parts = list(groups.items())
     if len(parts) == 1:
@@ -291,8 +291,8 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
 
     `map_chunks(scan_files, chunks)`, if given, scans the chunks of files elsewhere (worker processes)
     and returns their results in order. The headers stay where they were read: a Frame's file comes
-    back as its path and offsets and reads its header again when asked (see DicomFile), which the
-    scan itself does for one file per series only.
+    back with its path, offsets and pixel attributes, and reads its header again when asked (see
+    DicomFile), which the scan itself does for one file per series only.
     """
     files = list(walk_files(path))
     if map_chunks is None or len(files) < SCAN_ALONE:

@@ -306,15 +306,14 @@ def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str,
         # The input is kept only for the QA picture; otherwise the pipeline frees it as it goes.
         before = read_image(case.image, case.series) if qa else None
         staged = stage.load(case.case_id) if stage is not None else None
+        source: pl.Source
         if staged is not None:
-            (prepared, label), first = staged, stage.index
-            source: pl.Source = prepared
-            del staged, prepared
+            (source, label), first = staged, stage.index
         else:
             label = read_label(case.label) if case.label else None
             source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
         out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
-        del source
+        del source, staged  # the input, unless kept for the QA picture, goes before the writing
         written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True)
         outputs = written["image"] + written["label"]
         if before is not None:
@@ -499,7 +498,9 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
 
             # Pass 1: dataset statistics from the training cases (reused while they cannot have changed).
             stats_path = out_dir / "statistics.json"
-            training_stamp = _digest([pipeline.digest()] + [(c.case_id, c.input_stamp()) for c in cases if c.training])
+            stamps = {c.case_id: c.input_stamp() for c in cases}
+            training = [(c.case_id, stamps[c.case_id]) for c in cases if c.training]
+            training_stamp = _digest([pipeline.digest()] + training)
             if statistics_file:
                 report.statistics = pl.load_statistics(statistics_file, pipeline)
             elif pipeline.statistics_steps():
@@ -521,7 +522,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             jobs, pending, sizes = [], [], []
             base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
             for c in cases:
-                stamp = c.input_stamp()
+                stamp = stamps[c.case_id]
                 fingerprint = _digest([base, c.training, stamp])
                 row = {"case": c.case_id, "split": "train" if c.training else "test",
                        "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
