@@ -26,7 +26,14 @@ SETS: Dict[str, tuple] = {
     "dcm_qa_ct_ge": ("%p_%s", True),
     "dcm_qa_philips": ("%p_%s", True),
     "dcm_qa_ge": ("%d_%s", False),
+    "dcm_qa_philips_enh": ("%s_%p_%f", False),
+    "dcm_qa_xa30": ("%s_%p", False),
+    "dcm_qa_uih": ("%p_%s_%t", False),
+    "pydicom_data_enhanced": ("%f", False),
 }
+
+# Sets whose references dcm2niix made from each folder of `In` separately (MANIFEST.md).
+PER_FOLDER = {"dcm_qa_philips_enh", "pydicom_data_enhanced"}
 
 # References that need options beyond the set's pattern (dcm2niix wrote them with -tilt/-eq).
 EXTRA_OPTIONS = {"_2_Tilt_Eq_1": {"tilt_correct": True, "equalize_spacing": True}}
@@ -78,6 +85,10 @@ def compare(ours: Path, ref: Path, atol_affine: float = 1e-3, check_affine: bool
     diff = np.abs(a.affine - b.affine).max()
     if check_affine:
         assert diff <= atol_affine, f"{ours.name}: affine differs by {diff:.4g} mm\n{a.affine}\n{b.affine}"
+    if b.get_data_dtype().names:  # RGB24: compare the stored triplets
+        assert a.get_data_dtype() == b.get_data_dtype(), f"{ours.name}: {a.get_data_dtype()} != {b.get_data_dtype()}"
+        assert np.array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj)), f"{ours.name}: RGB values differ"
+        return
     va, vb = a.get_fdata(dtype=np.float64), b.get_fdata(dtype=np.float64)
     tol = 1e-4 * max(1.0, float(np.abs(vb).max()))
     worst = float(np.abs(va - vb).max())
@@ -96,8 +107,12 @@ def test_conformance_set(set_name: str, tmp_path: Path) -> None:
     for opt in extra.values():
         for k, v in opt.items():
             setattr(options, k, v)
-    report = convert(set_dir / "In", tmp_path, options)
-    produced = {_stem(o.nifti): o.nifti for o in report.written}
+    inputs = sorted(p for p in (set_dir / "In").iterdir() if p.is_dir()) if set_name in PER_FOLDER \
+        else [set_dir / "In"]
+    produced = {}
+    for folder in inputs:
+        report = convert(folder, tmp_path, options)
+        produced.update({_stem(o.nifti): o.nifti for o in report.written})
     for name in ("_Tilt", "_Eq"):
         produced.update({_stem(p): p for p in tmp_path.glob(f"*{name}*.nii")})
     missing = [_stem(r) for r in refs if _stem(r) not in produced]
