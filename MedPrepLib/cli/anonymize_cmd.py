@@ -26,7 +26,8 @@ def add_anonymize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retain-device-identity", action="store_true", help="keep scanner identity")
     p.add_argument("--retain-institution-identity", action="store_true", help="keep institution identity")
     p.add_argument("--clean-descriptors", action="store_true",
-                   help="keep descriptions (series, study, protocol) with patient identity scrubbed out")
+                   help="keep the coded sequences this option lists, each item cleaned; free-text "
+                        "descriptions cannot be proven free of identity, so they are removed as without it")
     p.add_argument("--keep-private", action="store_true",
                    help="keep a safelist of private attributes (default: remove every private attribute)")
     p.add_argument("--keep-uids", action="store_true", help="retain the original UIDs")
