@@ -36,6 +36,7 @@ class AnonymizeOptions:
     keep_private: bool = False
     keep_uids: bool = False
     on_burned_in: str = "skip"
+    keep_damaged_pixels: bool = False  # write files whose pixel data is incomplete (reported either way)
 
     def __post_init__(self) -> None:
         if self.shift_dates and self.keep_dates:

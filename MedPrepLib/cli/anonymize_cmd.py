@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import MedPrepError
 
@@ -48,9 +48,12 @@ def register(subparsers) -> None:
                    help="worker processes (default: the number of CPUs, at most 4)")
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
+    p.add_argument("--keep-damaged-pixels", action="store_true",
+                   help="also write files whose pixel data is cut short or does not match Rows x Columns x "
+                        "frames x bits (default: withhold them; they are reported either way)")
     p.add_argument("--show-paths", action="store_true",
-                   help="name each input file that could not be read (folder and file names often hold "
-                        "patient names; by default only their number per reason is printed)")
+                   help="name each input file that is damaged, withheld or could not be read (folder and file "
+                        "names often hold patient names; by default only their number per reason is printed)")
     p.set_defaults(func=run)
 
 
@@ -81,14 +84,53 @@ def anonymizer_from_args(args: argparse.Namespace):
         retain_device_identity=args.retain_device_identity,
         retain_institution_identity=args.retain_institution_identity,
         clean_descriptors=args.clean_descriptors, keep_private=args.keep_private, keep_uids=args.keep_uids,
-        on_burned_in=args.on_burned_in)
+        on_burned_in=args.on_burned_in, keep_damaged_pixels=getattr(args, "keep_damaged_pixels", False))
     return Anonymizer(_key(args), options)
+
+
+def _by_reason(files: List[Tuple[Path, str]]) -> Dict[str, int]:
+    from ..discovery import Skipped, count_reasons
+
+    return count_reasons([Skipped(p, r) for p, r in files])
+
+
+def _warn_files(files: List[Tuple[Path, str]], what: str, show_paths: bool, hint: str = "") -> None:
+    """One warning per reason with a count, or with --show-paths one per file (paths may name patients)."""
+    if show_paths:
+        for path, reason in files:
+            print(f"medprep: warning: {what}: {reason} ({path})", file=sys.stderr)
+        return
+    for reason, n in sorted(_by_reason(files).items()):
+        print(f"medprep: warning: {n} file(s) {what}: {reason}; --show-paths names them{hint}", file=sys.stderr)
+
+
+def _summary(report, kept_damaged: bool) -> str:
+    withheld = []
+    if report.withheld:
+        withheld.append(f"{sum(w.files for w in report.withheld)} in {len(report.withheld)} series whose "
+                        f"pixels may show identity")
+    if report.damaged and not kept_damaged:
+        withheld.append(f"{len(report.damaged)} with damaged pixel data")
+    skipped = _by_reason(report.unreadable)
+    if report.not_dicom:
+        skipped["not DICOM"] = report.not_dicom
+    for reason, n in report.not_images.items():
+        key = reason.split(":")[0]
+        skipped[key] = skipped.get(key, 0) + n
+    line = f"anonymized {report.written} files in {report.series_written} series"
+    if kept_damaged and report.damaged:
+        line += f" ({len(report.damaged)} with damaged pixel data, kept on request)"
+    n_withheld = sum(w.files for w in report.withheld) + (0 if kept_damaged else len(report.damaged))
+    line += f"; withheld {n_withheld} files" + (f" ({', '.join(withheld)})" if withheld else "")
+    line += f"; skipped {sum(skipped.values())} files"
+    if skipped:
+        line += " (" + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) + ")"
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
     from ..anonymize import anonymize_tree, write_mapping
     from ..anonymize.tree import MAPPING_WARNING
-    from ..discovery import Skipped, count_reasons
 
     anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
@@ -98,21 +140,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "
               f"{w.reason}; check its pixels for burned-in identity, then use --on-burned-in keep",
               file=sys.stderr)
-    if args.show_paths:
-        for path, reason in report.unreadable:
-            print(f"medprep: warning: not written: {reason} ({path})", file=sys.stderr)
+    if args.keep_damaged_pixels:
+        _warn_files(report.damaged, "written with damaged pixel data", args.show_paths)
     else:
-        for reason, n in sorted(count_reasons([Skipped(p, r) for p, r in report.unreadable]).items()):
-            print(f"medprep: warning: {n} file(s) not written: {reason}; --show-paths names them",
-                  file=sys.stderr)
+        _warn_files(report.damaged, "withheld", args.show_paths, "; --keep-damaged-pixels writes them")
+    _warn_files(report.unreadable, "not written", args.show_paths)
     for reason, n in sorted(report.not_images.items()):
         print(f"medprep: note: {n} DICOM file(s) not written: {reason}", file=sys.stderr)
     if args.mapping:
         write_mapping(args.mapping, anonymizer)
         print(f"medprep: warning: {args.mapping}: {MAPPING_WARNING}", file=sys.stderr)
-    print(f"anonymized {report.written} files in {report.series_written} series; "
-          f"withheld {len(report.withheld)} series; skipped {report.not_dicom} non-DICOM files, "
-          f"{len(report.unreadable)} unreadable")
+    print(_summary(report, args.keep_damaged_pixels))
     if report.written == 0 and not report.withheld:
+        damaged = len(report.unreadable) + len(report.damaged)
+        if damaged:
+            raise MedPrepError(f"nothing written: {damaged} damaged DICOM file(s) and no intact image", args.input,
+                               "see the warnings above")
         raise MedPrepError("no DICOM image found", args.input, "give a folder that holds DICOM images")
     return 0
