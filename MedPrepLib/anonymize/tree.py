@@ -304,9 +304,13 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
 
 
 def write_mapping(path: Union[str, Path], anonymizer: Anonymizer) -> None:
-    """The original-to-pseudonym table (patients and UIDs); identifying by nature."""
+    """The original-to-pseudonym table (patients and UIDs); identifying by nature.
+
+    Mode 0600 whatever the umask, written through a 0600 temporary file in the destination folder
+    (then renamed), so that no copy readable by others ever exists, in that folder or elsewhere.
+    """
     write_json(path, {
         "warning": MAPPING_WARNING,
         "patients": list(anonymizer.patients.values()),
         "uids": anonymizer.uids,
-    }, overwrite=True)
+    }, overwrite=True, permissions=0o600)

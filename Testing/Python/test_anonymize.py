@@ -457,6 +457,39 @@ def test_cli_writes_mapping_and_warns(planted, tmp_path, capsys):
         sorted(p.relative_to(tmp_path / "o") for p in (tmp_path / "o").rglob("*.dcm"))
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_mapping_is_private_whatever_the_umask(planted, tmp_path, monkeypatch, umask):
+    """The mapping re-identifies patients: 0600, also while written, and never a copy elsewhere."""
+    import os
+    import stat
+    import types
+
+    import MedPrepLib.atomic as atomic
+
+    writing = []
+
+    def dump(obj, fh, **kwargs):  # where and with which mode the mapping is while being written
+        writing.append((Path(fh.name).parent, stat.S_IMODE(os.fstat(fh.fileno()).st_mode)))
+        json.dump(obj, fh, **kwargs)
+
+    monkeypatch.setattr(atomic, "json", types.SimpleNamespace(dump=dump))
+    mapping = tmp_path / "keys" / "map.json"
+    mapping.parent.mkdir()
+    mapping.write_text("{}")
+    mapping.chmod(0o644)  # an older, readable mapping is replaced by a private one
+    previous = os.umask(umask)
+    try:
+        assert main(["anonymize", str(planted.root), str(tmp_path / "o"), "--key", "k", "--mapping",
+                     str(mapping)]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(mapping.stat().st_mode) == 0o600
+    assert writing == [(mapping.parent, 0o600)]
+    assert [p.name for p in mapping.parent.iterdir()] == ["map.json"]
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.suffix == ".json"]
+    assert json.loads(mapping.read_text())["patients"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--key", "k"], "input not found"),
     (["--key-file", "/nonexistent/key"], "cannot read key file"),
