@@ -365,9 +365,12 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         report = self.runTask(_("Anonymizing"), lambda progress: self.logic.anonymizeFolder(
             _path(p.inputFolder), _path(p.anonymizedFolder), self.logic.anonymizer(p), progress))
         if report is not None:
-            self.ui.statusLabel.setText(_("{files} files of {series} series written, {withheld} series withheld")
+            self.ui.statusLabel.setText(_("{files} files of {series} series written, {withheld} series withheld, "
+                                          "{damaged} files with damaged pixel data withheld, {unreadable} "
+                                          "damaged files not read")
                                         .format(files=report.written, series=report.series_written,
-                                                withheld=len(report.withheld)))
+                                                withheld=len(report.withheld), damaged=len(report.damaged),
+                                                unreadable=len(report.unreadable)))
 
     # -- Preprocess -----------------------------------------------------------------------------
 

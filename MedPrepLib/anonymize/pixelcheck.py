@@ -44,7 +44,8 @@ def _expected(ds: Dataset, tag: int) -> Optional[int]:
     if tag in _FLOAT_BITS:
         header.BitsAllocated = _FLOAT_BITS[tag]
     header.NumberOfFrames = _frames(ds)
-    header.setdefault("SamplesPerPixel", 1)
+    if "SamplesPerPixel" not in header:
+        header.SamplesPerPixel = 1
     try:
         return int(get_expected_length(header, unit="bytes"))
     except (AttributeError, KeyError, TypeError, ValueError):
