@@ -671,7 +671,8 @@ def test_messy_folder_in_a_real_process(tmp_path):
     (inp / "junk").write_bytes(os.urandom(2000))
     os.symlink("..", inp / "good" / "up")
     if sample.can_encode(JPEG2000Lossless):
-        # The OpenJPEG decoder prints its own complaints to fd 2; they must not reach the user.
+        # A decoder that printed its own complaints to fd 2 (C code, beyond Python's reach) would show
+        # here: MedPrep does not redirect the process's stderr, which would silence other threads.
         j2k = sample.write_series(inp / "j2k", np.zeros((1, 64, 64), np.uint16), modality="MR",
                                   series_number=3, transfer_syntax=JPEG2000Lossless)
         _edit(j2k[0], lambda ds: setattr(ds, "PixelData", encapsulate([b"\xff\x4f\xff\xd9"])))
