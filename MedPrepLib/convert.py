@@ -27,10 +27,12 @@ class ConvertOptions:
     tilt_correct: bool = False
     equalize_spacing: bool = False
     anonymizer: Any = None          # a MedPrepLib.anonymize.Anonymizer; None keeps headers as they are
+    debug: bool = False             # let an internal error (a bug) raise instead of reporting it per series
 
     def params(self) -> Dict[str, Any]:
         d = asdict(self)
         d["anonymize"] = d.pop("anonymizer") is not None
+        del d["debug"]
         return d
 
 
@@ -49,6 +51,7 @@ class ConvertReport:
     skipped: List[Skipped] = field(default_factory=list)     # files that are not images
     failed: List[Skipped] = field(default_factory=list)      # series that could not be converted
     n_files: int = 0
+    internal_errors: int = 0                                 # series lost to a bug, not to their data
     # What a message may show: with de-identification, input paths are replaced (see `path_scrubber`).
     redact: Callable[[str], str] = str
 
@@ -66,8 +69,13 @@ def volume_from_series(series: Series, options: Optional[ConvertOptions] = None)
     return vol
 
 
-def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Volume]:
-    """Every series under `path` as a Volume (series that cannot be assembled are left out)."""
+def read_dicom(path: Union[str, Path], ignore_derived: bool = False,
+               warn: Optional[Callable[[str], None]] = None) -> List[Volume]:
+    """Every series under `path` as a Volume.
+
+    A series that cannot be assembled is an error, unless the caller passes `warn`: then it is
+    reported there and left out (a viewer may still want the others).
+    """
     result = scan(path, ignore_derived=ignore_derived)
     if not result.series:
         raise MedPrepError("no DICOM image series found", path, "check the folder")
@@ -75,10 +83,13 @@ def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Vol
     for s in result.series:
         try:
             volumes.append(volume_from_series(s, ConvertOptions(ignore_derived=ignore_derived)))
-        except MedPrepError:
-            continue
+        except MedPrepError as exc:
+            if warn is None:
+                raise MedPrepError(f"{_series_label(s)} cannot be converted: {exc.what}", exc.path or path,
+                                   exc.hint) from None
+            warn(f"{_series_label(s)} not converted: {exc.one_line()}")
     if not volumes:
-        raise MedPrepError("no series could be converted", path)
+        raise MedPrepError("no series could be converted", path, "see the warnings above")
     return volumes
 
 
@@ -197,11 +208,21 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             if warn:
                 warn(f"{label} not converted: {exc.one_line()}")
             continue
-        except (ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError, MemoryError) as exc:
+        except MemoryError:
             where = series.files[0].path
-            report.failed.append(Skipped(where, f"{label}: {exc.__class__.__name__}: {exc}"))
+            report.failed.append(Skipped(where, f"{label}: not enough memory"))
             if warn:
-                warn(f"{label} not converted: malformed series ({exc.__class__.__name__}) ({where})")
+                warn(f"{label} not converted: not enough memory to assemble it ({where})")
+            continue
+        except Exception as exc:  # a bug in MedPrep, never blamed on the data; the other series go on
+            if options.debug:
+                raise
+            where = series.files[0].path
+            report.failed.append(Skipped(where, f"{label}: internal error: {exc.__class__.__name__}: {exc}"))
+            report.internal_errors += 1
+            if warn:
+                warn(f"{label} not converted: internal error ({exc.__class__.__name__}: {exc}) ({where}); "
+                     "this is a bug in MedPrep, please report it (`medprep --debug convert ...` shows the traceback)")
             continue
         ds0 = series.first
         if options.anonymizer is not None:

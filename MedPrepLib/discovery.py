@@ -140,11 +140,17 @@ def count_reasons(skipped: List[Skipped]) -> Dict[str, int]:
     return counts
 
 
-def walk_files(root: Union[str, Path]) -> Iterator[Path]:
-    """Every regular file under root, following directory symlinks once (loops are cut)."""
+def walk_files(root: Union[str, Path],
+               on_error: Optional[Callable[[Path, OSError], None]] = None) -> Iterator[Path]:
+    """Every regular file under root, following directory symlinks once (loops are cut).
+
+    A folder that cannot be listed is passed to `on_error` (the walk goes on); without it, it raises.
+    """
     root = Path(root)
     if root.is_file():
         yield root
+        return
+    if not root.is_dir():  # a device or socket given as the input: nothing to walk
         return
     seen = set()
     stack = [root]
@@ -156,7 +162,10 @@ def walk_files(root: Union[str, Path]) -> Iterator[Path]:
                 continue
             seen.add(real)
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if on_error is None:
+                raise
+            on_error(folder, exc)
             continue
         subdirs = []
         for entry in entries:
@@ -294,13 +303,17 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
     back with its path, offsets and pixel attributes, and reads its header again when asked (see
     DicomFile), which the scan itself does for one file per series only.
     """
-    files = list(walk_files(path))
+    skipped: List[Skipped] = []
+
+    def unreadable(folder: Path, exc: OSError) -> None:
+        skipped.append(Skipped(folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))
+
+    files = list(walk_files(path, on_error=unreadable))
     if map_chunks is None or len(files) < SCAN_ALONE:
         scanned: Iterable[FileScan] = (scan_file(p) for p in files)
     else:
         chunks = [files[i:i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]
         scanned = (one for chunk in map_chunks(scan_files, chunks) for one in chunk)
-    skipped: List[Skipped] = []
     by_uid: "OrderedDict[Tuple[str, str], Tuple[List[Frame], List[Tuple]]]" = OrderedDict()
     for i, one in enumerate(scanned):
         if progress:

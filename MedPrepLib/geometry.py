@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .volume import LPS_FROM_RAS
+from .affine import LPS_FROM_RAS
 
 POSITION_TOL_MM = 0.01
 

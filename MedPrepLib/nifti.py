@@ -86,8 +86,9 @@ def _write_stream(fh, volume: Volume) -> None:
     arr = volume.array
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    # A strided array (a reoriented view) goes out one outer slice at a time, never copied whole.
-    slabs = [arr] if arr.flags.c_contiguous else arr.reshape((-1,) + arr.shape[-2:])
+    # A strided array (a reoriented view, 3D or 4D) goes out one 2D slice at a time, never copied whole
+    # (reshaping such a view to merge its outer axes would copy all of it).
+    slabs = [arr] if arr.flags.c_contiguous else (arr[index] for index in np.ndindex(*arr.shape[:-2]))
     for slab in slabs:
         mem = memoryview(np.ascontiguousarray(slab).reshape(-1)).cast("B")
         for start in range(0, len(mem), _BLOCK):

@@ -7,12 +7,8 @@ decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when 
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import sys
-import threading
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import pydicom
@@ -78,35 +74,6 @@ def _native_pixel_span(f: DicomFile, explicit: bool) -> Optional[tuple]:
     return start, length
 
 
-@contextlib.contextmanager
-def _c_stderr_silenced() -> Iterator[None]:
-    """Drop what C decoders (OpenJPEG) print straight to file descriptor 2 on corrupt data.
-
-    The exception they raise says the same thing; the stray lines would break the one-line errors.
-    Only the main thread touches the process-wide descriptor (threads could not restore it safely).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class FrameReader:
     """Reads frames of one series; caches decoded multi-frame files so each is decoded once."""
 
@@ -152,8 +119,7 @@ class FrameReader:
             return self._decoded[key]
         try:
             full = pydicom.dcmread(str(f.path), force=True)
-            with _c_stderr_silenced():
-                arr = full.pixel_array
+            arr = full.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
             # One line: plug-in errors span several.
             detail = " ".join(str(exc).split()).replace(_PYDICOM_PREAMBLE, "")[:160]

@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .volume import LPS_FROM_RAS, Volume
+from .affine import LPS_FROM_RAS
+from .volume import Volume
 
 # In-plane displacement (pixels) over the whole stack below which a stack counts as not tilted:
 # far below anything interpolation could resolve.

@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from .affine import LPS_FROM_RAS, affine_from_sitk, set_sitk_geometry, sitk_geometry, voxel_spacing
+
+__all__ = ["LPS_FROM_RAS", "Volume"]
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Volume:
 
     @property
     def spacing(self) -> Tuple[float, float, float]:
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return tuple(float(v) for v in voxel_spacing(self.affine))
 
     @property
     def is_sheared(self) -> bool:
@@ -50,13 +52,6 @@ class Volume:
             return self.array
         return self.array.astype(dtype) * dtype(self.slope) + dtype(self.inter)
 
-    def lps_geometry(self) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
-        """(origin, spacing, direction) in ITK's LPS convention."""
-        lps = LPS_FROM_RAS @ self.affine
-        spacing = np.linalg.norm(lps[:3, :3], axis=0)
-        direction = lps[:3, :3] / spacing
-        return tuple(lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(direction.ravel().tolist())
-
     def to_sitk(self, scaled: bool = True):
         """A SimpleITK image (3D, or 4D for time series) with the same geometry, LPS as ITK wants."""
         import SimpleITK as sitk
@@ -64,18 +59,16 @@ class Volume:
         if self.is_sheared:
             raise ValueError("sheared (gantry-tilted) volume: correct the tilt before using it as an ITK image")
         arr = self.scaled() if scaled else self.array
-        origin, spacing, direction = self.lps_geometry()
         img = sitk.GetImageFromArray(arr, isVector=False)
         if arr.ndim == 4:
+            origin, spacing, direction = sitk_geometry(self.affine)
             img.SetOrigin(origin + (0.0,))
             img.SetSpacing(spacing + (float(self.meta.get("RepetitionTime", 1.0) or 1.0),))
             d = np.eye(4)
             d[:3, :3] = np.reshape(direction, (3, 3))
             img.SetDirection(tuple(d.ravel().tolist()))
         else:
-            img.SetOrigin(origin)
-            img.SetSpacing(spacing)
-            img.SetDirection(direction)
+            set_sitk_geometry(img, self.affine)
         return img
 
     @classmethod
@@ -83,15 +76,8 @@ class Volume:
                   history: Optional[List[Dict[str, Any]]] = None) -> "Volume":
         import SimpleITK as sitk
 
-        arr = sitk.GetArrayFromImage(image)
-        dim = image.GetDimension()
-        spacing = np.array(image.GetSpacing()[:3])
-        origin = np.array(image.GetOrigin()[:3])
-        direction = np.reshape(image.GetDirection(), (dim, dim))[:3, :3]
-        lps = np.eye(4)
-        lps[:3, :3] = direction * spacing
-        lps[:3, 3] = origin
-        return cls(array=arr, affine=LPS_FROM_RAS @ lps, meta=dict(meta or {}),
+        affine = affine_from_sitk(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+        return cls(array=sitk.GetArrayFromImage(image), affine=affine, meta=dict(meta or {}),
                    history=list(history or []))
 
     def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":

@@ -248,7 +248,9 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     """
     in_path, out_dir = Path(in_path), Path(out_dir)
     _check_paths(in_path, out_dir)
-    paths = list(walk_files(in_path))
+    unreadable_folders: List[Tuple[Path, str]] = []
+    paths = list(walk_files(in_path, on_error=lambda folder, exc: unreadable_folders.append(
+        (folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))))
     policy = anonymizer.options.on_burned_in
     created = not out_dir.exists()
     try:
@@ -257,7 +259,7 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     except OSError as exc:
         raise MedPrepError(f"cannot create the output folder: {exc.strerror or exc}", out_dir,
                            "choose a folder you can write to") from None
-    report = TreeReport()
+    report = TreeReport(unreadable=unreadable_folders)
     done: List[_Done] = []
     batches = _batches(anonymizer, paths, staging, policy != "keep", jobs)
     try:

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
                              overwrite=args.overwrite, tilt_correct=args.tilt_correct,
                              equalize_spacing=args.equalize_spacing,
-                             anonymizer=anonymizer_from_args(args) if args.anonymize else None)
+                             anonymizer=anonymizer_from_args(args) if args.anonymize else None,
+                             debug=getattr(args, "debug", False))
     bars = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -97,4 +98,4 @@ def run(args: argparse.Namespace) -> int:
         if skipped:
             parts.append("skipped files: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         print("; ".join(parts), file=sys.stderr)
-    return 0
+    return 2 if report.internal_errors else 0

@@ -75,8 +75,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the user gets one line; --debug shows the rest
         if args.debug:
             raise
-        print(f"medprep: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
+        print(f"medprep: internal error: {type(exc).__name__}: {exc}; this is a bug in MedPrep, please report it "
+              "(run with --debug for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -531,9 +531,11 @@ def test_uid_attribute_written_with_another_vr_is_still_remapped():
     ds.PatientName = "Qqjohn^Zyxwvdoe"
     ds.add_new(0x300A0054, "LO", "1.2.826.0.1.3680043.10.999.77")
     anonymizer.anonymize(ds)
-    value = ds[0x300A0054].value if 0x300A0054 in ds else None
-    assert value is None or (value.startswith("2.25.") and "999.77" not in value)
-    assert value == anonymizer.uid("1.2.826.0.1.3680043.10.999.77") or value is None
+    # Table E.1-1 says U (replace by a consistent UID): kept, and replaced by the keyed UID of the
+    # original, so that references to it still agree.
+    assert 0x300A0054 in ds
+    assert ds[0x300A0054].value == anonymizer.uid("1.2.826.0.1.3680043.10.999.77")
+    assert ds[0x300A0054].value.startswith("2.25.")
 
 
 def test_cli_names_unreadable_input_files_only_when_asked(planted, tmp_path, capsys):
