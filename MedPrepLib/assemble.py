@@ -40,21 +40,37 @@ def _number(ds, keyword: str) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def mosaic_layout(fr: Frame, rows: int, cols: int) -> Tuple[int, int, int, int]:
+    """(tiles down, tiles across, tile rows, tile columns) of a mosaic frame."""
+    if fr.mosaic_grid is not None:
+        down, across = fr.mosaic_grid
+    else:
+        # Siemens: a square of ceil(sqrt(n)) tiles, unused ones left blank.
+        down = across = int(math.ceil(math.sqrt(fr.mosaic_slices)))
+    return down, across, rows // down, cols // across
+
+
 def _mosaic_slices(fr: Frame, rows: int, cols: int) -> Tuple[List[_Slice], int, int]:
     n = fr.mosaic_slices
-    tiles = int(math.ceil(math.sqrt(n)))
-    r, c = rows // tiles, cols // tiles
+    _, _, r, c = mosaic_layout(fr, rows, cols)
     ds = fr.ds
+    if fr.tile_positions is not None:
+        # UIH: every tile carries its own position; nothing to derive from the tiled image.
+        return [_Slice(fr, k, np.asarray(p)) for k, p in enumerate(fr.tile_positions)], r, c
     if fr.orientation is None or fr.position is None or fr.pixel_spacing is None:
         raise SeriesError("mosaic without orientation, position or pixel spacing", fr.file.path)
     row = np.asarray(fr.orientation[:3])
     col = np.asarray(fr.orientation[3:])
     dr, dc = fr.pixel_spacing
-    # The mosaic's ImagePositionPatient is the corner of the whole tiled image; the first slice's
-    # corner lies half the difference between mosaic and tile size further in.
-    first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
     normal = np.asarray(fr.mosaic_normal) if fr.mosaic_normal is not None else normal_of(fr.orientation)
     step = _number(ds, "SpacingBetweenSlices") or _number(ds, "SliceThickness") or 1.0
+    if fr.mosaic_grid is not None:
+        # A grid whose per-tile positions are missing: its position is the first tile's corner.
+        first = np.asarray(fr.position)
+    else:
+        # The Siemens mosaic's ImagePositionPatient is the corner of the whole tiled image; the first
+        # slice's corner lies half the difference between mosaic and tile size further in.
+        first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
     return [_Slice(fr, k, first + k * step * normal) for k in range(n)], r, c
 
 
@@ -118,12 +134,12 @@ def _read_slices(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarr
 
 
 def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarray, rows: int, cols: int,
-                  n_mosaic: int, uniform: bool, scale_of: dict) -> None:
+                  uniform: bool, scale_of: dict) -> None:
     """Fill data[t, z] from the tiles of mosaic frames, reading each mosaic once."""
     out_rows, out_cols = data.shape[2:]
     dtype = stored_dtype(groups[0][0].frame.file.pixel_ds)
     mosaic = np.empty((rows, cols), dtype=dtype)
-    tiles = int(math.ceil(math.sqrt(n_mosaic)))
+    tiles = mosaic_layout(groups[0][0].frame, rows, cols)[1]
     last = None
     for z, g in enumerate(groups):
         for t, s in enumerate(g):
@@ -235,7 +251,7 @@ def series_to_volume(series: Series) -> Volume:
     data = np.empty((n_t, n_z, out_rows, out_cols), dtype)
     reader = FrameReader()
     if fr0.mosaic_slices:
-        _read_mosaics(groups, reader, data, rows, cols, fr0.mosaic_slices, uniform, scale_of)
+        _read_mosaics(groups, reader, data, rows, cols, uniform, scale_of)
     else:
         _read_slices(groups, reader, data, uniform, scale_of)
     slope, inter = scales[0] if uniform else (1.0, 0.0)

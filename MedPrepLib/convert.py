@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from .assemble import series_to_volume
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
-from .naming import fields_from_dataset, render_name, unique_name
+from .naming import INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, render_name, unique_name
 from .nifti import write_nifti
 from .sidecar import dicom_fields, write_sidecar
 from .volume import Volume
@@ -166,9 +166,10 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         raise MedPrepError("input does not exist", in_path, "give a DICOM folder or file")
     if out_dir.exists() and not out_dir.is_dir():
         raise MedPrepError("output is not a folder", out_dir)
-    if options.anonymizer is not None and "%f" in options.name_template:
-        raise MedPrepError("the %f placeholder (input folder name) cannot be used with --anonymize",
-                           hint="folder names often carry patient names or IDs; use %s, %d, %p or %i")
+    used = placeholders(options.name_template)
+    if options.anonymizer is not None and used & set(INPUT_PATH_PLACEHOLDERS):
+        raise MedPrepError("the %f and %b placeholders (input folder and file name) cannot be used with --anonymize",
+                           hint="file and folder names often carry patient names or IDs; use %s, %d, %p or %i")
     result = scan(in_path, ignore_derived=options.ignore_derived,
                   progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
     report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
@@ -207,7 +208,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         if options.anonymizer is not None:
             # Names and sidecar fields come from a de-identified copy; the input stays untouched.
             ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
-        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
+        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name, series.files[0].path.name))
         name = unique_name(base, taken, series.postfix or None)
         targets = _targets(out_dir, name, ext, options, label, report, warn)
         if targets is None:

@@ -93,10 +93,9 @@ class Series:
         rows, cols = self.size
         mosaic = self.frames[0].mosaic_slices
         if mosaic:
-            import math
+            from .assemble import mosaic_layout
 
-            tiles = math.ceil(math.sqrt(mosaic))
-            rows, cols = rows // tiles, cols // tiles
+            rows, cols = mosaic_layout(self.frames[0], rows, cols)[2:]
         row = {
             "study_date": str(self._get("StudyDate")),
             "modality": self.modality,
