@@ -19,7 +19,7 @@ from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
 from .geometry import cluster_positions, normal_of, stack_affine
-from .pixels import FrameReader, samples_per_pixel, stored_dtype
+from .pixels import RGB24, FrameReader, is_colour, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
 from .volume import Volume
 
@@ -160,8 +160,13 @@ def series_to_volume(series: Series) -> Volume:
     frames = series.frames
     fr0 = frames[0]
     ds0 = fr0.ds
-    if samples_per_pixel(ds0) != 1:
-        raise SeriesError("colour (RGB) images are not supported", fr0.file.path)
+    colour = is_colour(ds0)
+    if samples_per_pixel(ds0) not in (1, 3):
+        raise SeriesError(f"{samples_per_pixel(ds0)} samples per pixel are not supported", fr0.file.path,
+                          "only grey-value (1) and colour (3) images can be converted")
+    if colour and (int(ds0.get("BitsAllocated", 8) or 8) != 8 or fr0.mosaic_slices):
+        # NIfTI's colour type is RGB24; dcm2niix refuses other colour images too.
+        raise SeriesError("only 8-bit colour images can be converted (NIfTI RGB24)", fr0.file.path)
     rows, cols = int(ds0.Rows), int(ds0.Columns)
     warnings: List[str] = list(series.warnings)
 
@@ -243,9 +248,12 @@ def series_to_volume(series: Series) -> Volume:
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]
     scales, notes = _scaling(all_frames)
+    if colour:
+        # Colour values are not rescaled (the Modality LUT applies to grey values only).
+        scales, notes = [(1.0, 0.0)] * len(all_frames), []
     uniform = all(abs(a - scales[0][0]) < 1e-9 and abs(b - scales[0][1]) < 1e-9 for a, b in scales)
     scale_of = {id(fr): sc for fr, sc in zip(all_frames, scales)}
-    dtype = stored_dtype(ds0) if uniform else np.dtype(np.float32)
+    dtype = RGB24 if colour else stored_dtype(ds0) if uniform else np.dtype(np.float32)
     if not uniform:
         warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
     data = np.empty((n_t, n_z, out_rows, out_cols), dtype)
@@ -283,6 +291,8 @@ def series_to_volume(series: Series) -> Volume:
         meta["PhotometricInterpretation"] = "MONOCHROME2"
         meta["PhotometricInterpretationDICOM"] = "MONOCHROME1"
         meta["InvertedFromMonochrome1"] = True
+    if colour:
+        meta["ColorImage"] = "RGB24"  # stored as NIfTI RGB24 triplets, as dcm2niix writes colour images
     if pixel_spacing_source and fr0.index is None:
         # Projection radiographs often carry only ImagerPixelSpacing (at the detector plane).
         meta["PixelSpacingSource"] = pixel_spacing_source

@@ -86,6 +86,9 @@ def _write_stream(fh, volume: Volume) -> None:
     arr = volume.array
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if arr.dtype.names:
+        # RGB24 triplets: memoryview cannot take structured items, their bytes are the same.
+        arr = np.ascontiguousarray(arr).view(np.uint8)
     # A strided array (a reoriented view) goes out one outer slice at a time, never copied whole.
     slabs = [arr] if arr.flags.c_contiguous else arr.reshape((-1,) + arr.shape[-2:])
     for slab in slabs:

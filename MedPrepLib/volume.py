@@ -27,6 +27,11 @@ class Volume:
     history: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
+    def is_rgb(self) -> bool:
+        """RGB24 colour voxels (a structured dtype of three uint8 fields, as NIfTI stores them)."""
+        return self.array.dtype.names is not None
+
+    @property
     def is_4d(self) -> bool:
         return self.array.ndim == 4
 
