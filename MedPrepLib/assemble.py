@@ -15,12 +15,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .diffusion import gradient_table
 from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
 from .geometry import cluster_positions, normal_of, stack_affine
 from .pixels import RGB24, FrameReader, is_colour, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
+from .uih import is_uih
 from .volume import Volume
 
 
@@ -308,6 +310,10 @@ def series_to_volume(series: Series) -> Volume:
         meta["MosaicSlices"] = fr0.mosaic_slices
     if all(s.frame.bvalue is not None for g in groups for s in g[:1]) and n_t > 1:
         meta["DiffusionBValues"] = [float(s.frame.bvalue or 0) for s in groups[0]]
+    table = gradient_table([s.frame.bvalue for s in groups[0]], [s.frame.gradient for s in groups[0]],
+                           orientation, geom.affine, image_space=is_uih(ds0)) if n_t > 1 else None
+    if table is not None:
+        meta["_gradient_table"] = table  # written as .bval/.bvec beside the NIfTI
     series_meta_postfix = series.postfix
     if series_meta_postfix:
         meta["MedPrepSeriesPart"] = series_meta_postfix.lstrip("_")

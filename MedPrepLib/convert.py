@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .assemble import series_to_volume
+from .diffusion import write_gradients
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
 from .naming import INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, render_name, unique_name
@@ -221,9 +222,12 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             vol.meta.update(dicom_fields(ds0))
             vol.warnings = [report.redact(w) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
+        gradients = vol.meta.get("_gradient_table")
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
         write_pair(vol, nifti_path, json_path, options.gz)
+        if gradients is not None:
+            write_gradients(gradients, out_dir / name)
         for w in vol.warnings:
             if warn:
                 warn(f"{name}: {w}")

@@ -169,10 +169,13 @@ def classic_frame(f: DicomFile) -> Frame:
             if bvalue is None and gradient is None:
                 bvalue, gradient = uih.diffusion(ds)
     echo = _int(ds.get("EchoNumbers"))
+    # Phases of a multi-phase series (cine, ASL, any TriggerTime series) follow their trigger time,
+    # whatever order their acquisition times and instance numbers are in.
     time_key = (
         float(_int(ds.get("TemporalPositionIdentifier")) or 0),
         float(_int(ds.get("AcquisitionNumber")) or 0),
-        _seconds(ds.get("AcquisitionTime")) + 1e-6 * (_float(ds.get("TriggerTime")) or 0.0),
+        _float(ds.get("TriggerTime")) or 0.0,
+        _seconds(ds.get("AcquisitionTime")),
         float(_int(ds.get("InstanceNumber")) or 0),
     )
     return Frame(
@@ -277,7 +280,7 @@ def classic_multiframe(f: DicomFile, first: Frame, n: int) -> List[Frame]:
             normal = np.cross(row, col)
             position = tuple((np.asarray(first.position) + i * step * normal).tolist())
         frames.append(dataclasses.replace(first, index=i, position=position,
-                                          time_key=first.time_key[:3] + (float(i),)))
+                                          time_key=first.time_key[:-1] + (float(i),)))
     return frames
 
 
