@@ -20,10 +20,10 @@ from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
 from .geometry import cluster_positions, normal_of, stack_affine
-from .pixels import RGB24, FrameReader, is_colour, samples_per_pixel, stored_dtype
+from .pixels import FrameReader, is_colour, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
 from .uih import is_uih
-from .volume import Volume
+from .volume import RGB24, Volume
 
 
 @dataclass

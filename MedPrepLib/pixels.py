@@ -20,9 +20,8 @@ from pydicom.dataset import Dataset
 
 from .dicomfile import DicomFile
 from .errors import SeriesError
+from .volume import RGB24
 
-# NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
-RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _PYDICOM_PREAMBLE = "Unable to decode as exceptions were raised by all available plugins: "
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+# NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from MedPrepLib.convert import ConvertOptions, convert, read_dicom
 from MedPrepLib.errors import MedPrepError
-from MedPrepLib.pixels import RGB24
+from MedPrepLib.volume import RGB24
 from MedPrepLib.preprocess.pipeline import load_pipeline, run_pipeline
 from MedPrepLib.sample import write_multiphase, write_rgb_series, write_uih_grid
 
