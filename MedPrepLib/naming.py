@@ -261,6 +261,10 @@ def _text(ds: Dataset, keyword: str) -> str | None:
         value = ds.get(keyword)
     except Exception:  # noqa: BLE001 - an unreadable value gives no name part, not a failed conversion
         return None
+    return _format(value)
+
+
+def _format(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
@@ -285,7 +289,9 @@ def _number(text: str | None) -> str | None:
 def _private_text(ds: Dataset, creator: str, group: int, offset: int) -> str | None:
     try:
         block = ds.private_block(group, creator)
-        return _text(block.dataset, block.get_tag(offset)) if offset in block else None  # type: ignore[arg-type]
+        if offset not in block:
+            return None
+        return _format(block[offset].value)
     except (KeyError, ValueError, TypeError):
         return None
 
