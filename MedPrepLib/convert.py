@@ -13,7 +13,8 @@ from .assemble import series_to_volume
 from .diffusion import write_gradients
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
-from .naming import INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, render_name, unique_name
+from .naming import (INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, postfix_for, render_name,
+                     unique_name)
 from .nifti import write_nifti
 from .sidecar import dicom_fields, write_sidecar
 from .volume import Volume
@@ -210,7 +211,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             # Names and sidecar fields come from a de-identified copy; the input stays untouched.
             ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
         base = render_name(options.name_template, fields_from_dataset(ds0, folder_name, series.files[0].path.name))
-        name = unique_name(base, taken, series.postfix or None)
+        name = unique_name(base, taken, postfix_for(options.name_template, series.postfix) or None)
         targets = _targets(out_dir, name, ext, options, label, report, warn)
         if targets is None:
             continue

@@ -4,16 +4,20 @@ Placeholders (case-insensitive), every one dcm2niix's `-f` knows (its FILENAMING
 nii_dicom_batch.cpp), with the same sources and fallbacks:
 
     %a coil name (Siemens 0051,100F, else ReceiveCoilName)   %b file name of the first DICOM
-    %c image comments              %d series description      %e echo number
-    %f input folder name           %g accession number        %i patient ID
-    %j series instance UID         %k study instance UID      %l procedure step description
-    %m manufacturer, short (GE, Ph, Si, To, UI, NA)           %n patient name
-    %o media storage SOP instance UID                         %p protocol name (else series
-    description, else sequence name; dcm2niix's order)        %r instance number
-    %s series number (%4s: zero-padded to 4 digits)           %t study date+time (the time
-    alone when the study date is missing or de-identified)    %u acquisition number
-    %v vendor                      %x study ID                %y GE RawDataRunNumber (0019,10A2),
-    else temporal position         %z sequence name           %% a literal "%"
+    %c image comments                  %d series description      %e echo number
+    %f input folder name               %g accession number        %i patient ID
+    %j series instance UID             %k study instance UID      %l procedure step description
+    %m manufacturer, short (GE, Ph, Si, To, Ca, UI, Br; NA otherwise)
+    %n patient name                    %o media storage SOP instance UID
+    %p protocol name (else the series description, else the sequence name except for Siemens)
+    %q scanning sequence               %r instance number         %s series number
+    %t study date+time: StudyDate x 1e6 + StudyTime, the time alone when the date is missing
+       or de-identified ("***")
+    %u acquisition number              %v vendor (GE, Philips, Siemens, Toshiba, Canon, UIH, Bruker; NA)
+    %x study ID                        %y GE RawDataRunNumber (0019,10A2), else temporal position
+    %z sequence name                   %4s %4r %4y zero-padded to 4 digits        %% a literal "%"
+
+With %e in the template a split series gets no "_eN" postfix (the echo is in the name already).
 
 Names follow dcm2niix's rules for ordinary characters, so that our outputs and dcm2niix's are
 named alike: spaces and the characters  \\ / < > : ; " * | ?  become "_", runs of "_" collapse to
@@ -50,6 +54,7 @@ PLACEHOLDERS = {
     "n": "patient_name",
     "o": "instance_uid",
     "p": "protocol_name",
+    "q": "scanning_sequence",
     "r": "instance_number",
     "s": "series_number",
     "t": "datetime",
@@ -85,9 +90,11 @@ _VENDORS = {
     "united": "UIH",  # "United Imaging Healthcare"
     "bruker": "Bruker",
 }
-# %m: dcm2niix's short manufacturer names; anything else is "NA" (not available).
-_VENDOR_SHORT = {"GE": "GE", "Philips": "Ph", "Siemens": "Si", "Toshiba": "To", "Canon": "Ca", "Hitachi": "Hi",
-                 "UIH": "UI", "Bruker": "Br"}
+# %v and %m: the vendors dcm2niix names (long and short); any other manufacturer is "NA".
+_VENDOR_SHORT = {"GE": "GE", "Philips": "Ph", "Siemens": "Si", "Toshiba": "To", "Canon": "Ca", "UIH": "UI",
+                 "Bruker": "Br"}
+# Placeholders that take a zero-padding width, as dcm2niix's %4s, %3r, %2y.
+_PADDED = ("s", "r", "y")
 
 
 def render_name(template: str, fields: Mapping[str, str | None]) -> str:
@@ -127,6 +134,13 @@ def safe_name(name: str) -> str:
         text = stem + "_" + dot + rest
     text = _clip_bytes(text, MAX_NAME_BYTES)
     return FALLBACK_NAME if text.strip("_") == "" else text
+
+
+def postfix_for(template: str, postfix: str) -> str:
+    """A split series' postfix as dcm2niix adds it under `template`: no "_eN" when %e names the echo."""
+    if "e" in placeholders(template):
+        return re.sub(r"^_e\d+", "", postfix)
+    return postfix
 
 
 def unique_name(base: str, taken: set, postfix: str | None = None) -> str:
@@ -182,6 +196,7 @@ def fields_from_dataset(ds: Dataset, folder_name: str | None, file_name: str | N
             "study_uid": _text(ds, "StudyInstanceUID"),
             "procedure_step": _text(ds, "PerformedProcedureStepDescription"),
             "vendor_short": _VENDOR_SHORT.get(vendor or "", "NA"),
+            "scanning_sequence": _text(ds, "ScanningSequence"),
             "patient_name": _text(ds, "PatientName"),
             "instance_uid": _text(getattr(ds, "file_meta", Dataset()), "MediaStorageSOPInstanceUID")
             or _text(ds, "SOPInstanceUID"),
@@ -190,7 +205,7 @@ def fields_from_dataset(ds: Dataset, folder_name: str | None, file_name: str | N
             "series_number": _number(_text(ds, "SeriesNumber")),
             "datetime": _datetime(_text(ds, "StudyDate"), _text(ds, "StudyTime")),
             "acquisition_number": _number(_text(ds, "AcquisitionNumber")),
-            "vendor": vendor,
+            "vendor": vendor if vendor in _VENDOR_SHORT else "NA",
             "study_id": _text(ds, "StudyID"),
             "run_number": (_number(_private_text(ds, "GEMS_ACQU_01", 0x0019, 0xA2)) if vendor == "GE" else None)
             or _number(_text(ds, "TemporalPositionIdentifier")),
@@ -211,10 +226,10 @@ def _parse(template: str) -> Iterator[tuple[str, int, str]]:
     pos = 0
     for match in _PLACEHOLDER_RE.finditer(template):
         width, letter = match.group(1), match.group(2).lower()
-        if (letter != "%" and letter not in PLACEHOLDERS) or (width and letter != "s"):
+        if (letter != "%" and letter not in PLACEHOLDERS) or (width and letter not in _PADDED):
             known = " ".join("%" + k for k in PLACEHOLDERS)
             raise MedPrepError(f"unknown placeholder {match.group(0)!r} in name template {template!r}",
-                               hint=f"use {known}, %4s (padded series number) or %% for a literal %")
+                               hint=f"use {known}, %4s / %4r / %4y (zero-padded) or %% for a literal %")
         yield template[pos:match.start()], int(width or 0), letter
         pos = match.end()
     yield template[pos:], 0, ""

@@ -20,6 +20,7 @@ from MedPrepLib.naming import (
     MAX_VALUE_CHARS,
     PLACEHOLDERS,
     fields_from_dataset,
+    postfix_for,
     render_name,
     safe_name,
     unique_name,
@@ -73,7 +74,7 @@ def test_padding_applies_to_numbers_only():
     assert render_name("%4s", {"series_number": "abc"}) == "abc"
 
 
-@pytest.mark.parametrize("template", ["%q", "%w", "%p_%", "%4p", "%9%", "%/"])
+@pytest.mark.parametrize("template", ["%h", "%w", "%p_%", "%4p", "%9%", "%/"])
 def test_unknown_placeholder_is_a_clear_error(template):
     with pytest.raises(MedPrepError) as info:
         render_name(template, FIELDS)
@@ -282,8 +283,10 @@ def test_fields_fallbacks():
     assert fields_from_dataset(_mr(SeriesDescription="t2 tse", SequenceName="x"), None)["protocol_name"] == "t2 tse"
     assert fields_from_dataset(_mr(Manufacturer="SIEMENS", SequenceName="*ep_b1000#2"), None)["protocol_name"] is None
     empty = fields_from_dataset(Dataset(), "")
-    assert set(empty.values()) == {None, "NA"}  # %m is "NA" when the manufacturer is unknown
-    assert render_name("%p_%s_%t_%v", empty) == FALLBACK_NAME
+    assert set(empty.values()) == {None, "NA"}  # %m and %v are "NA" when the manufacturer is unknown
+    assert render_name("%p_%s_%t", empty) == FALLBACK_NAME
+    assert render_name("%v_%m", empty) == "NA_NA"
+    assert fields_from_dataset(_mr(Manufacturer="Hitachi Medical Corporation"), None)["vendor"] == "NA"
 
 
 @pytest.mark.parametrize("date, time, expected", [
@@ -307,18 +310,26 @@ def test_every_dcm2niix_placeholder():
              StudyTime="101010", Manufacturer="UIH", EchoNumbers=3, PatientID="PID", PatientName="Doe^J",
              ImageComments="note", AccessionNumber="ACC9", SeriesInstanceUID="1.2.3", StudyInstanceUID="1.2.4",
              PerformedProcedureStepDescription="brain", InstanceNumber=17, AcquisitionNumber=2, StudyID="S7",
-             TemporalPositionIdentifier=4, SequenceName="epi_dti", ReceiveCoilName="HEAD32")
+             TemporalPositionIdentifier=4, SequenceName="epi_dti", ReceiveCoilName="HEAD32",
+             ScanningSequence=["EP", "SE"])
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.5"
     fields = fields_from_dataset(ds, "folder", "IM0001.dcm")
     expected = {"a": "HEAD32", "b": "IM0001.dcm", "c": "note", "d": "desc", "e": "3", "f": "folder", "g": "ACC9",
                 "i": "PID", "j": "1.2.3", "k": "1.2.4", "l": "brain", "m": "UI", "n": "Doe^J", "o": "1.2.5",
-                "p": "prot", "r": "17", "s": "5", "t": "20240101101010", "u": "2", "v": "UIH", "x": "S7",
+                "p": "prot", "q": "EP\\SE", "r": "17", "s": "5", "t": "20240101101010", "u": "2", "v": "UIH", "x": "S7",
                 "y": "4", "z": "epi_dti"}
     assert set(expected) == set(PLACEHOLDERS)
     for letter, value in expected.items():
         assert render_name(f"%{letter}", fields) == safe_name(value), letter
     assert render_name("%m_%s", fields) == "UI_5"
+    assert render_name("%3s_%3r_%3y", fields) == "005_017_004"
+
+
+def test_echo_postfix_is_left_out_when_the_template_names_the_echo():
+    assert postfix_for("%p_%s", "_e2_ph") == "_e2_ph"
+    assert postfix_for("%p_%e", "_e2_ph") == "_ph"
+    assert postfix_for("%p_%E", "_e12") == ""
 
 
 def test_ge_run_number_for_y():
@@ -344,7 +355,7 @@ def test_fields_from_invalid_values():
     assert fields["series_number"] == "abc"
     assert fields["echo_number"] == "1"
     assert fields["datetime"] is None
-    assert fields["vendor"] is None
+    assert fields["vendor"] == "NA"  # an unreadable manufacturer is an unknown one, as in dcm2niix
     name = render_name("%p_%s", fields)
     _assert_safe(name)
     assert name.startswith("T1") and name.endswith("(_abc")
