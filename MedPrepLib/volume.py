@@ -72,6 +72,16 @@ class Volume:
             raise ValueError("sheared (gantry-tilted) volume: correct the tilt before using it as an ITK image")
         arr = self.scaled() if scaled else self.array
         origin, spacing, direction = self.lps_geometry()
+        if self.is_rgb:
+            # A colour image is a 3-component uint8 vector image in ITK, as ITK's DICOM reader gives it.
+            if self.is_4d:
+                raise ValueError("a 4D colour volume has no SimpleITK form")
+            img = sitk.GetImageFromArray(np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape + (3,)),
+                                         isVector=True)
+            img.SetOrigin(origin)
+            img.SetSpacing(spacing)
+            img.SetDirection(direction)
+            return img
         img = sitk.GetImageFromArray(arr, isVector=False)
         if arr.ndim == 4:
             img.SetOrigin(origin + (0.0,))
@@ -91,6 +101,8 @@ class Volume:
         import SimpleITK as sitk
 
         arr = sitk.GetArrayFromImage(image)
+        if image.GetNumberOfComponentsPerPixel() == 3 and arr.dtype == np.uint8:
+            arr = np.ascontiguousarray(arr).view(RGB24)[..., 0]
         dim = image.GetDimension()
         spacing = np.array(image.GetSpacing()[:3])
         origin = np.array(image.GetOrigin()[:3])

@@ -118,3 +118,18 @@ def test_multiphase_ordered_by_trigger_time_with_per_phase_slopes(tmp_path: Path
     data = np.asarray(img.dataobj).transpose(3, 2, 1, 0)
     for t, phase in enumerate(np.argsort(triggers)):
         np.testing.assert_allclose(data[t], phases[phase], atol=1e-3)
+
+
+def test_rgb_round_trips_through_nifti_and_simpleitk(tmp_path: Path) -> None:
+    from MedPrepLib.nifti import read_nifti, write_nifti
+    from MedPrepLib.volume import Volume
+
+    array = np.random.default_rng(5).integers(0, 256, size=(2, 3, 4, 3)).astype(np.uint8).view(RGB24)[..., 0]
+    vol = Volume(array=array, affine=np.diag([-0.5, -0.6, 2.0, 1.0]))
+    back = read_nifti(write_nifti(vol, tmp_path / "c.nii.gz"))
+    assert back.is_rgb and np.array_equal(back.array, array)
+    image = vol.to_sitk()
+    assert image.GetNumberOfComponentsPerPixel() == 3 and image.GetSize() == (4, 3, 2)
+    again = Volume.from_sitk(image)
+    assert again.is_rgb and np.array_equal(again.array, array)
+    np.testing.assert_allclose(again.affine, vol.affine)
