@@ -133,3 +133,29 @@ def test_rgb_round_trips_through_nifti_and_simpleitk(tmp_path: Path) -> None:
     again = Volume.from_sitk(image)
     assert again.is_rgb and np.array_equal(again.array, array)
     np.testing.assert_allclose(again.affine, vol.affine)
+
+
+# --- postfixes of a field map stored as separate classic series -----------------------------------
+
+def test_field_map_echoes_and_phase_difference_as_separate_series(tmp_path: Path) -> None:
+    """Siemens' gre_field_mapping: both magnitude echoes in one series (split into _e1, _e2) and the
+    phase difference, echo 2, as a series of its own: dcm2niix still names it _e2_ph."""
+    from MedPrepLib.sample import write_series
+
+    data = np.zeros((2, 4, 4))
+    mag = write_series(tmp_path / "in" / "mag1", data, modality="MR", series_number=8,
+                       extra={"EchoNumbers": 1, "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
+                              "ProtocolName": "gre_field_mapping"})
+    uid = str(__import__("pydicom").dcmread(mag[0]).SeriesInstanceUID)
+    write_series(tmp_path / "in" / "mag2", data, modality="MR", series_number=8, series_uid=uid,
+                 extra={"EchoNumbers": 2, "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"], "EchoTime": 7.38,
+                        "ProtocolName": "gre_field_mapping"})
+    write_series(tmp_path / "in" / "phase", data, modality="MR", series_number=9,
+                 extra={"EchoNumbers": 2, "ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"],
+                        "ProtocolName": "gre_field_mapping"})
+    report = convert(tmp_path / "in", tmp_path / "out", ConvertOptions(name_template="%s_%p", gz=False))
+    names = sorted(o.nifti.name for o in report.written)
+    assert names == ["8_gre_field_mapping_e1.nii", "8_gre_field_mapping_e2.nii", "9_gre_field_mapping_e2_ph.nii"]
+    # With the echo in the template, the postfix does not repeat it.
+    report = convert(tmp_path / "in", tmp_path / "out2", ConvertOptions(name_template="%s_e%e", gz=False))
+    assert sorted(o.nifti.name for o in report.written) == ["8_e1.nii", "8_e2.nii", "9_e2_ph.nii"]
