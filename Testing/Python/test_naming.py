@@ -373,6 +373,8 @@ CONFORMANCE_SETS = {
     "dcm_qa_ct_ge": ("%p_%s", ["", "_Tilt_Eq_1"]),
     "dcm_qa_philips": ("%p_%s", [""]),
     "dcm_qa_ge": ("%d_%s", [""]),
+    # StudyDate is "***" there: %t is the study time alone, which keeps two runs of series 12 apart.
+    "dcm_qa_uih": ("%p_%s_%t", [""]),
 }
 
 
