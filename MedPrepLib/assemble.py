@@ -15,13 +15,15 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .diffusion import gradient_table
 from .discovery import Series
 from .errors import SeriesError
 from .frames import Frame
 from .geometry import cluster_positions, normal_of, stack_affine
-from .pixels import FrameReader, samples_per_pixel, stored_dtype
+from .pixels import FrameReader, is_colour, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
-from .volume import Volume
+from .uih import is_uih
+from .volume import RGB24, Volume
 
 
 @dataclass
@@ -40,21 +42,37 @@ def _number(ds, keyword: str) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def mosaic_layout(fr: Frame, rows: int, cols: int) -> Tuple[int, int, int, int]:
+    """(tiles down, tiles across, tile rows, tile columns) of a mosaic frame."""
+    if fr.mosaic_grid is not None:
+        down, across = fr.mosaic_grid
+    else:
+        # Siemens: a square of ceil(sqrt(n)) tiles, unused ones left blank.
+        down = across = int(math.ceil(math.sqrt(fr.mosaic_slices)))
+    return down, across, rows // down, cols // across
+
+
 def _mosaic_slices(fr: Frame, rows: int, cols: int) -> Tuple[List[_Slice], int, int]:
     n = fr.mosaic_slices
-    tiles = int(math.ceil(math.sqrt(n)))
-    r, c = rows // tiles, cols // tiles
+    _, _, r, c = mosaic_layout(fr, rows, cols)
     ds = fr.ds
+    if fr.tile_positions is not None:
+        # UIH: every tile carries its own position; nothing to derive from the tiled image.
+        return [_Slice(fr, k, np.asarray(p)) for k, p in enumerate(fr.tile_positions)], r, c
     if fr.orientation is None or fr.position is None or fr.pixel_spacing is None:
         raise SeriesError("mosaic without orientation, position or pixel spacing", fr.file.path)
     row = np.asarray(fr.orientation[:3])
     col = np.asarray(fr.orientation[3:])
     dr, dc = fr.pixel_spacing
-    # The mosaic's ImagePositionPatient is the corner of the whole tiled image; the first slice's
-    # corner lies half the difference between mosaic and tile size further in.
-    first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
     normal = np.asarray(fr.mosaic_normal) if fr.mosaic_normal is not None else normal_of(fr.orientation)
     step = _number(ds, "SpacingBetweenSlices") or _number(ds, "SliceThickness") or 1.0
+    if fr.mosaic_grid is not None:
+        # A grid whose per-tile positions are missing: its position is the first tile's corner.
+        first = np.asarray(fr.position)
+    else:
+        # The Siemens mosaic's ImagePositionPatient is the corner of the whole tiled image; the first
+        # slice's corner lies half the difference between mosaic and tile size further in.
+        first = (np.asarray(fr.position) + row * dc * (cols - c) / 2.0 + col * dr * (rows - r) / 2.0)
     return [_Slice(fr, k, first + k * step * normal) for k in range(n)], r, c
 
 
@@ -118,12 +136,12 @@ def _read_slices(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarr
 
 
 def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndarray, rows: int, cols: int,
-                  n_mosaic: int, uniform: bool, scale_of: dict) -> None:
+                  uniform: bool, scale_of: dict) -> None:
     """Fill data[t, z] from the tiles of mosaic frames, reading each mosaic once."""
     out_rows, out_cols = data.shape[2:]
     dtype = stored_dtype(groups[0][0].frame.file.pixel_ds)
     mosaic = np.empty((rows, cols), dtype=dtype)
-    tiles = int(math.ceil(math.sqrt(n_mosaic)))
+    tiles = mosaic_layout(groups[0][0].frame, rows, cols)[1]
     last = None
     for z, g in enumerate(groups):
         for t, s in enumerate(g):
@@ -144,8 +162,13 @@ def series_to_volume(series: Series) -> Volume:
     frames = series.frames
     fr0 = frames[0]
     ds0 = fr0.ds
-    if samples_per_pixel(ds0) != 1:
-        raise SeriesError("colour (RGB) images are not supported", fr0.file.path)
+    colour = is_colour(ds0)
+    if samples_per_pixel(ds0) not in (1, 3):
+        raise SeriesError(f"{samples_per_pixel(ds0)} samples per pixel are not supported", fr0.file.path,
+                          "only grey-value (1) and colour (3) images can be converted")
+    if colour and (int(ds0.get("BitsAllocated", 8) or 8) != 8 or fr0.mosaic_slices):
+        # NIfTI's colour type is RGB24; dcm2niix refuses other colour images too.
+        raise SeriesError("only 8-bit colour images can be converted (NIfTI RGB24)", fr0.file.path)
     rows, cols = int(ds0.Rows), int(ds0.Columns)
     warnings: List[str] = list(series.warnings)
 
@@ -227,15 +250,18 @@ def series_to_volume(series: Series) -> Volume:
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]
     scales, notes = _scaling(all_frames)
+    if colour:
+        # Colour values are not rescaled (the Modality LUT applies to grey values only).
+        scales, notes = [(1.0, 0.0)] * len(all_frames), []
     uniform = all(abs(a - scales[0][0]) < 1e-9 and abs(b - scales[0][1]) < 1e-9 for a, b in scales)
     scale_of = {id(fr): sc for fr, sc in zip(all_frames, scales)}
-    dtype = stored_dtype(ds0) if uniform else np.dtype(np.float32)
+    dtype = RGB24 if colour else stored_dtype(ds0) if uniform else np.dtype(np.float32)
     if not uniform:
         warnings.append("rescale slope/intercept vary between slices: written as float32 real-world values")
     data = np.empty((n_t, n_z, out_rows, out_cols), dtype)
     reader = FrameReader()
     if fr0.mosaic_slices:
-        _read_mosaics(groups, reader, data, rows, cols, fr0.mosaic_slices, uniform, scale_of)
+        _read_mosaics(groups, reader, data, rows, cols, uniform, scale_of)
     else:
         _read_slices(groups, reader, data, uniform, scale_of)
     slope, inter = scales[0] if uniform else (1.0, 0.0)
@@ -267,6 +293,8 @@ def series_to_volume(series: Series) -> Volume:
         meta["PhotometricInterpretation"] = "MONOCHROME2"
         meta["PhotometricInterpretationDICOM"] = "MONOCHROME1"
         meta["InvertedFromMonochrome1"] = True
+    if colour:
+        meta["ColorImage"] = "RGB24"  # stored as NIfTI RGB24 triplets, as dcm2niix writes colour images
     if pixel_spacing_source and fr0.index is None:
         # Projection radiographs often carry only ImagerPixelSpacing (at the detector plane).
         meta["PixelSpacingSource"] = pixel_spacing_source
@@ -282,6 +310,10 @@ def series_to_volume(series: Series) -> Volume:
         meta["MosaicSlices"] = fr0.mosaic_slices
     if all(s.frame.bvalue is not None for g in groups for s in g[:1]) and n_t > 1:
         meta["DiffusionBValues"] = [float(s.frame.bvalue or 0) for s in groups[0]]
+    table = gradient_table([s.frame.bvalue for s in groups[0]], [s.frame.gradient for s in groups[0]],
+                           orientation, geom.affine, image_space=is_uih(ds0)) if n_t > 1 else None
+    if table is not None:
+        meta["_gradient_table"] = table  # written as .bval/.bvec beside the NIfTI
     series_meta_postfix = series.postfix
     if series_meta_postfix:
         meta["MedPrepSeriesPart"] = series_meta_postfix.lstrip("_")

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .assemble import series_to_volume
+from .diffusion import write_gradients
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
-from .naming import fields_from_dataset, render_name, unique_name
+from .naming import (INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, postfix_for, render_name,
+                     unique_name)
 from .nifti import write_nifti
 from .sidecar import dicom_fields, write_sidecar
 from .volume import Volume
@@ -177,9 +179,10 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         raise MedPrepError("input does not exist", in_path, "give a DICOM folder or file")
     if out_dir.exists() and not out_dir.is_dir():
         raise MedPrepError("output is not a folder", out_dir)
-    if options.anonymizer is not None and "%f" in options.name_template:
-        raise MedPrepError("the %f placeholder (input folder name) cannot be used with --anonymize",
-                           hint="folder names often carry patient names or IDs; use %s, %d, %p or %i")
+    used = placeholders(options.name_template)
+    if options.anonymizer is not None and used & set(INPUT_PATH_PLACEHOLDERS):
+        raise MedPrepError("the %f and %b placeholders (input folder and file name) cannot be used with --anonymize",
+                           hint="file and folder names often carry patient names or IDs; use %s, %d, %p or %i")
     result = scan(in_path, ignore_derived=options.ignore_derived,
                   progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
     report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
@@ -228,8 +231,8 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         if options.anonymizer is not None:
             # Names and sidecar fields come from a de-identified copy; the input stays untouched.
             ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
-        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
-        name = unique_name(base, taken, series.postfix or None)
+        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name, series.files[0].path.name))
+        name = unique_name(base, taken, postfix_for(options.name_template, series.postfix) or None)
         targets = _targets(out_dir, name, ext, options, label, report, warn)
         if targets is None:
             continue
@@ -241,9 +244,12 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             vol.meta.update(dicom_fields(ds0))
             vol.warnings = [report.redact(w) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
+        gradients = vol.meta.get("_gradient_table")
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
         write_pair(vol, nifti_path, json_path, options.gz)
+        if gradients is not None:
+            write_gradients(gradients, out_dir / name)
         for w in vol.warnings:
             if warn:
                 warn(f"{name}: {w}")

@@ -93,10 +93,9 @@ class Series:
         rows, cols = self.size
         mosaic = self.frames[0].mosaic_slices
         if mosaic:
-            import math
+            from .assemble import mosaic_layout
 
-            tiles = math.ceil(math.sqrt(mosaic))
-            rows, cols = rows // tiles, cols // tiles
+            rows, cols = mosaic_layout(self.frames[0], rows, cols)[2:]
         row = {
             "study_date": str(self._get("StudyDate")),
             "modality": self.modality,
@@ -217,6 +216,15 @@ def _split_key(fr: Frame) -> Tuple:
     )
 
 
+def _lone_postfix(fr: Frame) -> str:
+    """dcm2niix's postfix for a series that holds one echo or image kind: a field map's second echo
+    or phase difference stored as its own classic series is still "_e2" / "_ph" / "_e2_ph"."""
+    if fr.derived or fr.localizer:
+        return ""
+    echo = f"_e{fr.echo}" if fr.echo is not None and fr.echo > 1 else ""
+    return echo + KIND_POSTFIX.get(fr.kind, "")
+
+
 def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Series]:
     """The volumes under one series UID; `keys` are the frames' `_split_key`s, taken where the headers were read."""
     groups: "OrderedDict[Tuple, List[Frame]]" = OrderedDict()
@@ -224,7 +232,7 @@ def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Serie
         groups.setdefault(key, []).append(fr)
     parts = list(groups.items())
     if len(parts) == 1:
-        return [Series(uid=uid, frames=frames)]
+        return [Series(uid=uid, frames=frames, postfix=_lone_postfix(frames[0]))]
     # Several volumes under one UID get dcm2niix's postfixes: _e<n> for echoes (ordinal when the
     # echo numbers do not tell them apart), then the image kind.
     primary = [p for p in parts if not p[1][0].derived and not p[1][0].localizer]

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from pydicom.dataset import Dataset
 
-from . import siemens
+from . import siemens, uih
 from .dicomfile import DicomFile
 
 Vec3 = Tuple[float, float, float]
@@ -35,8 +35,10 @@ class Frame:
     localizer: bool
     instance: int
     time_key: Tuple[float, ...]   # orders volumes of a time series at one position
-    mosaic_slices: int = 0        # Siemens mosaic: number of slices tiled in this frame
+    mosaic_slices: int = 0        # Siemens mosaic or UIH grid: number of slices tiled in this frame
     mosaic_normal: Optional[Vec3] = None
+    mosaic_grid: Optional[Tuple[int, int]] = None  # (tiles down, across) when not Siemens' square layout
+    tile_positions: Optional[Tuple[Vec3, ...]] = None  # each tile's own ImagePositionPatient (UIH)
     philips_scale_slope: Optional[float] = None
     bvalue: Optional[float] = None
     gradient: Optional[Vec3] = None
@@ -155,17 +157,31 @@ def classic_frame(f: DicomFile) -> Frame:
     philips_type = ds[0x2005, 0x1011].value if (0x2005, 0x1011) in ds else None
     bvalue, gradient = _diffusion(ds)
     mosaic_n, mosaic_normal = siemens.mosaic_info(ds)
+    grid = tiles = None
+    if not mosaic_n:
+        mosaic_n = uih.grid_slices(ds)
+        grid = uih.grid_shape(mosaic_n, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)) \
+            if mosaic_n else None
+        if grid is None:
+            mosaic_n = 0
+        else:
+            tiles = uih.slice_positions(ds, mosaic_n)
+            if bvalue is None and gradient is None:
+                bvalue, gradient = uih.diffusion(ds)
     echo = _int(ds.get("EchoNumbers"))
+    # Phases of a multi-phase series (cine, ASL, any TriggerTime series) follow their trigger time,
+    # whatever order their acquisition times and instance numbers are in.
     time_key = (
         float(_int(ds.get("TemporalPositionIdentifier")) or 0),
         float(_int(ds.get("AcquisitionNumber")) or 0),
-        _seconds(ds.get("AcquisitionTime")) + 1e-6 * (_float(ds.get("TriggerTime")) or 0.0),
+        _float(ds.get("TriggerTime")) or 0.0,
+        _seconds(ds.get("AcquisitionTime")),
         float(_int(ds.get("InstanceNumber")) or 0),
     )
     return Frame(
         file=f,
         index=None,
-        position=_floats(ds.get("ImagePositionPatient"), 3),
+        position=_floats(ds.get("ImagePositionPatient"), 3) or (tiles[0] if tiles else None),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2),
         thickness=_float(ds.get("SliceThickness")),
@@ -180,6 +196,8 @@ def classic_frame(f: DicomFile) -> Frame:
         time_key=time_key,
         mosaic_slices=mosaic_n,
         mosaic_normal=mosaic_normal,
+        mosaic_grid=grid,
+        tile_positions=tiles,
         philips_scale_slope=_philips_scale(ds),
         bvalue=bvalue,
         gradient=gradient,
@@ -262,7 +280,7 @@ def classic_multiframe(f: DicomFile, first: Frame, n: int) -> List[Frame]:
             normal = np.cross(row, col)
             position = tuple((np.asarray(first.position) + i * step * normal).tolist())
         frames.append(dataclasses.replace(first, index=i, position=position,
-                                          time_key=first.time_key[:3] + (float(i),)))
+                                          time_key=first.time_key[:-1] + (float(i),)))
     return frames
 
 

@@ -86,6 +86,9 @@ def _write_stream(fh, volume: Volume) -> None:
     arr = volume.array
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if arr.dtype.names:
+        # RGB24 triplets: memoryview cannot take structured items, their bytes are the same.
+        arr = arr.view(np.uint8) if arr.flags.c_contiguous else np.ascontiguousarray(arr).view(np.uint8)
     # A strided array (a reoriented view, 3D or 4D) goes out one 2D slice at a time, never copied whole
     # (reshaping such a view to merge its outer axes would copy all of it).
     slabs = [arr] if arr.flags.c_contiguous else (arr[index] for index in np.ndindex(*arr.shape[:-2]))

@@ -613,3 +613,139 @@ def write_cxr(out_dir: PathLike, rows: int = 2048, cols: int = 2048, photometric
     }
     kwargs.update(write_series_kwargs)
     return write_series(out_dir, image[None], **kwargs)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Vendor layouts the conformance data lacks variants of: UIH grids, colour images, multi-phase series
+
+
+def write_uih_grid(out_dir: PathLike, volume: np.ndarray, *, spacing: Sequence[float] = (2.0, 2.0, 3.0),
+                   origin_lps: Sequence[float] = (0.0, 0.0, 0.0), row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+                   col_dir: Sequence[float] = (0.0, 1.0, 0.0), bvalues: Sequence[float] | None = None,
+                   gradients: Sequence[Sequence[float]] | None = None, series_number: int = 1) -> list[Path]:
+    """Write a (t, z, y, x) uint16 volume as United Imaging grids: one file per time point, its z
+    slices tiled row by row, ceil(sqrt(z)) across, in UIH's private "Image Private Header" block
+    (0065,xx50 number of images, 0065,xx51 one item per tile with its ImagePositionPatient, and
+    0065,xx09 / 0065,xx37 b-value and image-space gradient when given). No top-level position.
+    """
+    volume = np.asarray(volume)
+    n_t, n_z, rows, cols = volume.shape
+    across = int(np.ceil(np.sqrt(n_z)))
+    down = int(np.ceil(n_z / across))
+    row, col = _unit(row_dir, "row_dir"), _unit(col_dir, "col_dir")
+    normal = np.cross(row, col)
+    sx, sy, sz = (float(v) for v in spacing)
+    origin = np.asarray(origin_lps, dtype=float)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in range(n_t):
+        grid = np.zeros((down * rows, across * cols), dtype=np.uint16)
+        for k in range(n_z):
+            r, c = divmod(k, across)
+            grid[r * rows:(r + 1) * rows, c * cols:(c + 1) * cols] = volume[t, k]
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = _MODALITIES["MR"]["sop_class"]
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = _MODALITIES["MR"]["sop_class"]
+        for key, value in DEMO_PATIENT.items():
+            setattr(ds, key, value)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "VFRAME"]
+        ds.Modality, ds.Manufacturer, ds.ProtocolName = "MR", "UIH", "dti_grid"
+        ds.StudyDate, ds.StudyTime = "***", "132222"  # de-identified date, as UIH exports often have
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.SeriesNumber, ds.InstanceNumber = series_number, t + 1
+        ds.ImageOrientationPatient = [round(float(v), 10) for v in np.concatenate([row, col])]
+        ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [sy, sx], sz, sz
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = grid.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        block = ds.private_block(0x0065, "Image Private Header", create=True)
+        block.add_new(0x50, "DS", str(n_z))
+        items = []
+        for k in range(n_z):
+            item = Dataset()
+            item.ImagePositionPatient = [round(float(v), 6) for v in origin + k * sz * normal]
+            items.append(item)
+        block.add_new(0x51, "SQ", items)
+        if bvalues is not None:
+            block.add_new(0x09, "FD", float(bvalues[t]))
+        if gradients is not None:
+            block.add_new(0x37, "FD", [float(v) for v in gradients[t]])
+        ds.PixelData = grid.tobytes()
+        path = out / f"{t + 1:08d}.dcm"
+        _write(path, ds)
+        paths.append(path)
+    return paths
+
+
+def write_rgb_series(out_dir: PathLike, rgb: np.ndarray, *, planar: int = 0, photometric: str = "RGB",
+                     spacing: Sequence[float] = (1.0, 1.0, 2.0), origin_lps: Sequence[float] = (0.0, 0.0, 0.0),
+                     series_number: int = 1) -> list[Path]:
+    """Write a (z, y, x, 3) uint8 RGB volume as colour Secondary Capture files, one per slice.
+
+    planar: PlanarConfiguration 0 (R,G,B interleaved per pixel) or 1 (one plane per colour).
+    photometric: "RGB", or "YBR_FULL" to store the same colours as Y, Cb, Cr (PS3.3 C.7.6.3.1.2).
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    n_z, rows, cols, _ = rgb.shape
+    sx, sy, sz = (float(v) for v in spacing)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n_z):
+        pixels = rgb[k]
+        if photometric == "YBR_FULL":
+            try:
+                from pydicom.pixels import convert_color_space
+            except ImportError:  # pydicom 2
+                from pydicom.pixel_data_handlers.util import convert_color_space
+            pixels = convert_color_space(pixels, "RGB", "YBR_FULL")
+        stored = np.ascontiguousarray(pixels.transpose(2, 0, 1) if planar else pixels)
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        for key, value in DEMO_PATIENT.items():
+            setattr(ds, key, value)
+        ds.Modality, ds.Manufacturer, ds.SeriesDescription = "OT", "MedPrep", "colour map"
+        ds.StudyDate, ds.StudyTime = _DATE, _TIME
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [float(origin_lps[0]), float(origin_lps[1]), float(origin_lps[2]) + k * sz]
+        ds.PixelSpacing, ds.SliceThickness = [sy, sx], sz
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, photometric, planar
+        ds.Rows, ds.Columns = rows, cols
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = stored.tobytes()
+        path = out / f"RGB{k + 1:05d}.dcm"
+        _write(path, ds)
+        paths.append(path)
+    return paths
+
+
+def write_multiphase(out_dir: PathLike, phases: np.ndarray, trigger_times: Sequence[float],
+                     slopes: Sequence[float], **kwargs: Any) -> list[Path]:
+    """Write a (t, z, y, x) real-valued series as classic files, one per slice and phase, with a
+    TriggerTime per phase and a RescaleSlope that changes from phase to phase.
+
+    Each phase goes to its own subfolder; acquisition times run against the trigger times and
+    instance numbers restart per phase, so only the trigger time orders the phases.
+    """
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    paths: list[Path] = []
+    n_t = len(phases)
+    for t in range(n_t):
+        clock = (datetime.datetime(2024, 1, 1, 12) + datetime.timedelta(seconds=10.0 * (n_t - t))).strftime("%H%M%S")
+        paths += write_series(Path(out_dir) / f"phase{t}", phases[t], modality="MR", slope=float(slopes[t]),
+                              study_uid=study_uid, series_uid=series_uid, frame_of_reference_uid=frame_uid,
+                              extra={"TriggerTime": float(trigger_times[t]), "AcquisitionTime": clock},
+                              **kwargs)
+    return paths

@@ -15,7 +15,10 @@ import numpy as np
 
 from .affine import LPS_FROM_RAS, affine_from_sitk, set_sitk_geometry, sitk_geometry, voxel_spacing
 
-__all__ = ["LPS_FROM_RAS", "Volume"]
+__all__ = ["LPS_FROM_RAS", "RGB24", "Volume"]
+
+# NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
 @dataclass
@@ -27,6 +30,11 @@ class Volume:
     meta: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     history: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_rgb(self) -> bool:
+        """RGB24 colour voxels (a structured dtype of three uint8 fields, as NIfTI stores them)."""
+        return self.array.dtype.names is not None
 
     @property
     def is_4d(self) -> bool:
@@ -59,6 +67,14 @@ class Volume:
         if self.is_sheared:
             raise ValueError("sheared (gantry-tilted) volume: correct the tilt before using it as an ITK image")
         arr = self.scaled() if scaled else self.array
+        if self.is_rgb:
+            # A colour image is a 3-component uint8 vector image in ITK, as ITK's DICOM reader gives it.
+            if self.is_4d:
+                raise ValueError("a 4D colour volume has no SimpleITK form")
+            img = sitk.GetImageFromArray(np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape + (3,)),
+                                         isVector=True)
+            set_sitk_geometry(img, self.affine)
+            return img
         img = sitk.GetImageFromArray(arr, isVector=False)
         if arr.ndim == 4:
             origin, spacing, direction = sitk_geometry(self.affine)
@@ -76,8 +92,11 @@ class Volume:
                   history: Optional[List[Dict[str, Any]]] = None) -> "Volume":
         import SimpleITK as sitk
 
+        arr = sitk.GetArrayFromImage(image)
+        if image.GetNumberOfComponentsPerPixel() == 3 and arr.dtype == np.uint8:
+            arr = np.ascontiguousarray(arr).view(RGB24)[..., 0]
         affine = affine_from_sitk(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
-        return cls(array=sitk.GetArrayFromImage(image), affine=affine, meta=dict(meta or {}),
+        return cls(array=arr, affine=affine, meta=dict(meta or {}),
                    history=list(history or []))
 
     def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":

@@ -35,6 +35,11 @@ SAFE_PRIVATE: FrozenSet[Tuple[str, int, int]] = frozenset({
     ("Philips MR Imaging DD 001", 0x2005, 0xB1),  # DiffusionDirectionAP
     ("Philips MR Imaging DD 001", 0x2005, 0xB2),  # DiffusionDirectionFH
     ("Philips MR Imaging DD 005", 0x2005, 0x0F),  # per-frame private sequence (items are cleaned too)
+    # United Imaging: the grid (mosaic) layout and diffusion (see MedPrepLib/uih.py).
+    ("Image Private Header", 0x0065, 0x09),  # diffusion b-value
+    ("Image Private Header", 0x0065, 0x37),  # diffusion gradient direction (image space)
+    ("Image Private Header", 0x0065, 0x50),  # NumberOfImagesInGrid
+    ("Image Private Header", 0x0065, 0x51),  # per-slice positions of the grid (items are cleaned too)
 })
 
 

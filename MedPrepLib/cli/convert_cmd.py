@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", help="DICOM folder (searched recursively) or file")
     p.add_argument("output", metavar="OUT_DIR", help="output folder")
     p.add_argument("--name", default="%s_%d", metavar="TEMPLATE",
-                   help="file name template with dcm2niix placeholders: %%p protocol, %%s series number, "
-                        "%%d description, %%t date-time, %%f folder, %%v vendor, %%e echo, %%i patient ID, "
-                        "%%n patient name (default: %%s_%%d, no identity)")
+                   help="file name template with dcm2niix's -f placeholders, e.g. %%p protocol, %%s series "
+                        "number, %%d description, %%t study date-time, %%m manufacturer, %%e echo, %%x study ID, "
+                        "%%z sequence name; %%i patient ID and %%n patient name only when asked for; all of "
+                        "%%a %%b %%c %%d %%e %%f %%g %%i %%j %%k %%l %%m %%n %%o %%p %%r %%s %%t %%u %%v %%x %%y %%z "
+                        "(default: %%s_%%d, no identity)")
     p.add_argument("--no-gz", action="store_true", help="write .nii instead of .nii.gz")
     p.add_argument("--ignore-derived", action="store_true",
                    help="skip derived and localizer images (like dcm2niix -i y)")

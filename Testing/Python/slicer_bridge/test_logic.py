@@ -188,3 +188,19 @@ def test_parameter_node_annotations_resolve(MedPrep):
     assert hints["inputVolume"] is MedPrep.vtkMRMLScalarVolumeNode
     assert hints["inputLabel"] is MedPrep.vtkMRMLLabelMapVolumeNode
     assert typing.get_origin(hints["orientation"]) is typing.Annotated
+
+
+def test_rgb_series_loads_as_a_vector_volume(MedPrep, scene, tmp_path):
+    """Colour FA maps, secondary captures: three components per voxel in a vector volume node, as
+    Slicer's own DICOM reader loads them, with the same geometry as the NIfTI MedPrep writes."""
+    rgb = np.random.default_rng(0).integers(0, 256, size=(3, 5, 4, 3)).astype(np.uint8)
+    sample.write_rgb_series(tmp_path / "rgb", rgb, planar=1, spacing=(0.5, 0.7, 2.0))
+    logic = MedPrep.MedPrepLogic()
+    series = logic.scanFolder(str(tmp_path / "rgb")).series[0]
+    node = logic.loadSeries(series, scene=scene)
+    assert node.IsA("vtkMRMLVectorVolumeNode")
+    image = node.GetImageData()
+    assert image.GetDimensions() == (4, 5, 3) and image.GetNumberOfScalarComponents() == 3
+    values = vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(3, 5, 4, 3)
+    np.testing.assert_array_equal(values, rgb)
+    np.testing.assert_allclose(ijk_to_ras(node), volume_from_series(series).affine, atol=1e-9)
