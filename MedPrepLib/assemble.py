@@ -140,6 +140,14 @@ def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndar
                 data[t, z] += inter
 
 
+def _stored_from_top(groups: List[List[_Slice]]) -> bool:
+    """Whether the series stores its slices from the top of the stack down (InstanceNumber, then
+    frame and tile order, descending along the normal), which is where dcm2niix anchors the affine.
+    Any order that is not monotonic dcm2niix re-sorts bottom up, as the stack is sorted here."""
+    keys = [(s.frame.instance, s.frame.index or 0, s.tile or 0) for s in (g[0] for g in groups)]
+    return len(keys) > 1 and all(a > b for a, b in zip(keys, keys[1:]))
+
+
 def series_to_volume(series: Series) -> Volume:
     frames = series.frames
     fr0 = frames[0]
@@ -221,7 +229,8 @@ def series_to_volume(series: Series) -> Volume:
     n_z = len(groups)
 
     positions = np.array([g[0].position for g in groups])
-    geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None)
+    geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None,
+                        anchor_last=_stored_from_top(groups))
     warnings.extend(geom.warnings)
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
