@@ -232,6 +232,12 @@ def series_to_volume(series: Series) -> Volume:
     geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None,
                         anchor_last=_stored_from_top(groups))
     warnings.extend(geom.warnings)
+    nominal = _number(ds0, "GantryDetectorTilt")
+    if n_z > 2 and abs(abs(nominal) - geom.tilt_deg) > 0.5:
+        # The tag is nominal and its sign vendor-specific (PS3.3 C.8.15.3.3); a stack resampled
+        # after the scan keeps it while its positions are no longer sheared.
+        warnings.append(f"GantryDetectorTilt is {nominal:g} degrees but the slice positions show a tilt of "
+                        f"{geom.tilt_deg:.2f}: the geometry follows the positions")
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]

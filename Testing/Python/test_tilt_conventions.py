@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from MedPrepLib.convert import ConvertOptions, convert
@@ -155,3 +156,21 @@ def test_tilt_with_variable_spacing_equalized(tmp_path, vendor, sign) -> None:
     assert inside.sum() > 0.3 * ROWS * COLS * img.shape[2]      # rows that every slice covers
     error = np.abs(img.get_fdata() - linear_hu(q))[inside]
     assert error.max() <= 1.5          # stored rounding, then rounding after each of the two stages
+
+
+def test_nominal_tilt_without_sheared_positions_is_not_corrected(tmp_path) -> None:
+    # Slices already resampled (positions along the normal) that still carry the scanner's tag: the
+    # tag is nominal, so nothing is shifted, and the disagreement is reported.
+    stack = write_tilted_ct(tmp_path / "in", TILT, linear_hu, rows=ROWS, cols=COLS, n_slices=5,
+                            spacing=(0.7, 0.5, STEP))
+    normal = stack.normal
+    for k, path in enumerate(stack.paths):
+        ds = pydicom.dcmread(str(path))
+        ds.ImagePositionPatient = [float(v) for v in stack.positions[0] + k * STEP * normal]
+        ds.save_as(str(path))
+    written = _convert(tmp_path, tmp_path / "in", tilt_correct=True)
+    assert sorted(written) == ["ct.nii"]
+    assert any("GantryDetectorTilt is 17 degrees but the slice positions show a tilt of 0.00" in w
+               for w in written["ct.nii"].warnings)
+    img = nib.load(str(written["ct.nii"].nifti))
+    np.testing.assert_allclose(img.affine[:3, 2] @ LPS_FROM_RAS, STEP * normal, atol=1e-5)
