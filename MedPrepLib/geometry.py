@@ -66,6 +66,19 @@ def sheared_step(gap: np.ndarray, normal: np.ndarray) -> np.ndarray:
     return gap if float(gap @ normal) >= 0 else -gap
 
 
+def qform_frame(affine: np.ndarray) -> np.ndarray:
+    """What a qform (rotation and zooms, no shear) can hold of a sheared, gantry-tilted affine: the
+    slice axis replaced by its component along the slice normal. Every slice plane keeps its
+    orientation, position and distance from the next; only the in-plane shift between slices is
+    lost (the sform keeps it). dcm2niix writes the same qform, and pixdim[3] is then the distance
+    between the slice planes."""
+    out = np.array(affine, dtype=float)
+    normal = np.cross(out[:3, 0], out[:3, 1])
+    normal /= np.linalg.norm(normal)
+    out[:3, 2] = normal * float(out[:3, 2] @ normal)
+    return out
+
+
 def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np.ndarray:
     """Label each (sorted) distance with the index of its slice position."""
     labels = np.zeros(len(distances), dtype=int)

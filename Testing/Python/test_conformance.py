@@ -71,7 +71,7 @@ def _compare_resampled(ours: Path, ref: Path, max_abs: float, max_fraction: floa
 # which puts slice k k x |gap| x (1 - cos(tilt)) short of where ImagePositionPatient puts it (1.1 mm
 # for the 28th slice here; 8 mm off on synthetic series stored top-down, test_tilt_conventions.py).
 # Ours is the true gap. Everything else must match: shape, voxels, the other columns, the origin,
-# and our slice axis times cos(tilt) must be dcm2niix's.
+# the qform (which cannot shear) and pixdim; our slice axis times cos(tilt) must be dcm2niix's.
 AFFINE_DIFFERS = {"_2": "gantry tilt: sheared slice axis is the true bed step, dcm2niix's times 1/cos(tilt)"}
 
 
@@ -154,6 +154,10 @@ def _check_tilt_difference(ours: Path, ref: Path, dicom_dir: Path) -> None:
     b = nib.as_closest_canonical(nib.load(str(ref))).affine
     a[:3, 2] *= np.cos(np.radians(slices[0][2]))
     assert np.abs(a - b).max() <= 1e-3, f"{ours.name}: beyond the cos(tilt) slice axis\n{a}\n{b}"
+    # The qform cannot shear: both write the slice planes' own frame, pixdim[3] their distance.
+    qa, qb = (nib.as_closest_canonical(nib.Nifti1Image(np.zeros(i.shape, np.int8), i.header.get_qform())).affine
+              for i in (img, nib.load(str(ref))))
+    assert np.abs(qa - qb).max() <= 1e-3, f"{ours.name}: qform differs\n{qa}\n{qb}"
 
 
 def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None:

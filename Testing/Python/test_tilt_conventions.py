@@ -59,6 +59,11 @@ def _check_uncorrected(img: nib.Nifti1Image, stack: TiltedStack) -> None:
     axis = img.affine[:3, 2] @ LPS_FROM_RAS
     np.testing.assert_allclose(axis, [0.0, 0.0, STEP], atol=1e-5)
     assert axis @ stack.normal == pytest.approx(STEP * np.cos(np.radians(TILT)), abs=1e-5)
+    # The qform cannot shear: it holds the slice planes' own frame, so pixdim[3] is their distance.
+    qform = LPS_FROM_RAS @ img.header.get_qform()[:3, :3]
+    np.testing.assert_allclose(qform, np.column_stack([stack.row * 0.7, stack.col * 0.5,
+                                                       stack.normal * STEP * np.cos(np.radians(TILT))]), atol=1e-5)
+    assert img.header["pixdim"][3] == pytest.approx(STEP * np.cos(np.radians(TILT)), abs=1e-5)
 
 
 def _inside(img: nib.Nifti1Image, stack: TiltedStack) -> np.ndarray:
