@@ -141,11 +141,14 @@ def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndar
 
 
 def _stored_from_top(groups: List[List[_Slice]]) -> bool:
-    """Whether the series stores its slices from the top of the stack down (InstanceNumber, then
-    frame and tile order, descending along the normal), which is where dcm2niix anchors the affine.
-    Any order that is not monotonic dcm2niix re-sorts bottom up, as the stack is sorted here."""
-    keys = [(s.frame.instance, s.frame.index or 0, s.tile or 0) for s in (g[0] for g in groups)]
-    return len(keys) > 1 and all(a > b for a, b in zip(keys, keys[1:]))
+    """Whether a series of single-slice files stores its slices from the top of the stack down
+    (InstanceNumber descending along the normal), where dcm2niix then anchors the affine. Any other
+    InstanceNumber order dcm2niix re-sorts bottom up, as it does the frames of a multi-frame object
+    (dcm_qa_xa30 series 5, stored top down, is anchored at its bottom frame)."""
+    first = [g[0] for g in groups]
+    if len(first) < 2 or any(s.frame.index is not None or s.tile is not None for s in first):
+        return False
+    return all(a.frame.instance > b.frame.instance for a, b in zip(first, first[1:]))
 
 
 def series_to_volume(series: Series) -> Volume:
