@@ -93,9 +93,9 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
     """Affine of a stack of slices whose first voxels lie at `positions` (n x 3, sorted along the normal
     or against it).
 
-    The slice axis is dcm2niix's: it starts at the series' first slice in stored (InstanceNumber)
-    order, the bottom one or, with `anchor_last`, the top one, and steps by that slice's distance to
-    its neighbour, straight along the normal. Averaging over the stack instead differs from dcm2niix
+    The slice axis is dcm2niix's: it starts at the first slice of `positions` or, with `anchor_last`
+    (files stored top-down), at the last one, and steps by that slice's distance to its neighbour,
+    straight along the normal. Averaging over the stack instead differs from dcm2niix
     by the rounding of the positions (0.01 mm and more). A gantry-tilted stack keeps its true,
     sheared step from that neighbour (see `sheared_step`), which dcm2niix shortens by cos(tilt).
     """
