@@ -158,6 +158,17 @@ def _read_mosaics(groups: List[List[_Slice]], reader: FrameReader, data: np.ndar
                 data[t, z] += inter
 
 
+def _stored_from_top(groups: List[List[_Slice]]) -> bool:
+    """Whether a series of single-slice files stores its slices from the top of the stack down
+    (InstanceNumber descending along the normal), where dcm2niix then anchors the affine. Any other
+    InstanceNumber order dcm2niix re-sorts bottom up, as it does the frames of a multi-frame object
+    (dcm_qa_xa30 series 5, stored top down, is anchored at its bottom frame)."""
+    first = [g[0] for g in groups]
+    if len(first) < 2 or any(s.frame.index is not None or s.tile is not None for s in first):
+        return False
+    return all(a.frame.instance > b.frame.instance for a, b in zip(first, first[1:]))
+
+
 def series_to_volume(series: Series) -> Volume:
     frames = series.frames
     fr0 = frames[0]
@@ -244,8 +255,15 @@ def series_to_volume(series: Series) -> Volume:
     n_z = len(groups)
 
     positions = np.array([g[0].position for g in groups])
-    geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None)
+    geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None,
+                        anchor_last=_stored_from_top(groups))
     warnings.extend(geom.warnings)
+    nominal = _number(ds0, "GantryDetectorTilt")
+    if n_z > 2 and abs(abs(nominal) - geom.tilt_deg) > 0.5:
+        # The tag is nominal and its sign vendor-specific (PS3.3 C.8.15.3.3); a stack resampled
+        # after the scan keeps it while its positions are no longer sheared.
+        warnings.append(f"GantryDetectorTilt is {nominal:g} degrees but the slice positions show a tilt of "
+                        f"{geom.tilt_deg:.2f}: the geometry follows the positions")
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]

@@ -16,6 +16,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_path
 from .errors import MedPrepError
+from .geometry import qform_frame
 from .volume import Volume
 
 
@@ -63,7 +64,7 @@ def nifti_header(volume: Volume) -> nib.Nifti1Header:
         zooms.append(float(volume.meta.get("RepetitionTime") or 1.0))
     hdr.set_zooms(zooms[: len(shape)])
     hdr.set_sform(volume.affine, code=1)
-    hdr.set_qform(volume.affine, code=1)
+    hdr.set_qform(qform_frame(volume.affine) if volume.is_sheared else volume.affine, code=1)
     hdr.set_xyzt_units("mm", "sec")
     if volume.slope != 1.0 or volume.inter != 0.0:
         hdr["scl_slope"] = volume.slope

@@ -8,7 +8,8 @@ headers is obviously fake unless the caller passes its own `patient` fields.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -209,6 +210,8 @@ def write_series(
     series_uid: str | None = None,
     frame_of_reference_uid: str | None = None,
     extra: dict[str, Any] | None = None,
+    slice_positions: Sequence[Sequence[float]] | None = None,
+    instance_numbers: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write `volume` as classic single-frame DICOM files, one per slice, into `out_dir`.
 
@@ -227,6 +230,9 @@ def write_series(
     file_names: "sequential" (IM00001.dcm...), "uid" (<SOPInstanceUID>.dcm) or "shuffled-noext"
         (I00042..., not in slice order, no extension).
     extra: keyword -> value set on every file last, overriding anything above; None removes the element.
+    slice_positions: ImagePositionPatient of each slice (n_z x 3), replacing origin + k * sz * normal,
+        e.g. for a gantry-tilted stack whose slices are displaced in-plane (see `write_tilted_ct`).
+    instance_numbers: InstanceNumber of each file (time-major for 4D), instead of 1, 2, 3, ...
     Returns the written paths in slice order (time-major for 4D).
     """
     modality = modality.upper()
@@ -254,6 +260,14 @@ def write_series(
         raise ValueError("row_dir and col_dir must be orthogonal")
     normal = np.cross(row, col)
     origin = np.asarray(origin_lps, dtype=float)
+    if slice_positions is None:
+        positions = origin + np.outer(np.arange(n_z) * sz, normal)
+    else:
+        positions = np.asarray(slice_positions, dtype=float)
+        if positions.shape != (n_z, 3):
+            raise ValueError(f"slice_positions must be {n_z} x 3, got shape {positions.shape}")
+    if instance_numbers is not None and len(instance_numbers) != n_t * n_z:
+        raise ValueError(f"instance_numbers needs {n_t * n_z} values, got {len(instance_numbers)}")
     signed, bits = _stored_range(volume4, slope, intercept)
     dtype = np.int16 if signed else np.uint16
     identity = dict(DEMO_PATIENT)
@@ -338,10 +352,10 @@ def write_series(
             ds.PixelData = stored.tobytes()
             if ts not in _UNCOMPRESSED:
                 ds.compress(ts, stored)
-            ds.InstanceNumber = i + 1
+            ds.InstanceNumber = int(instance_numbers[i]) if instance_numbers is not None else i + 1
             ds.AcquisitionNumber = t + 1
             if spec["plane"]:
-                pos = origin + k * sz * normal
+                pos = positions[k]
                 ds.ImagePositionPatient = [round(float(v), 6) for v in pos]
                 ds.SliceLocation = round(float(pos @ normal), 6)
             if n_t > 1:
@@ -504,6 +518,95 @@ def write_ct_series(out_dir: PathLike, n_slices: int = 300, rows: int = 512, col
     }
     kwargs.update(write_series_kwargs)
     return write_series(out_dir, volume, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gantry-tilted CT
+
+# GantryDetectorTilt (0018,1120) is nominal ("not intended for mathematical computations", PS3.3
+# C.8.15.3.3) and its sign is the vendor's: GE writes +18.5 for slices whose column direction points
+# to the feet (ImageOrientationPatient 1\0\0\0\0.948\-0.317 in the GE HiSpeed series of dcm_qa_ct),
+# Philips the opposite sign for the same geometry (dcm2niix negates Philips' value before correcting:
+# nii_dicom_batch.cpp, nii_saveNII3Dtilt, "see 'Manix' example from Osirix").
+_TILT_SIGN = {"GE": 1.0, "PHILIPS": -1.0}
+_TILT_VENDOR = {"GE": ("GE MEDICAL SYSTEMS", "LightSpeed16"), "PHILIPS": ("Philips", "Brilliance 64")}
+
+
+@dataclass
+class TiltedStack:
+    """Where every voxel of a series written by `write_tilted_ct` lies (LPS mm), in bed order."""
+
+    paths: list[Path]            # one file per slice, slice 0 (lowest bed position) first
+    row: np.ndarray              # direction of increasing column index
+    col: np.ndarray              # direction of increasing row index (tilted out of the axial plane)
+    positions: np.ndarray        # ImagePositionPatient of each slice (n x 3)
+    spacing: tuple[float, float]  # mm between columns, between rows
+    gantry_tilt_tag: float       # GantryDetectorTilt as the vendor writes it
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row, self.col)
+
+    def voxel_lps(self, shape: tuple[int, int]) -> np.ndarray:
+        """LPS position of every voxel of slices `shape` (rows, cols) large: (z, y, x, 3)."""
+        j, i = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        inplane = j[..., None] * self.spacing[1] * self.col + i[..., None] * self.spacing[0] * self.row
+        return self.positions[:, None, None, :] + inplane[None]
+
+
+def tilted_orientation(tilt_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of an axial slice plane tilted by `tilt_deg` about the patient's
+    left-right axis (positive: the column direction, anterior to posterior, leans to the feet)."""
+    t = np.radians(tilt_deg)
+    return np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(t), -np.sin(t)])
+
+
+def write_tilted_ct(out_dir: PathLike, tilt_deg: float, field: Callable[[np.ndarray], np.ndarray], *,
+                    vendor: str = "GE", order: str = "ascending", rows: int = 32, cols: int = 16,
+                    spacing: Sequence[float] = (0.7, 0.5, 2.0), bed_z: Sequence[float] | None = None,
+                    n_slices: int = 8, origin_lps: Sequence[float] = (-5.0, -8.0, 20.0),
+                    **write_series_kwargs: Any) -> TiltedStack:
+    """Write an axial CT acquired with the gantry tilted by `tilt_deg` (either sign), sampling `field`.
+
+    As on the scanner, the slice plane is tilted (`tilted_orientation`) while the bed moves the
+    patient along LPS z, so slice k lies at origin + bed_z[k] * z: displaced in-plane from the slice
+    before by bed step x sin(tilt), the sheared stack every gantry-tilted CT is. `field` maps LPS
+    positions (..., 3) to HU; each voxel holds it at the voxel's position, so where every value
+    belongs is known exactly. `vendor` ("GE" or "Philips") sets Manufacturer and the sign of
+    GantryDetectorTilt by that vendor's convention (see `_TILT_SIGN`). `order` is how InstanceNumber
+    runs against the bed: "ascending", "descending" or "shuffled" (a fixed permutation).
+    spacing: (between columns, between rows, bed step); `bed_z` overrides the bed steps (variable
+    spacing). Returns the geometry written.
+    """
+    key = vendor.upper()
+    if key not in _TILT_SIGN:
+        raise ValueError(f"vendor must be 'GE' or 'Philips', got {vendor!r}")
+    dc, dr, step = (float(v) for v in spacing)
+    z = np.arange(n_slices) * step if bed_z is None else np.asarray(bed_z, dtype=float)
+    row, col = tilted_orientation(tilt_deg)
+    positions = np.asarray(origin_lps, dtype=float) + np.outer(z, [0.0, 0.0, 1.0])
+    stack = TiltedStack(paths=[], row=row, col=col, positions=positions, spacing=(dc, dr),
+                        gantry_tilt_tag=round(_TILT_SIGN[key] * float(tilt_deg), 6))
+    values = np.asarray(field(stack.voxel_lps((rows, cols))), dtype=float)
+    n = len(z)
+    if order == "ascending":
+        numbers = list(range(1, n + 1))
+    elif order == "descending":
+        numbers = list(range(n, 0, -1))
+    elif order == "shuffled":
+        numbers = [int(v) + 1 for v in np.random.default_rng(n).permutation(n)]
+    else:
+        raise ValueError(f"order must be 'ascending', 'descending' or 'shuffled', got {order!r}")
+    manufacturer, model = _TILT_VENDOR[key]
+    extra = {"Manufacturer": manufacturer, "ManufacturerModelName": model,
+             "GantryDetectorTilt": stack.gantry_tilt_tag}
+    extra.update(write_series_kwargs.pop("extra", None) or {})
+    kwargs: dict[str, Any] = {"modality": "CT", "intercept": -1024.0, "slope": 1.0,
+                              "series_description": f"tilted CT {tilt_deg:+g} deg", "extra": extra}
+    kwargs.update(write_series_kwargs)
+    stack.paths = write_series(out_dir, values, spacing=(dc, dr, step), row_dir=row, col_dir=col,
+                               slice_positions=positions, instance_numbers=numbers, **kwargs)
+    return stack
 
 
 # ---------------------------------------------------------------------------------------------
