@@ -82,6 +82,8 @@ def export_seg(label: Volume, source_files: Sequence[Union[str, Path]], grid: Im
     by_uid = {}
     for f in source_files:
         ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+            del ds.SpecificCharacterSet  # empty means the default repertoire, which highdicom wants absent
         by_uid[str(ds.SOPInstanceUID)] = ds
     try:
         sources = [by_uid[uid] for uid, _ in grid.sources]
