@@ -60,7 +60,8 @@ def segment_rows(values: Sequence[int], names: Optional[Sequence[str]], sidecar:
         if len(names) < top:
             raise MedPrepError(f"{len(names)} name(s) given for label values up to {top}",
                                hint="give one name per label value 1, 2, ... (--names a,b,c)")
-        return [{"name": n, **{k: v for k, v in known.get(i, {}).items() if k in ("category", "type", "color_cielab_dicom")}}
+        kept = ("category", "type", "color_cielab_dicom")
+        return [{"name": n, **{k: v for k, v in known.get(i, {}).items() if k in kept}}
                 for i, n in enumerate(names, start=1)]
     return [known.get(i, {"name": f"Segment {i}"}) for i in range(1, top + 1)]
 
