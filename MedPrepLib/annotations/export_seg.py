@@ -66,8 +66,7 @@ def segment_rows(values: Sequence[int], names: Optional[Sequence[str]], sidecar:
     return [known.get(i, {"name": f"Segment {i}"}) for i in range(1, top + 1)]
 
 
-def export_seg(label: Volume, source_files: Sequence[Union[str, Path]], grid: ImageGrid,
-               out_path: Union[str, Path], names: Optional[Sequence[str]] = None,
+def export_seg(label: Volume, grid: ImageGrid, out_path: Union[str, Path], names: Optional[Sequence[str]] = None,
                sidecar: Optional[Path] = None, overwrite: bool = False, series_number: int = 300) -> Path:
     """Write the label map as a BINARY DICOM SEG derived from the images on `grid`."""
     import pydicom
@@ -80,16 +79,14 @@ def export_seg(label: Volume, source_files: Sequence[Union[str, Path]], grid: Im
     if not values:
         raise MedPrepError("the label map is empty: nothing to export")
     rows = segment_rows(values, names, sidecar)
-    by_uid = {}
-    for f in source_files:
-        ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+    if not grid.paths or any(f is not None for _, f in grid.sources):
+        raise MedPrepError("DICOM SEG export needs a reference series of single-frame images")
+    sources = []
+    for path in grid.paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
             del ds.SpecificCharacterSet  # empty means the default repertoire, which highdicom wants absent
-        by_uid[str(ds.SOPInstanceUID)] = ds
-    try:
-        sources = [by_uid[uid] for uid, _ in grid.sources]
-    except KeyError as exc:
-        raise MedPrepError("a slice of the reference series was not found among its files") from exc
+        sources.append(ds)
     descriptions = []
     for number, row in enumerate(rows, start=1):
         d = hd.seg.SegmentDescription(

@@ -33,6 +33,7 @@ class ImageGrid:
     normal: np.ndarray
     spacing: Tuple[float, float]         # (between rows, between columns) mm, DICOM order
     sources: List[Tuple[str, Optional[int]]] = field(default_factory=list)  # per slice: SOP UID, frame
+    paths: List[str] = field(default_factory=list)                            # per slice: its file
 
     @classmethod
     def from_volume(cls, volume: Volume) -> "ImageGrid":
@@ -44,14 +45,26 @@ class ImageGrid:
         row, col = lps[:3, 0] / dc, lps[:3, 1] / dr
         normal = np.asarray(volume.meta.get("_slice_normal", np.cross(row, col)), dtype=float)
         shape = volume.array.shape[-3:]
+        files = list(volume.meta.get("_slice_sources") or [])
         return cls(shape=(int(shape[0]), int(shape[1]), int(shape[2])), affine=volume.affine.copy(),
                    positions=np.asarray(positions, dtype=float), row=row, col=col, normal=normal,
-                   spacing=(dr, dc), sources=list(volume.meta.get("_slice_sources") or []))
+                   spacing=(dr, dc), sources=[(_sop_uid(p), frame) for p, frame in files],
+                   paths=[p for p, _ in files])
 
     @property
     def distances(self) -> np.ndarray:
         """Each slice's distance along the normal (mm)."""
         return self.positions @ self.normal
+
+
+def _sop_uid(path: str) -> str:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"], force=True)
+    except (OSError, ValueError) as exc:
+        raise MedPrepError("an image file changed or vanished while its annotation was read", path) from exc
+    return str(ds.get("SOPInstanceUID", "") or "")
 
 
 @dataclass

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     series = candidates[0]
     grid = ImageGrid.from_volume(volume_from_series(series))
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    out = export_seg(label, [f.path for f in series.files], grid, args.output, names=names,
+    out = export_seg(label, grid, args.output, names=names,
                      sidecar=_sidecar(label_path), overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

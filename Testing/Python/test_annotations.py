@@ -259,7 +259,7 @@ def test_seg_known_answer_and_round_trip(tmp_path):
     grid = _grid(series)
     from MedPrepLib.nifti import read_nifti
 
-    again = export_seg(read_nifti(out.nifti), list(series.iterdir()), grid, tmp_path / "again.dcm",
+    again = export_seg(read_nifti(out.nifti), grid, tmp_path / "again.dcm",
                        sidecar=out.sidecar)
     lm = read_annotation(again, grid)
     assert np.array_equal(lm.label_array(), labels) and [s.name for s in lm.segments] == ["s1", "s2"]
