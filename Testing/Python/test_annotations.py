@@ -309,3 +309,24 @@ def test_export_seg_cli(tmp_path, capsys):
     assert np.array_equal(lm.label_array().transpose(2, 1, 0), labels)
     assert main(["export-seg", str(tmp_path / "label.nii.gz"), str(series), str(out), "--names", "liver"]) == 1
     assert "1 name(s) given for label values up to 2" in capsys.readouterr().err
+
+
+def test_run_pairs_series_with_its_rtstruct_and_selects_label_names(tmp_path, capsys):
+    series = _ct(tmp_path / "dicom" / "ct")
+    _rtstruct(tmp_path / "dicom" / "rt.dcm", series, [
+        (1, "Tumour", [(2, HOLE)]), (2, "Liver", [(1, SQUARE), (2, SQUARE)]), (3, "Skin", [(0, SQUARE)])])
+    out = tmp_path / "out"
+    assert main(["run", "nnunet-raw", str(tmp_path / "dicom"), str(out), "--workers", "1",
+                 "--label-names", "liver,TUMOUR"]) == 0
+    (label,) = (out / "labelsTr").glob("*.nii.gz")
+    (image,) = (out / "imagesTr").glob("*.nii.gz")
+    lab, img = nib.load(str(label)), nib.load(str(image))
+    assert np.allclose(lab.affine, img.affine)
+    values, counts = np.unique(np.asarray(lab.dataobj), return_counts=True)
+    # Liver: the 35-voxel square on 2 slices, less the 2 voxels the tumour (drawn later, label 2) takes.
+    assert values.tolist() == [0, 1, 2] and counts[1:].tolist() == [68, 2]
+    bad = tmp_path / "bad"
+    assert main(["run", "nnunet-raw", str(tmp_path / "dicom"), str(bad), "--workers", "1",
+                 "--label-names", "liver,spleen"]) != 0
+    err = capsys.readouterr().err
+    assert "spleen" in err and "names found: Tumour, Liver, Skin" in err
