@@ -149,7 +149,7 @@ class Anonymizer:
         terms: List[str] = []
         if self._cleans_text:
             for keyword in IDENTITY_KEYWORDS:
-                elem = ds.data_element(keyword)
+                elem = ds.data_element(keyword) if keyword in ds else None  # pydicom 3 raises on absent ones
                 if elem is None:
                     continue
                 for value in _values(elem.value):

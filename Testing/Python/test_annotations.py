@@ -138,6 +138,8 @@ def _rtstruct(path: Path, series_dir: Path, rois) -> Path:
     ds.StudyInstanceUID = first.StudyInstanceUID
     ds.SeriesNumber = 9
     ds.StructureSetLabel = "test"
+    for keyword in ("PatientName", "PatientID", "StudyDate"):
+        setattr(ds, keyword, first.get(keyword, ""))
     ref_series = Dataset()
     ref_series.SeriesInstanceUID = first.SeriesInstanceUID
     study = Dataset()
@@ -330,3 +332,25 @@ def test_run_pairs_series_with_its_rtstruct_and_selects_label_names(tmp_path, ca
                  "--label-names", "liver,spleen"]) != 0
     err = capsys.readouterr().err
     assert "spleen" in err and "names found: Tumour, Liver, Skin" in err
+
+
+@pytest.mark.parametrize("clean", [False, True])
+def test_anonymize_keeps_annotations_pointing_at_their_images(tmp_path, clean):
+    series = _ct(tmp_path / "in" / "ct")
+    labels = np.zeros((NZ, ROWS, COLS), np.uint8)
+    labels[1, 2:4, 2:5] = 1
+    _seg(tmp_path / "in" / "seg.dcm", series, labels)
+    _rtstruct(tmp_path / "in" / "rt.dcm", series, [(1, "Liver", [(2, SQUARE)])])
+    key = tmp_path / "key.txt"
+    key.write_text("secret")
+    args = ["anonymize", str(tmp_path / "in"), str(tmp_path / "anon"), "--key-file", str(key)]
+    assert main(args + (["--clean-descriptors"] if clean else [])) == 0
+    report = convert(tmp_path / "anon", tmp_path / "out", ConvertOptions())
+    assert not report.failed and len(report.written) == 1
+    by_kind = {p.nifti.name.rsplit("_", 1)[1]: p for p in report.labelmaps}
+    seg = np.asarray(nib.load(str(by_kind["seg.nii.gz"].nifti)).dataobj).transpose(2, 1, 0)
+    rt = np.asarray(nib.load(str(by_kind["rtstruct.nii.gz"].nifti)).dataobj).transpose(2, 1, 0)
+    assert np.array_equal(seg, labels) and np.array_equal(rt[2], _expected_square(hole=False).astype(np.uint8))
+    # ROI Name is "Z" in Table E.1-1 (emptied), "C" with the Clean Descriptors Option (kept, cleaned).
+    names = [s["name"] for s in json.loads(by_kind["rtstruct.nii.gz"].sidecar.read_text())["Segments"]]
+    assert names == (["Liver"] if clean else [""])
