@@ -51,6 +51,8 @@ STEP_REQUIREMENTS = {
 
 # Node attribute holding what MedPrep knows about a volume it made: source files, metadata, history.
 RECORD_ATTRIBUTE = "MedPrep.record"
+# Segment/ROI names, numbers, colours and codes of a label map read from a DICOM SEG or RTSTRUCT (its JSON rows).
+SEGMENTS_ATTRIBUTE = "MedPrep.segments"
 CUSTOM_PRESET = "(custom)"
 
 logger = logging.getLogger(__name__)
@@ -200,6 +202,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.overlayButton.clicked.connect(self.onOverlay)
         self.ui.saveButton.clicked.connect(self.onSave)
         self.ui.exportPipelineButton.clicked.connect(self.onExportPipeline)
+        self.ui.saveDicomSegButton.clicked.connect(self.onSaveDicomSeg)
         self.ui.cancelButton.clicked.connect(self.progress.cancel)
         self.ui.headerCollapsibleButton.contentsCollapsed.connect(lambda collapsed: self.updateHeaderTable())
 
@@ -324,6 +327,10 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is None:
             return
         self._parameterNode.inputVolume = node
+        labels = self.runTask(_("Loading annotations"), lambda progress: self.logic.loadAnnotations(
+            series, node, self._scan.annotations_of(series)))
+        if labels:
+            self._parameterNode.inputLabel = labels[0]
         if not _path(self._parameterNode.anonymizedFolder):
             self._parameterNode.anonymizedFolder = Path(_path(self._parameterNode.inputFolder) + "-anonymized")
         if not self._parameterNode.saveName:
@@ -420,6 +427,16 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.outputVolume, _path(p.saveFolder), p.saveName, p.outputLabel, p.compress))
         if paths:
             self.ui.statusLabel.setText(_("Saved {files}").format(files=", ".join(str(f.name) for f in paths)))
+
+    def onSaveDicomSeg(self) -> None:
+        p = self._parameterNode
+        path = qt.QFileDialog.getSaveFileName(self.parent, _("Save label map as DICOM SEG"), "", "DICOM (*.dcm)")
+        if not path:
+            return
+        written = self.runTask(_("Saving"), lambda progress: self.logic.saveAsDicomSeg(p.inputLabel, p.inputVolume,
+                                                                                        path))
+        if written:
+            self.ui.statusLabel.setText(_("Saved {files}").format(files=Path(written).name))
 
     def onExportPipeline(self) -> None:
         path = qt.QFileDialog.getSaveFileName(
@@ -520,6 +537,43 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         for warning in volume.warnings:
             logger.warning(f"{node.GetName()}: {warning}")
         return node
+
+    @staticmethod
+    def loadAnnotations(series, volumeNode, annotations, scene=None) -> list:
+        """A label map node per SEG/RTSTRUCT of `series`, on the grid of its loaded `volumeNode`
+        (same IJKToRAS), as `medprep convert` writes it; segment names etc. kept in a node attribute."""
+        from MedPrepLib.annotations import read_annotation
+        from MedPrepLib.convert import volume_from_series
+
+        scene = scene or slicer.mrmlScene
+        nodes = []
+        if not annotations:
+            return nodes
+        # The volume again for its slice positions and source images (the node keeps only voxels and geometry).
+        volume = volume_from_series(series)
+        for annotation in annotations:
+            labelmap = read_annotation(annotation.path, volume)
+            node = MedPrepBridge.addVolumeNode(
+                scene, labelmap.volume(), scene.GenerateUniqueName(f"{volumeNode.GetName()} {annotation.kind}"),
+                labelmap=True)
+            node.SetAttribute(SEGMENTS_ATTRIBUTE, json.dumps(labelmap.sidecar()["Segments"]))
+            for warning in labelmap.warnings:
+                logger.warning(f"{node.GetName()}: {warning}")
+            nodes.append(node)
+        return nodes
+
+    def saveAsDicomSeg(self, labelNode, volumeNode, path: str, names: list[str] | None = None) -> Path:
+        """The label map as a DICOM SEG referencing the DICOM series `volumeNode` was loaded from."""
+        from MedPrepLib.annotations.export_seg import export_seg, grid_from_files
+
+        files = self.sourceFiles(volumeNode)
+        if labelNode is None or not files:
+            raise ValueError(_("Choose a label map drawn on a volume loaded from DICOM by MedPrep"))
+        if not path:
+            raise ValueError(_("Choose where to save the DICOM SEG"))
+        text = labelNode.GetAttribute(SEGMENTS_ATTRIBUTE)
+        return export_seg(MedPrepBridge.volumeFromNode(labelNode), grid_from_files(files), path, names=names,
+                          segments=json.loads(text) if text else None, overwrite=True)
 
     @staticmethod
     def sourceFiles(volumeNode) -> list[str]:

@@ -46,16 +46,19 @@ def _code(hd: Any, c: Optional[Dict[str, str]]) -> Any:
     return hd.sr.CodedConcept(value=c["value"], scheme_designator=c["scheme"], meaning=c["meaning"])
 
 
-def segment_rows(values: Sequence[int], names: Optional[Sequence[str]], sidecar: Optional[Path]) -> List[Dict]:
-    """One description per label value 1..max: from `names`, else the label map's JSON, else "Segment v"."""
+def segment_rows(values: Sequence[int], names: Optional[Sequence[str]], sidecar: Optional[Path],
+                 segments: Optional[List[Dict[str, Any]]] = None) -> List[Dict]:
+    """One description per label value 1..max: from `names`, else the label map's JSON (a file, or its
+    "Segments" rows as given), else "Segment v"."""
     top = max(values, default=0)
     known: Dict[int, Dict[str, Any]] = {}
-    if sidecar is not None and sidecar.is_file():
-        try:
-            for row in json.loads(sidecar.read_text()).get("Segments", []):
-                known[int(row["label_value"])] = row
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise MedPrepError(f"unreadable label map JSON ({exc.__class__.__name__})", sidecar) from exc
+    try:
+        if segments is None and sidecar is not None and sidecar.is_file():
+            segments = json.loads(sidecar.read_text()).get("Segments", [])
+        for row in segments or []:
+            known[int(row["label_value"])] = row
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MedPrepError(f"unreadable label map JSON ({exc.__class__.__name__})", sidecar) from exc
     if names is not None:
         if len(names) < top:
             raise MedPrepError(f"{len(names)} name(s) given for label values up to {top}",
@@ -67,7 +70,8 @@ def segment_rows(values: Sequence[int], names: Optional[Sequence[str]], sidecar:
 
 
 def export_seg(label: Volume, grid: ImageGrid, out_path: Union[str, Path], names: Optional[Sequence[str]] = None,
-               sidecar: Optional[Path] = None, overwrite: bool = False, series_number: int = 300) -> Path:
+               sidecar: Optional[Path] = None, overwrite: bool = False, series_number: int = 300,
+               segments: Optional[List[Dict[str, Any]]] = None) -> Path:
     """Write the label map as a BINARY DICOM SEG derived from the images on `grid`."""
     import pydicom
 
@@ -78,7 +82,7 @@ def export_seg(label: Volume, grid: ImageGrid, out_path: Union[str, Path], names
     values = sorted(int(v) for v in np.unique(voxels) if v != 0)
     if not values:
         raise MedPrepError("the label map is empty: nothing to export")
-    rows = segment_rows(values, names, sidecar)
+    rows = segment_rows(values, names, sidecar, segments)
     if not grid.paths or any(f is not None for _, f in grid.sources):
         raise MedPrepError("DICOM SEG export needs a reference series of single-frame images")
     sources = []
@@ -114,3 +118,21 @@ def export_seg(label: Volume, grid: ImageGrid, out_path: Union[str, Path], names
     with atomic_path(out_path, overwrite=True) as tmp:
         seg.save_as(str(tmp))
     return out_path
+
+
+def grid_from_files(files: Sequence[Union[str, Path]]) -> ImageGrid:
+    """The grid of the image series made of exactly `files` (e.g. the files a Slicer node was loaded from)."""
+    import os
+
+    from ..convert import volume_from_series
+    from ..discovery import scan
+
+    wanted = {str(Path(f).resolve()) for f in files}
+    if not wanted:
+        raise MedPrepError("no reference image files given")
+    folder = os.path.commonpath([str(Path(f).resolve().parent) for f in files])
+    for series in scan(folder).series:
+        if {str(Path(f.path).resolve()) for f in series.files} == wanted:
+            return ImageGrid.from_volume(volume_from_series(series))
+    raise MedPrepError("the reference image files no longer form one series", folder,
+                       "load the images again")
