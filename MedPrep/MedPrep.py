@@ -40,6 +40,7 @@ REQUIREMENTS = [
     ("openjpeg", "pylibjpeg-openjpeg>=2.0"),
     ("rle", "pylibjpeg-rle>=2.0"),
     ("isal", "isal>=1.6"),
+    ("highdicom", "highdicom>=0.22"),
 ]
 
 # Packages only some pipeline steps need, installed on demand when a pipeline that uses the step runs:
