@@ -179,7 +179,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
     if options.anonymizer is not None:
         # File and folder names often carry patient names or IDs: no message names an input path.
         report.redact = path_scrubber(in_path, [f.path for s in result.series for f in s.files] +
-                                      [s.path for s in result.skipped])
+                                      [s.path for s in result.skipped] + [a.path for a in result.annotations])
         if warn is not None:
             warn = _redacted(warn, report.redact)
     if not result.series:
@@ -273,9 +273,9 @@ def _write_annotations(annotations: List[Any], grid: Any, name: str, out_dir: Pa
                 warn(report.redact(f"{label} not converted: {exc.one_line()}"))
             continue
         if options.anonymizer is not None:
-            labelmap.info.pop("StructureSetLabel", None)
-            for s in labelmap.segments:
-                s.description = ""
+            from .annotations import deidentify_names
+
+            deidentify_names(labelmap, a.path, options.anonymizer)
             labelmap.warnings = [report.redact(w) for w in labelmap.warnings]
         target_name = unique_name(name + ANNOTATION_SUFFIX[a.kind], taken)
         targets = _targets(out_dir, target_name, ext, options, label, report, warn)

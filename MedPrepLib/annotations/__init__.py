@@ -19,7 +19,7 @@ from .rtstruct import RTSTRUCT_CLASS, read_rtstruct
 from .seg import SEG_CLASS, read_seg
 
 __all__ = ["AnnotationObject", "ImageGrid", "LabelMap", "SegmentInfo", "OVERLAP_RULE", "annotation_kind",
-           "describe", "read_annotation", "write_labelmap", "ANNOTATION_SUFFIX"]
+           "describe", "deidentify_names", "read_annotation", "write_labelmap", "ANNOTATION_SUFFIX"]
 
 KINDS = {SEG_CLASS: "SEG", RTSTRUCT_CLASS: "RTSTRUCT"}
 # Output name suffix per kind: <image name>_seg.nii.gz, <image name>_rtstruct.nii.gz.
@@ -115,3 +115,26 @@ def read_annotation(source: Union[str, Path, Dataset], image: Union[Volume, Imag
             raise MedPrepError(exc.what, where, exc.hint) from exc
         raise
     raise MedPrepError("not a DICOM SEG or RT Structure Set", where)
+
+
+def deidentify_names(labelmap: LabelMap, path: Union[str, Path], anonymizer: Any) -> None:
+    """Segment/ROI names and descriptions as `anonymizer` leaves them in a de-identified copy of the
+    object (PS3.15 Table E.1-1: ROI Name emptied unless the Clean Descriptors Option keeps it), so a
+    label map made with `convert --anonymize` says what `anonymize` would have written."""
+    import pydicom
+
+    ds = anonymizer.anonymize(pydicom.dcmread(str(path), stop_before_pixels=True))
+    if labelmap.kind == "SEG":
+        items = {int(s.get("SegmentNumber", 0) or 0): (s.get("SegmentLabel"), s.get("SegmentDescription"))
+                 for s in ds.get("SegmentSequence") or []}
+    else:
+        items = {int(s.get("ROINumber", 0) or 0): (s.get("ROIName"), s.get("ROIDescription"))
+                 for s in ds.get("StructureSetROISequence") or []}
+    for s in labelmap.segments:
+        name, description = items.get(s.number, (None, None))
+        s.name, s.description = str(name or ""), str(description or "")
+    label = ds.get("StructureSetLabel")
+    if label is not None:
+        labelmap.info["StructureSetLabel"] = str(label)
+    else:
+        labelmap.info.pop("StructureSetLabel", None)

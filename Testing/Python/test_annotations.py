@@ -354,3 +354,8 @@ def test_anonymize_keeps_annotations_pointing_at_their_images(tmp_path, clean):
     # ROI Name is "Z" in Table E.1-1 (emptied), "C" with the Clean Descriptors Option (kept, cleaned).
     names = [s["name"] for s in json.loads(by_kind["rtstruct.nii.gz"].sidecar.read_text())["Segments"]]
     assert names == (["Liver"] if clean else [""])
+    # convert --anonymize names the ROIs as the de-identified copy does.
+    args = ["convert", str(tmp_path / "in"), str(tmp_path / "direct"), "--anonymize", "--key-file", str(key), "--quiet"]
+    assert main(args + (["--clean-descriptors"] if clean else [])) == 0
+    (side,) = (tmp_path / "direct").glob("*_rtstruct.json")
+    assert [s["name"] for s in json.loads(side.read_text())["Segments"]] == names
