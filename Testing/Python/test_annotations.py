@@ -359,3 +359,12 @@ def test_anonymize_keeps_annotations_pointing_at_their_images(tmp_path, clean):
     assert main(args + (["--clean-descriptors"] if clean else [])) == 0
     (side,) = (tmp_path / "direct").glob("*_rtstruct.json")
     assert [s["name"] for s in json.loads(side.read_text())["Segments"]] == names
+
+
+def test_scan_json_lists_annotations_without_phi(tmp_path, capsys):
+    series = _ct(tmp_path / "ct")
+    _rtstruct(tmp_path / "rt.dcm", series, [(2, "Liver", [(1, SQUARE)]), (1, "Heart", [])])
+    assert main(["scan", str(tmp_path), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["annotations"]
+    assert row == {"kind": "RTSTRUCT", "series_number": 9, "count": 2, "names": ["Heart", "Liver"],
+                   "referenced_series_found": True, "warnings": []}
