@@ -564,7 +564,8 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return nodes
 
     def saveAsDicomSeg(self, labelNode, volumeNode, path: str, names: list[str] | None = None) -> Path:
-        """The label map as a DICOM SEG referencing the DICOM series `volumeNode` was loaded from."""
+        """A label map or segmentation node as a DICOM SEG referencing the DICOM series `volumeNode` was
+        loaded from. A segmentation's segments become segments 1, 2, ... in its order, with its names."""
         from MedPrepLib.annotations.export_seg import export_seg, grid_from_files
 
         files = self.sourceFiles(volumeNode)
@@ -572,9 +573,15 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Choose a label map drawn on a volume loaded from DICOM by MedPrep"))
         if not path:
             raise ValueError(_("Choose where to save the DICOM SEG"))
-        text = labelNode.GetAttribute(SEGMENTS_ATTRIBUTE)
-        return export_seg(MedPrepBridge.volumeFromNode(labelNode), grid_from_files(files), path, names=names,
-                          segments=json.loads(text) if text else None, overwrite=True)
+        segments = None
+        if labelNode.IsA("vtkMRMLSegmentationNode"):
+            label, segmentNames = _segmentationAsLabelVolume(labelNode, volumeNode)
+            names = names or segmentNames
+        else:
+            label = MedPrepBridge.volumeFromNode(labelNode)
+            text = labelNode.GetAttribute(SEGMENTS_ATTRIBUTE)
+            segments = json.loads(text) if text else None
+        return export_seg(label, grid_from_files(files), path, names=names, segments=segments, overwrite=True)
 
     @staticmethod
     def sourceFiles(volumeNode) -> list[str]:
@@ -735,6 +742,25 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
             label = self.volumeFromNode(labelNode)
             written.append(write_nifti(label, Path(folder) / f"{name}_label{suffix}", gz=compress, overwrite=True))
         return written
+
+
+def _segmentationAsLabelVolume(segmentationNode, referenceNode):
+    """Every segment of a segmentation node as labels 1, 2, ... on the reference volume's grid, and their names."""
+    segmentation = segmentationNode.GetSegmentation()
+    ids = vtk.vtkStringArray()
+    names = []
+    for i in range(segmentation.GetNumberOfSegments()):
+        ids.InsertNextValue(segmentation.GetNthSegmentID(i))
+        names.append(segmentation.GetNthSegment(i).GetName())
+    scene = segmentationNode.GetScene()
+    labelNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("MedPrep export"))
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, ids, labelNode, referenceNode):
+            raise ValueError(_("The segmentation could not be exported as a label map"))
+        return MedPrepBridge.volumeFromNode(labelNode), names
+    finally:
+        scene.RemoveNode(labelNode)
 
 
 def _seriesNodeName(series) -> str:

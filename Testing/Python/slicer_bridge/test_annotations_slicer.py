@@ -52,3 +52,12 @@ def test_seg_loads_as_aligned_label_map_and_saves_back(MedPrep, scene, tmp_path)
     logic.saveAsDicomSeg(label, node, str(out))
     back = read_annotation(out, grid)
     assert np.array_equal(back.label_array(), labels) and [s.name for s in back.segments] == ["liver", "tumour"]
+
+    # A segmentation node (what the Segment Editor makes) exports the same way, names from its segments.
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    assert MedPrep.slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label, segmentation)
+    for i, name in enumerate(("Liver", "Tumour")):
+        segmentation.GetSegmentation().GetNthSegment(i).SetName(name)
+    logic.saveAsDicomSeg(segmentation, node, str(out))
+    back = read_annotation(out, grid)
+    assert np.array_equal(back.label_array(), labels) and [s.name for s in back.segments] == ["Liver", "Tumour"]
