@@ -125,7 +125,7 @@ class LabelMap:
             by_name.setdefault(s.name.strip().lower(), i)
         missing = [n for n in names if n.strip().lower() not in by_name]
         if missing:
-            found = ", ".join(s.name for s in self.segments) or "none"
+            found = ", ".join(s.name or f"#{s.number} (no name)" for s in self.segments) or "none"
             raise MedPrepError(f"label name(s) not found in the {self.kind}: {', '.join(missing)}",
                                hint=f"names found: {found}")
         idx = [by_name[n.strip().lower()] for n in names]

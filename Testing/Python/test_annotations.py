@@ -368,3 +368,17 @@ def test_scan_json_lists_annotations_without_phi(tmp_path, capsys):
     (row,) = json.loads(capsys.readouterr().out)["annotations"]
     assert row == {"kind": "RTSTRUCT", "series_number": 9, "count": 2, "names": ["Heart", "Liver"],
                    "referenced_series_found": True, "warnings": []}
+
+
+def test_export_seg_from_a_dcm2niix_label_map(tmp_path):
+    """dcm2niix's grid flips the row axis: export-seg undoes it, so the reference label map goes back
+    to DICOM SEG on the original images voxel for voxel."""
+    root = require_annotations() / "seg_ct_overlap_5seg"
+    out = tmp_path / "ref.dcm"
+    assert main(["export-seg", str(root / "ref" / "label.nii.gz"), str(root / "images"), str(out)]) == 0
+    series = scan(root / "images").series[0]
+    vol = volume_from_series(series)
+    back = read_annotation(out, vol)
+    ref = nib.load(str(root / "ref" / "label.nii.gz"))
+    moved = _on_ref(back.label_array().transpose(2, 1, 0), vol.affine, ref.affine)
+    assert np.array_equal(moved, np.asarray(ref.dataobj)) and len(back.segments) == 5
