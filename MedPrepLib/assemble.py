@@ -341,4 +341,8 @@ def series_to_volume(series: Series) -> Volume:
                  warnings=warnings + notes)
     vol.meta["_slice_positions_lps"] = positions
     vol.meta["_slice_normal"] = normal
+    # Which file (path, 0-based frame or None) each slice k came from: annotations (SEG, RTSTRUCT)
+    # that name their source images are placed on the grid by these. Paths only: headers not parsed.
+    if not fr0.mosaic_slices:
+        vol.meta["_slice_sources"] = [(str(g[0].frame.file.path), g[0].frame.index) for g in groups]
     return vol

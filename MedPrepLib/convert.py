@@ -28,6 +28,9 @@ class ConvertOptions:
     overwrite: bool = False
     tilt_correct: bool = False
     equalize_spacing: bool = False
+    annotations: bool = True        # SEG/RTSTRUCT of a series -> <name>_seg / <name>_rtstruct label map + JSON
+    label_onehot: bool = False      # 4D, one volume per segment (overlaps kept) instead of a 3D label map
+    keep_fractions: bool = False    # FRACTIONAL SEG: the fractions (4D float) instead of fraction >= 0.5
     anonymizer: Any = None          # a MedPrepLib.anonymize.Anonymizer; None keeps headers as they are
     debug: bool = False             # let an internal error (a bug) raise instead of reporting it per series
 
@@ -54,6 +57,7 @@ class ConvertReport:
     failed: List[Skipped] = field(default_factory=list)      # series that could not be converted
     n_files: int = 0
     internal_errors: int = 0                                 # series lost to a bug, not to their data
+    labelmaps: List[Output] = field(default_factory=list)    # label maps of SEG/RTSTRUCT objects
     # What a message may show: with de-identification, input paths are replaced (see `path_scrubber`).
     redact: Callable[[str], str] = str
 
@@ -189,7 +193,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
     if options.anonymizer is not None:
         # File and folder names often carry patient names or IDs: no message names an input path.
         report.redact = path_scrubber(in_path, [f.path for s in result.series for f in s.files] +
-                                      [s.path for s in result.skipped])
+                                      [s.path for s in result.skipped] + [a.path for a in result.annotations])
         if warn is not None:
             warn = _redacted(warn, report.redact)
     if not result.series:
@@ -245,6 +249,7 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             vol.warnings = [report.redact(w) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
         gradients = vol.meta.get("_gradient_table")
+        grid = _annotation_grid(vol, result.annotations_of(series) if options.annotations else [])
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
         write_pair(vol, nifti_path, json_path, options.gz)
@@ -257,7 +262,64 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
                                      list(vol.warnings)))
         if corrected is not None:
             _write_tilt_spacing(corrected, vol, name, out_dir, ext, taken, options, series, report, warn)
+        if grid is not None:
+            _write_annotations(result.annotations_of(series), grid, name, out_dir, ext, taken, options, series,
+                               report, warn)
+    if options.annotations:
+        for a in result.annotations:
+            if a.missing_reference:
+                report.failed.append(Skipped(a.path, f"{a.kind}: referenced image series not found"))
+                if warn:
+                    warn(report.redact(f"{a.kind} not converted: the image series it references is not among the "
+                                       f"input files ({a.path})"))
     return report
+
+
+def _annotation_grid(vol: Volume, annotations: List[Any]) -> Any:
+    """The image grid the series' annotations go on (taken while the volume keeps its slice positions)."""
+    if not annotations:
+        return None
+    from .annotations import ImageGrid
+
+    return ImageGrid.from_volume(vol)
+
+
+def _write_annotations(annotations: List[Any], grid: Any, name: str, out_dir: Path, ext: str, taken: set,
+                       options: ConvertOptions, series: Series, report: ConvertReport,
+                       warn: Optional[Callable[[str], None]]) -> None:
+    """<image name>_seg / _rtstruct label map NIfTI + JSON for every SEG/RTSTRUCT of the series."""
+    from .annotations import ANNOTATION_SUFFIX, read_annotation, write_labelmap
+
+    for a in annotations:
+        label = f"{a.kind} of {_series_label(series)}"
+        try:
+            labelmap = read_annotation(a.path, grid, keep_fractions=options.keep_fractions)
+        except MedPrepError as exc:
+            report.failed.append(Skipped(a.path, f"{label}: {exc.what}"))
+            if warn:
+                warn(report.redact(f"{label} not converted: {exc.one_line()}"))
+            continue
+        if options.anonymizer is not None:
+            from .annotations import deidentify_names
+
+            deidentify_names(labelmap, a.path, options.anonymizer)
+            labelmap.warnings = [report.redact(w) for w in labelmap.warnings]
+        target_name = unique_name(name + ANNOTATION_SUFFIX[a.kind], taken)
+        targets = _targets(out_dir, target_name, ext, options, label, report, warn)
+        if targets is None:
+            continue
+        nifti_path, json_path = targets
+        write_labelmap(labelmap, nifti_path, json_path, gz=options.gz, onehot=options.label_onehot, overwrite=True)
+        overlap = labelmap.overlap_voxels()
+        notes = list(labelmap.warnings)
+        if overlap and not (options.label_onehot or labelmap.fractional):
+            notes.append(f"{overlap} voxel(s) in more than one segment: the highest number wins "
+                         "(--label-onehot keeps them all)")
+        for w in notes:
+            if warn:
+                warn(f"{target_name}: {w}")
+        report.labelmaps.append(Output(nifti_path, json_path, list(labelmap.volume(options.label_onehot).shape_xyz),
+                                       series.series_number, notes))
 
 
 def _withhold_burned_in(series: Series, anonymizer: Any, label: str, report: ConvertReport,

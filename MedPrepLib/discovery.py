@@ -1,8 +1,9 @@
 """Find DICOM image series anywhere under a path and split them as dcm2niix would.
 
 Files are recognised by content, never by name. Non-DICOM files, DICOMDIR and non-image objects
-(structured reports, RT structure sets, presentation states, encapsulated documents, raw data)
-are skipped and reported. Frames are grouped by SeriesInstanceUID, then split where one series
+(structured reports, presentation states, encapsulated documents, raw data) are skipped and
+reported; segmentations (SEG) and RT structure sets are listed apart as annotations of the image
+series they reference. Frames are grouped by SeriesInstanceUID, then split where one series
 holds several volumes: different matrix size or orientation, echo number, image kind
 (magnitude/phase/real/imaginary/field map), and derived or localizer images.
 """
@@ -21,6 +22,8 @@ from .frames import Frame, file_frames
 
 KIND_POSTFIX = {"M": "", "P": "_ph", "R": "_real", "I": "_imaginary", "B0": "_fieldmaphz"}
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# Segmentation Storage and RT Structure Set Storage: annotations of image series, listed apart.
+ANNOTATION_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.481.3")
 
 
 @dataclass
@@ -125,6 +128,14 @@ class ScanResult:
     series: List[Series]
     skipped: List[Skipped]
     n_files: int
+    annotations: List[Any] = field(default_factory=list)   # MedPrepLib.annotations.AnnotationObject
+
+    def annotations_of(self, series: Series) -> List[Any]:
+        """The SEG and RTSTRUCT objects that annotate `series`. When one SeriesInstanceUID was split
+        into several volumes, they go with its main part (no postfix), else with its first part."""
+        parts = [s for s in self.series if s.uid == series.uid]
+        main = next((s for s in parts if not s.postfix), parts[0] if parts else series)
+        return [a for a in self.annotations if series.uid in a.referenced_series] if main is series else []
 
     def skipped_by_reason(self) -> Dict[str, int]:
         return count_reasons(self.skipped)
@@ -178,12 +189,19 @@ def walk_files(root: Union[str, Path],
         stack.extend(reversed(subdirs))
 
 
+def _sop_class(ds) -> str:
+    return str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+               or "")
+
+
 def _non_image_reason(f: DicomFile) -> Optional[str]:
     ds = f.ds
-    sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+    sop = _sop_class(ds)
     media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if DICOMDIR_CLASS in (sop, media) or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
+    if sop in ANNOTATION_CLASSES:
+        return None  # kept: scan lists them as annotations, anonymize de-identifies them with their images
     if not f.has_pixels:
         if len(ds) == 0:
             return "unreadable DICOM file: empty or truncated data set"
@@ -276,12 +294,20 @@ class FileScan:
     series_key: Tuple[str, str] = ("", "")
     split_keys: List[Tuple] = field(default_factory=list)
     reason: str = ""
+    annotation: Any = None          # an AnnotationObject for SEG and RTSTRUCT files
 
 
 def scan_file(path: Path) -> FileScan:
     f, reason = read_image_header(path)
     if f is None:
         return FileScan(path, reason=reason)
+    if _sop_class(f.ds) in ANNOTATION_CLASSES:
+        from .annotations import describe
+
+        try:
+            return FileScan(path, annotation=describe(f.ds, path))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return FileScan(path, reason=f"malformed annotation object: {exc.__class__.__name__}")
     try:
         frames = file_frames(f)
     except Exception as exc:  # noqa: BLE001 - malformed functional groups etc.
@@ -323,9 +349,13 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
         chunks = [files[i:i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]
         scanned = (one for chunk in map_chunks(scan_files, chunks) for one in chunk)
     by_uid: "OrderedDict[Tuple[str, str], Tuple[List[Frame], List[Tuple]]]" = OrderedDict()
+    annotations = []
     for i, one in enumerate(scanned):
         if progress:
             progress(i + 1, len(files))
+        if one.annotation is not None:
+            annotations.append(one.annotation)
+            continue
         if one.reason:
             skipped.append(Skipped(one.path, one.reason))
             continue
@@ -342,4 +372,7 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
             series.append(s)
     series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30,
                                s.postfix, s.uid))
-    return ScanResult(series=series, skipped=skipped, n_files=len(files))
+    present = {s.uid for s in series}
+    for a in annotations:
+        a.missing_reference = not (set(a.referenced_series) & present)
+    return ScanResult(series=series, skipped=skipped, n_files=len(files), annotations=annotations)

@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write a gantry-tilt corrected volume (_Tilt) where the series is tilted")
     p.add_argument("--equalize-spacing", action="store_true",
                    help="also write an equidistant resampled volume (_Eq) where slice spacing varies")
+    p.add_argument("--no-annotations", action="store_true",
+                   help="do not convert DICOM SEG / RT Structure Sets into label maps beside their images")
+    p.add_argument("--label-onehot", action="store_true",
+                   help="label maps as 4D, one volume per segment/ROI (overlaps kept) instead of 3D "
+                        "(where segments overlap, the highest number wins)")
+    p.add_argument("--keep-fractions", action="store_true",
+                   help="FRACTIONAL SEG: keep the fractions (4D float) instead of thresholding at 0.5")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     anon = p.add_argument_group("de-identification (with --anonymize; see `medprep anonymize --help`)")
     anon.add_argument("--anonymize", action="store_true",
@@ -47,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     render_name(args.name, {})   # a bad --name template fails now, before any scanning or output folder
     options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
                              overwrite=args.overwrite, tilt_correct=args.tilt_correct,
-                             equalize_spacing=args.equalize_spacing,
+                             equalize_spacing=args.equalize_spacing, annotations=not args.no_annotations,
+                             label_onehot=args.label_onehot, keep_fractions=args.keep_fractions,
                              anonymizer=anonymizer_from_args(args) if args.anonymize else None,
                              debug=getattr(args, "debug", False))
     bars = {}
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         for out in report.written:
             shape = "x".join(str(s) for s in out.shape)
             print(f"wrote {out.nifti} ({shape})")
+        for out in report.labelmaps:
+            print(f"wrote {out.nifti} (label map, {'x'.join(str(s) for s in out.shape)})")
         skipped = count_reasons(report.skipped)
         parts = [f"{len(report.written)} series written"]
         if report.failed:

@@ -20,6 +20,7 @@ COMMANDS = [
     "scan_cmd",
     "header_cmd",
     "convert_cmd",
+    "export_seg_cmd",
     "demo_cmd",
     "anonymize_cmd",
     "preprocess_cmd",
@@ -35,7 +36,7 @@ def _modules_for(argv: Optional[List[str]]) -> List[str]:
     should not pay for the others' start-up.
     """
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    module = f"{words[0]}_cmd" if words else None
+    module = f"{words[0].replace('-', '_')}_cmd" if words else None
     return [module] if module in COMMANDS else COMMANDS
 
 

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="worker processes (default: every CPU this process may use)")
     parser.add_argument("--qa", action="store_true", help="write qa/CASE.png per case and qa/index.html")
     parser.add_argument("--labels", metavar="DIR", help="folder of label maps named like the images")
+    parser.add_argument("--label-names", metavar="A,B,...",
+                        help="DICOM input: keep these SEG segments / RTSTRUCT ROIs (by name, case-insensitive) as "
+                             "labels 1, 2, ... (default: every one, numbered by segment/ROI number)")
     parser.add_argument("--split", metavar="FILE",
                         help="training cases: one name per line, or CASE,train|test rows (default: all train, "
                              "or imagesTr/imagesTs)")
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_dataset(pipeline, args.input_dir, args.output_dir, workers=args.workers, qa=args.qa,
                          labels_dir=args.labels, split_file=args.split, statistics_file=args.statistics,
+                         label_names=[n.strip() for n in args.label_names.split(",")] if args.label_names else None,
                          progress=progress)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
