@@ -125,7 +125,8 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
     if done.burned_in:
         return done  # its series is withheld: no need to write it
     try:
-        done.damaged = pixel_problem(f) or ""
+        # Objects without pixel data (RT structure sets) have none to be cut short.
+        done.damaged = (pixel_problem(f) or "") if f.has_pixels else ""
     except OSError as exc:
         return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
     if done.damaged and not anonymizer.options.keep_damaged_pixels:
