@@ -10,30 +10,30 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import MedPrepError
 
 
-def add_anonymize_options(p: argparse.ArgumentParser) -> None:
-    """The Annex E options, shared by `anonymize` and `convert --anonymize`."""
+def add_anonymize_options(p: argparse.ArgumentParser, full: bool = False) -> None:
+    """The Annex E options, shared by `anonymize` (`full`) and `convert --anonymize`."""
     key = p.add_mutually_exclusive_group()
     key.add_argument("--key", metavar="SECRET",
                      help="secret that makes UIDs, pseudonyms and date shifts repeatable across runs "
                           "(default: a random key for this run only)")
     key.add_argument("--key-file", metavar="F", help="read the secret from file F")
-    dates = p.add_mutually_exclusive_group()
-    dates.add_argument("--shift-dates", action="store_true",
-                       help="shift dates by a per-patient offset derived from the key (intervals kept)")
-    dates.add_argument("--keep-dates", action="store_true", help="retain full dates")
-    p.add_argument("--retain-patient-characteristics", action="store_true",
-                   help="keep sex, age, size, weight (needed for PET SUV)")
-    p.add_argument("--retain-device-identity", action="store_true", help="keep scanner identity")
-    p.add_argument("--retain-institution-identity", action="store_true", help="keep institution identity")
-    p.add_argument("--clean-descriptors", action="store_true",
-                   help="keep the coded sequences this option lists, each item cleaned; free-text "
-                        "descriptions cannot be proven free of identity, so they are removed as without it")
-    p.add_argument("--keep-private", action="store_true",
-                   help="keep a safelist of private attributes (default: remove every private attribute)")
-    p.add_argument("--keep-uids", action="store_true", help="retain the original UIDs")
-    p.add_argument("--on-burned-in", choices=("skip", "keep", "fail"), default="skip",
-                   help="series whose pixels may show identity (BurnedInAnnotation, ultrasound, "
-                        "secondary capture, scans): skip with a warning (default), keep, or fail")
+    from ..anonymize.options import user_options
+
+    groups: Dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for option in user_options():
+        meta = option.metadata
+        if meta["copy_only"] and not full:
+            continue
+        where = p
+        if meta["exclusive"]:
+            if meta["exclusive"] not in groups:
+                groups[meta["exclusive"]] = p.add_mutually_exclusive_group()
+            where = groups[meta["exclusive"]]
+        flag = "--" + option.name.replace("_", "-")
+        if meta["choices"]:
+            where.add_argument(flag, choices=meta["choices"], default=option.default, help=meta["help"])
+        else:
+            where.add_argument(flag, action="store_true", help=meta["help"])
 
 
 def register(subparsers) -> None:
@@ -43,14 +43,11 @@ def register(subparsers) -> None:
                     "Output names are built from the new UIDs only. The input is never modified.")
     p.add_argument("input", metavar="IN_DIR", help="DICOM folder (or file)")
     p.add_argument("output", metavar="OUT_DIR", help="output folder (outside IN_DIR)")
-    add_anonymize_options(p)
+    add_anonymize_options(p, full=True)
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                    help="worker processes (default: the number of CPUs, at most 4)")
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
-    p.add_argument("--keep-damaged-pixels", action="store_true",
-                   help="also write files whose pixel data is cut short or does not match Rows x Columns x "
-                        "frames x bits (default: withhold them; they are reported either way)")
     p.add_argument("--show-paths", action="store_true",
                    help="name each input file that is damaged, withheld or could not be read (folder and file "
                         "names often hold patient names; by default only their number per reason is printed)")
@@ -78,13 +75,9 @@ def anonymizer_from_args(args: argparse.Namespace):
     """An Anonymizer built from the options `add_anonymize_options` added."""
     from ..anonymize import AnonymizeOptions, Anonymizer
 
-    options = AnonymizeOptions(
-        shift_dates=args.shift_dates, keep_dates=args.keep_dates,
-        retain_patient_characteristics=args.retain_patient_characteristics,
-        retain_device_identity=args.retain_device_identity,
-        retain_institution_identity=args.retain_institution_identity,
-        clean_descriptors=args.clean_descriptors, keep_private=args.keep_private, keep_uids=args.keep_uids,
-        on_burned_in=args.on_burned_in, keep_damaged_pixels=getattr(args, "keep_damaged_pixels", False))
+    from ..anonymize.options import user_options
+
+    options = AnonymizeOptions(**{o.name: getattr(args, o.name) for o in user_options() if hasattr(args, o.name)})
     return Anonymizer(_key(args), options)
 
 
