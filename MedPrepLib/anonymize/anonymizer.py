@@ -149,9 +149,10 @@ class Anonymizer:
         terms: List[str] = []
         if self._cleans_text:
             for keyword in IDENTITY_KEYWORDS:
-                elem = ds.data_element(keyword)
-                if elem is None:
+                # data_element() raises KeyError for a keyword the data set lacks (pydicom 2.4 and 3).
+                if keyword not in ds:
                     continue
+                elem = ds.data_element(keyword)
                 for value in _values(elem.value):
                     # Name components are scrubbed one by one, as they appear in free text.
                     parts = [value] + (re.split(r"[\^=\s]+", value) if elem.VR == "PN" else [])

@@ -74,7 +74,7 @@ def install():
     slicer.app = standins.Application(qapplication)
     slicer.modules = types.SimpleNamespace(volumes=standins._VolumesModule())
     slicer.qSlicerScriptedLoadableModule = standins.ScriptedModule
-    slicer.app.layoutManager().createViews()
+    slicer.app.layoutManager()  # the scene as the application sets it up
     _installed = slicer
     return slicer
 

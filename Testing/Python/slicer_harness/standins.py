@@ -11,11 +11,12 @@ PythonQt's naming, `pythonqt.py`).
 | `ctkPathLineEdit` | CTK | `currentPath`, `currentPathChanged(QString)` | filters, history, browse button |
 | `ctkSliderWidget` | CTK | `value`, `minimum`, `maximum`, `singleStep`, `decimals`, `valueChanged(double)`; slider + spin box | CTK's popup, tracking |
 | `qMRMLWidget` | Slicer | `setMRMLScene`, `mrmlScene()`, `mrmlSceneChanged` | |
+| `qSlicerScriptedLoadableModuleWidget` | Slicer | a module's panel: a qMRMLWidget with `self()` (the Python Widget) and `isEntered` | the panel's help and developer sections |
 | `qMRMLNodeComboBox` | Slicer | lists the scene's nodes of `nodeTypes` (exact class unless `showChildNodeTypes`), None item when `noneEnabled`, follows node addition/removal, `currentNode()`, `setCurrentNode()`, `currentNodeID`, `currentNodeChanged(vtkMRMLNode*)` | add/rename/remove actions, node attributes filters, base name |
 | `Application` (`slicer.app`) | qSlicerApplication | `processEvents`, `testingEnabled()` (True, as with `Slicer --testing`), `applicationName`, `moduleManager()`, `layoutManager()`, cursor overrides, `translate` | settings dialogs, Python console, rendering |
 | `ModuleManager` | qSlicerModuleManager | `module(name)`, `moduleAboutToBeUnloaded(QString)` (which calls the widget's `cleanup()`) | loading modules from paths |
 | `ScriptedModule` (`slicer.modules.<name>`) | qSlicerScriptedLoadableModule | `path`, `title`, ..., `widgetRepresentation()` (builds the module's Widget once, like Slicer), `isEntered`, `enter()`/`exit()` | module panel, help box |
-| `LayoutManager` | qSlicerLayoutManager | `setLayout`/`layout` on the scene's real vtkMRMLLayoutNode, `sliceWidget(name)` whose `mrmlSliceNode()`, `mrmlSliceCompositeNode()`, `sliceLogic()` are real MRML (vtkMRMLSliceLogic), `resetSliceViews()` fits each slice logic | views, rendering, interaction |
+| `LayoutManager` | qSlicerLayoutManager | sets the scene up as the application does (default slice orientation presets, application and color logic, vtkMRMLLayoutLogic, a vtkMRMLSliceLogic per slice view), `setLayout`/`layout` on the real layout node, `sliceWidget(name)` with the real `mrmlSliceNode()`, `mrmlSliceCompositeNode()`, `sliceLogic()`, `mrmlSliceLogics()`, `resetSliceViews()` (fits each slice logic) | views, rendering, interaction |
 | `volumes` module logic | Volumes module | a real vtkSlicerVolumesLogic on the scene | |
 
 Widgets the harness does not have (`ABSENT`) exist as names so that Slicer's GUI connectors can test
@@ -28,6 +29,7 @@ import types
 from pathlib import Path
 
 import slicer
+import vtk
 from PySide6 import QtCore, QtWidgets
 
 from .pythonqt import pythonQtClass
@@ -154,6 +156,20 @@ class _qMRMLWidget(QtWidgets.QWidget):
         return self._scene
 
 
+class _qSlicerScriptedLoadableModuleWidget(_qMRMLWidget):
+    """A module's panel; `self()` is its Python Widget object."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._python = None
+        self._entered = False
+
+    def self(self):
+        return self._python
+
+    isEntered = QtCore.Property(bool, lambda self: self._entered)
+
+
 class _qMRMLNodeComboBox(QtWidgets.QComboBox):
     currentNodeChanged = QtCore.Signal(object)
 
@@ -235,7 +251,8 @@ class _qMRMLNodeComboBox(QtWidgets.QComboBox):
 
 CTK = {"ctkCollapsibleButton": _ctkCollapsibleButton, "ctkDirectoryButton": _ctkDirectoryButton,
        "ctkPathLineEdit": _ctkPathLineEdit, "ctkSliderWidget": _ctkSliderWidget}
-QMRML = {"qMRMLWidget": _qMRMLWidget, "qMRMLNodeComboBox": _qMRMLNodeComboBox}
+QMRML = {"qMRMLWidget": _qMRMLWidget, "qMRMLNodeComboBox": _qMRMLNodeComboBox,
+         "qSlicerScriptedLoadableModuleWidget": _qSlicerScriptedLoadableModuleWidget}
 
 # Named by Slicer's GUI connectors (guiConnectors.py) or wrapper tests, not provided here.
 ABSENT = {
@@ -287,50 +304,56 @@ class _SliceWidget:
 
 
 class LayoutManager:
+    """qSlicerLayoutManager without views: the layout node, view nodes and slice logics are Slicer's own
+    (vtkMRMLLayoutLogic, vtkMRMLSliceLogic), set up on the scene as the application does at startup."""
+
     SLICE_VIEWS = ("Red", "Yellow", "Green")
 
     def __init__(self, scene):
         self._scene = scene
-        self._logics = {}
-
-    def _layoutNode(self):
-        node = self._scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
-        if node is None:
-            node = slicer.vtkMRMLLayoutNode()
-            node.SetSingletonTag("vtkMRMLLayoutNode")
-            node = self._scene.AddNode(node)
-        return node
+        defaultSliceNode = slicer.vtkMRMLSliceNode()
+        defaultSliceNode.AddDefaultSliceOrientationPresets(scene)
+        scene.AddDefaultNode(defaultSliceNode)
+        self.applicationLogic = slicer.vtkSlicerApplicationLogic()
+        self.applicationLogic.SetMRMLScene(scene)
+        colorLogic = slicer.vtkSlicerColorLogic()
+        colorLogic.SetMRMLApplicationLogic(self.applicationLogic)
+        colorLogic.SetMRMLScene(scene)
+        self.applicationLogic.SetModuleLogic("Colors", colorLogic)
+        self._layoutLogic = slicer.vtkMRMLLayoutLogic()
+        self._layoutLogic.SetMRMLScene(scene)
+        self.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+        self._sliceLogics = {}
+        for name in self.SLICE_VIEWS:
+            logic = slicer.vtkMRMLSliceLogic()
+            logic.SetMRMLApplicationLogic(self.applicationLogic)
+            logic.SetMRMLScene(scene)
+            logic.AddSliceNode(name)
+            self._sliceLogics[name] = logic
 
     def setLayout(self, layout: int) -> None:
-        self._layoutNode().SetViewArrangement(layout)
+        self._layoutLogic.GetLayoutNode().SetViewArrangement(layout)
 
     @property
     def layout(self) -> int:
-        return self._layoutNode().GetViewArrangement()
-
-    def sliceWidget(self, name: str):
-        if name not in self.SLICE_VIEWS:
-            return None
-        logic = self._logics.get(name)
-        if logic is None or logic.GetMRMLScene() is not self._scene or logic.GetSliceNode() is None \
-                or logic.GetSliceNode().GetScene() is not self._scene:
-            logic = slicer.vtkMRMLSliceLogic()
-            logic.SetMRMLScene(self._scene)
-            logic.AddSliceNode(name)
-            self._logics[name] = logic
-        return _SliceWidget(logic)
+        return self._layoutLogic.GetLayoutNode().GetViewArrangement()
 
     def sliceViewNames(self) -> list[str]:
         return list(self.SLICE_VIEWS)
 
-    def resetSliceViews(self) -> None:
-        for name in self.SLICE_VIEWS:
-            self.sliceWidget(name).sliceLogic().FitSliceToAll()
+    def sliceWidget(self, name: str):
+        logic = self._sliceLogics.get(name)
+        return _SliceWidget(logic) if logic is not None else None
 
-    def createViews(self) -> None:
-        """The slice view nodes Slicer's main window makes at startup, so that scene-wide helpers find them."""
-        for name in self.SLICE_VIEWS:
-            self.sliceWidget(name)
+    def mrmlSliceLogics(self):
+        logics = vtk.vtkCollection()
+        for logic in self._sliceLogics.values():
+            logics.AddItem(logic)
+        return logics
+
+    def resetSliceViews(self) -> None:
+        for logic in self._sliceLogics.values():
+            logic.FitSliceToAll()
 
 
 class ModuleManager(QtCore.QObject):
@@ -370,28 +393,28 @@ class ScriptedModule:
             import importlib
 
             module = importlib.import_module(self.name)
-            self._panel = pythonQtClass(_qMRMLWidget, "qMRMLWidget")()
+            self._panel = slicer.qSlicerScriptedLoadableModuleWidget()
             self._panel.setLayout(QtWidgets.QVBoxLayout())
             self._panel.setMRMLScene(slicer.mrmlScene)
-            self._panel.isEntered = False
             self._widget = getattr(module, self.name + "Widget")(self._panel)
-            self._panel.self = lambda: self._widget
+            self._panel._python = self._widget
             self._widget.setup()
         return self._panel
 
     def enter(self) -> None:
         self.widgetRepresentation()
-        self._panel.isEntered = self.isEntered = True
+        self._panel._entered = self.isEntered = True
         self._widget.enter()
 
     def exit(self) -> None:
         self._widget.exit()
-        self._panel.isEntered = self.isEntered = False
+        self._panel._entered = self.isEntered = False
 
 
 class _VolumesModule:
     def logic(self):
         logic = slicer.vtkSlicerVolumesLogic()
+        logic.SetMRMLApplicationLogic(slicer.app.layoutManager().applicationLogic)
         logic.SetMRMLScene(slicer.mrmlScene)
         return logic
 
@@ -418,7 +441,7 @@ class Application(QtCore.QObject):
         return self._moduleManager
 
     def layoutManager(self):
-        if self._layoutManager is None or self._layoutManager._scene is not slicer.mrmlScene:
+        if self._layoutManager is None:
             self._layoutManager = LayoutManager(slicer.mrmlScene)
         return self._layoutManager
 
