@@ -277,7 +277,7 @@ def test_scan_and_load_the_demo_series(harness, panel, demo, errors):
     rows = [[ui.seriesTable.item(r, c).text() for c in range(ui.seriesTable.columnCount)]
             for r in range(ui.seriesTable.rowCount)]
     assert [row[:5] for row in rows] == [["1", "CT", "CT body phantom", f"512x512x{SLICES}", str(SLICES)],
-                                         ["2", "DX", "PA chest", "2048x2048x1", "1"]]
+                                         ["2", "DX", "Chest PA", "2048x2048x1", "1"]]
     assert ui.scanStatusLabel.text == f"2 series in {SLICES + 1} files"
     assert ui.loadButton.enabled
     ui.loadButton.click()
@@ -459,7 +459,7 @@ def test_cancel_stops_a_running_scan(harness, panel, demo, errors, monkeypatch):
 def test_errors_are_one_line_messages(harness, panel, tmp_path, errors):
     panel.ui.inputFolderButton.directory = str(tmp_path / "missing")
     panel.ui.scanButton.click()
-    assert len(errors) == 1 and errors[0].startswith("Scanning: ") and "\n" not in errors[0]
+    assert errors == [f"Scanning: no files found ({tmp_path / 'missing'}); check the path"]
     assert panel.ui.statusLabel.text == errors[0][len("Scanning: "):]
 
 
