@@ -18,7 +18,7 @@ from MedPrepLib.cli.demo_cmd import write_sample
 from MedPrepLib.nifti import read_nifti
 from MedPrepLib.sample import write_ct_series, write_cxr
 
-SLICES = 24  # the demo CT is 512x512x200; fewer slices keep the test quick, nothing else changes
+SLICES = 12  # the demo CT is 512x512x200; fewer slices keep the test quick, nothing else changes
 
 
 @pytest.fixture(scope="session")
@@ -476,3 +476,16 @@ def test_parameter_annotations_are_what_the_wrapper_saw(module):
 
     hints = typing.get_type_hints(MedPrep.MedPrepParameterNode, include_extras=True)
     assert set(hints) == set(MedPrep.MedPrepParameterNode.allParameters)
+
+
+def test_readme_picture_script_renders_the_panel_on_the_demo_data(harness, module, demo, tmp_path, errors):
+    from PySide6.QtGui import QImage
+    from slicer_harness.render_panel import WIDTH, renderPanel
+
+    harness.mrmlScene.Clear(0)
+    path = renderPanel(demo.parent, tmp_path / "panel.png", slices=SLICES)
+    image = QImage(str(path))
+    assert image.width() >= WIDTH and image.height() > 800
+    ui = module._widget.ui
+    assert ui.seriesTable.rowCount == 2 and ui.outputVolumeSelector.currentNode() is not None
+    assert errors == []

@@ -26,9 +26,21 @@ _SOURCES = (QtCore, QtGui, QtWidgets)
 _classes: dict[type, type] = {}
 
 
+_reading: set = set()
+
+
 def _qtProperty(name: str, stringList: bool) -> property:
     def get(self):
-        value = QtCore.QObject.property(self, name)
+        key = (id(self), name)
+        if key in _reading:
+            # Qt is calling a virtual getter (QProgressBar::text) and PySide6 looks for a Python
+            # override under the same name: there is none, let Qt's own implementation answer.
+            return None
+        _reading.add(key)
+        try:
+            value = QtCore.QObject.property(self, name)
+        finally:
+            _reading.discard(key)
         return tuple(value) if stringList and isinstance(value, list) else value
 
     def set(self, value):

@@ -60,6 +60,16 @@ class _ctkCollapsibleButton(QtWidgets.QGroupBox):
             child.setVisible(not self._collapsed)
         self.setTitle(("\u25b6 " if self._collapsed else "\u25bc ") + self._text)
 
+    def childEvent(self, event) -> None:
+        # Content the .ui loader adds after `collapsed` was set is hidden too, as in CTK.
+        super().childEvent(event)
+        if event.added() and event.child().isWidgetType() and self._collapsed:
+            event.child().setVisible(False)
+
+    def showEvent(self, event) -> None:
+        self._update()
+        super().showEvent(event)
+
     def _getCollapsed(self) -> bool:
         return self._collapsed
 
