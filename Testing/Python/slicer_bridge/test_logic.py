@@ -71,7 +71,8 @@ def test_scan_load_header_and_anonymize(MedPrep, scene, ct, tmp_path):
     params = options(MedPrep)
     rows = {r.keyword: r.value for r in logic.headerRows(node)}
     assert rows["PatientID"] == "MRN-12345"
-    assert [r.keyword for r in logic.filterRows(logic.headerRows(node), options(MedPrep, headerSearch="MRN-"))] == ["PatientID"]
+    searched = logic.filterRows(logic.headerRows(node), options(MedPrep, headerSearch="MRN-"))
+    assert [r.keyword for r in searched] == ["PatientID"]
     before, after = logic.previewAnonymization(node, logic.anonymizer(params))
     assert {r.keyword: r.value for r in before}["PatientID"] == "MRN-12345"
     assert "MRN-12345" not in {r.keyword: r.value for r in after}["PatientID"]

@@ -224,9 +224,11 @@ def test_every_bound_widget_round_trips_through_the_parameter_node(harness, pane
 def test_volume_selectors_offer_the_right_node_classes(harness, panel):
     scalar = harness.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "ct")
     label = harness.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "liver")
-    names = {s: [s.itemText(i) for i in range(s.count)] for s in (panel.ui.inputVolumeSelector, panel.ui.inputLabelSelector)}
-    assert names[panel.ui.inputVolumeSelector] == ["None", "ct"]
-    assert names[panel.ui.inputLabelSelector] == ["None", "liver"]
+    def items(selector):
+        return [selector.itemText(i) for i in range(selector.count)]
+
+    assert items(panel.ui.inputVolumeSelector) == ["None", "ct"]
+    assert items(panel.ui.inputLabelSelector) == ["None", "liver"]
     panel.ui.inputLabelSelector.setCurrentNode(label)
     harness.mrmlScene.RemoveNode(label)  # the selector lets go, and so does the parameter node
     assert panel._parameterNode.inputLabel is None

@@ -4,20 +4,35 @@ Everything else is real: Slicer's `parameterNodeWrapper`, `ScriptedLoadableModul
 (../shared/slicer-python), `slicer.util` and every MRML/VTK class (slicer-core), Qt widgets (PySide6 with
 PythonQt's naming, `pythonqt.py`).
 
-| stand-in | for | what it does | what it does not |
-| --- | --- | --- | --- |
-| `ctkCollapsibleButton` | CTK | `text`, `collapsed` (hides the content), `contentsCollapsed(bool)`; drawn as a titled frame | CTK's button look, animation |
-| `ctkDirectoryButton` | CTK | `directory` (absolute once set, as CTK's QDir), `directoryChanged(QString)` | the folder dialog |
-| `ctkPathLineEdit` | CTK | `currentPath`, `currentPathChanged(QString)` | filters, history, browse button |
-| `ctkSliderWidget` | CTK | `value`, `minimum`, `maximum`, `singleStep`, `decimals`, `valueChanged(double)`; slider + spin box | CTK's popup, tracking |
-| `qMRMLWidget` | Slicer | `setMRMLScene`, `mrmlScene()`, `mrmlSceneChanged` | |
-| `qSlicerScriptedLoadableModuleWidget` | Slicer | a module's panel: a qMRMLWidget with `self()` (the Python Widget) and `isEntered` | the panel's help and developer sections |
-| `qMRMLNodeComboBox` | Slicer | lists the scene's nodes of `nodeTypes` (exact class unless `showChildNodeTypes`), None item when `noneEnabled`, follows node addition/removal, `currentNode()`, `setCurrentNode()`, `currentNodeID`, `currentNodeChanged(vtkMRMLNode*)` | add/rename/remove actions, node attributes filters, base name |
-| `Application` (`slicer.app`) | qSlicerApplication | `processEvents`, `testingEnabled()` (True, as with `Slicer --testing`), `applicationName`, `moduleManager()`, `layoutManager()`, cursor overrides, `translate` | settings dialogs, Python console, rendering |
-| `ModuleManager` | qSlicerModuleManager | `module(name)`, `moduleAboutToBeUnloaded(QString)` (which calls the widget's `cleanup()`) | loading modules from paths |
-| `ScriptedModule` (`slicer.modules.<name>`) | qSlicerScriptedLoadableModule | `path`, `title`, ..., `widgetRepresentation()` (builds the module's Widget once, like Slicer), `isEntered`, `enter()`/`exit()` | module panel, help box |
-| `LayoutManager` | qSlicerLayoutManager | sets the scene up as the application does (default slice orientation presets, application and color logic, vtkMRMLLayoutLogic, a vtkMRMLSliceLogic per slice view), `setLayout`/`layout` on the real layout node, `sliceWidget(name)` with the real `mrmlSliceNode()`, `mrmlSliceCompositeNode()`, `sliceLogic()`, `mrmlSliceLogics()`, `resetSliceViews()` (fits each slice logic) | views, rendering, interaction |
-| `volumes` module logic | Volumes module | a real vtkSlicerVolumesLogic on the scene | |
+Stand-in (what it replaces): what it does / what it leaves out.
+
+- `ctkCollapsibleButton` (CTK): `text`, `collapsed` (hides the content), `contentsCollapsed(bool)`; drawn as a
+  titled frame / CTK's look and animation.
+- `ctkDirectoryButton` (CTK): `directory` (kept absolute once changed, and unchanged for an equal folder, as
+  CTK's QDir), `directoryChanged(QString)` / the folder dialog.
+- `ctkPathLineEdit` (CTK): `currentPath`, `currentPathChanged(QString)` / filters, history, browse button.
+- `ctkSliderWidget` (CTK): `value`, `minimum`, `maximum`, `singleStep`, `decimals`, `valueChanged(double)`;
+  slider and spin box / CTK's popup and tracking options.
+- `qMRMLWidget` (Slicer): `setMRMLScene`, `mrmlScene()`, `mrmlSceneChanged`.
+- `qSlicerScriptedLoadableModuleWidget` (Slicer): a module's panel, a qMRMLWidget with `self()` (the Python
+  Widget) and `isEntered` / the help and developer sections.
+- `qMRMLNodeComboBox` (Slicer): lists the scene's nodes of `nodeTypes` (exact class unless
+  `showChildNodeTypes`), a None item when `noneEnabled`, follows nodes added and removed, `currentNode()`,
+  `setCurrentNode()`, `currentNodeID`, `currentNodeChanged(vtkMRMLNode*)` / add, rename and remove actions,
+  attribute filters.
+- `Application`, i.e. `slicer.app` (qSlicerApplication): `processEvents`, `testingEnabled()` (True, as with
+  `Slicer --testing`: message boxes are logged, confirmations answer OK), `applicationName`,
+  `moduleManager()`, `layoutManager()`, cursor overrides, `translate` / settings, Python console, rendering.
+- `ModuleManager` (qSlicerModuleManager): `module(name)`, `moduleAboutToBeUnloaded(QString)` / loading modules.
+- `ScriptedModule`, i.e. `slicer.modules.<name>` (qSlicerScriptedLoadableModule): `path`, `title` and the other
+  fields a ScriptedLoadableModule fills, `widgetRepresentation()` (the Widget made and set up once, as Slicer
+  does), `enter()`, `exit()` / the module panel around it.
+- `LayoutManager` (qSlicerLayoutManager): sets the scene up as the application does (default slice orientation
+  presets, application and color logic, vtkMRMLLayoutLogic, one vtkMRMLSliceLogic per slice view) and gives
+  `setLayout`/`layout` on the real layout node, `sliceWidget(name)` with the real `mrmlSliceNode()`,
+  `mrmlSliceCompositeNode()` and `sliceLogic()`, `mrmlSliceLogics()`, `resetSliceViews()` (each slice logic
+  fits) / views, rendering, interaction.
+- `slicer.modules.volumes.logic()` (Volumes module): a real vtkSlicerVolumesLogic on the scene.
 
 Widgets the harness does not have (`ABSENT`) exist as names so that Slicer's GUI connectors can test
 `type(widget) in (...)`, and refuse to be made: Slicer's wrapper tests that need them are skipped by name.
@@ -275,7 +290,7 @@ ABSENT = {
 
 def _absent(name: str) -> type:
     def refuse(*args, **kwargs):
-        raise NotImplementedError(f"{name} is not provided by the harness (see Testing/Python/slicer_harness/standins.py)")
+        raise NotImplementedError(f"{name} is not provided by the harness (see slicer_harness/standins.py)")
 
     return type(name, (), {"__init__": refuse, "__module__": "harness-absent"})
 
