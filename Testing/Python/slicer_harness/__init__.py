@@ -14,6 +14,7 @@ test-slicer`); `unavailable()` says why it cannot run elsewhere.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import types
@@ -54,6 +55,7 @@ def install():
     if reason:
         raise RuntimeError(reason)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    _immortalSingletons()
 
     from PySide6 import QtWidgets
 
@@ -77,6 +79,17 @@ def install():
     slicer.app.layoutManager()  # the scene as the application sets it up
     _installed = slicer
     return slicer
+
+
+def _immortalSingletons() -> None:
+    """PySide6 6.12 drops a reference to None on calls of void methods (setText...) and to True on each
+    `emit` of a Python-defined signal. Python 3.12 makes None, True and False immortal, so nothing
+    happens there; on 3.10 and 3.11 their count reaches zero after enough calls and the interpreter
+    aborts ("deallocating None"). Give them the reference count that never runs out, as 3.12 does."""
+    if sys.version_info >= (3, 12):
+        return
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
 
 
 def loadMedPrep():

@@ -33,9 +33,9 @@ def _qtProperty(name: str, stringList: bool) -> property:
     def get(self):
         key = (id(self), name)
         if key in _reading:
-            # Qt is calling a virtual getter (QProgressBar::text) and PySide6 looks for a Python
-            # override under the same name: there is none, let Qt's own implementation answer.
-            return None
+            # Qt is calling a virtual getter (QProgressBar::text, QWidget::sizeHint) and PySide6 looks
+            # for a Python override under the same name: there is none, Qt's own implementation answers.
+            raise AttributeError(name)
         _reading.add(key)
         try:
             value = QtCore.QObject.property(self, name)
