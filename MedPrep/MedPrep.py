@@ -396,6 +396,11 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # Presets made for datasets (ct-liver, cxr-pneumonia) end with steps fitted on all training cases:
         # one volume runs the steps before them; Export pipeline keeps them for `medprep run`.
         steps, leftOut = self.logic.perImageSteps(self.currentPipelineSteps())
+        leftOutText = _("Applied the steps before {steps}, which need a whole dataset: export the pipeline "
+                        "and run it with medprep run").format(steps=", ".join(leftOut))
+        if not steps:
+            self.ui.statusLabel.setText(leftOutText)
+            return
         if not self.ensureRequirements(steps):
             return
         result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
@@ -405,9 +410,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.outputVolume, p.outputLabel = result
             self.onCompare()
             if leftOut:
-                self.ui.statusLabel.setText(
-                    _("Applied the steps before {steps}, which need a whole dataset: export the pipeline "
-                      "and run it with medprep run").format(steps=", ".join(leftOut)))
+                self.ui.statusLabel.setText(leftOutText)
 
     # -- Quality check --------------------------------------------------------------------------
 
@@ -509,7 +512,6 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     def scanFolder(folder: str, ignoreDerived: bool = False, progress=None):
         """The image series under `folder` (MedPrepLib.discovery.scan)."""
         from MedPrepLib.discovery import scan
-
         from MedPrepLib.errors import MedPrepError
 
         if not folder:

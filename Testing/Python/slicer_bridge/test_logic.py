@@ -173,3 +173,18 @@ def test_parameter_node_annotations_resolve(MedPrep):
     assert hints["inputVolume"] is MedPrep.vtkMRMLScalarVolumeNode
     assert hints["inputLabel"] is MedPrep.vtkMRMLLabelMapVolumeNode
     assert typing.get_origin(hints["orientation"]) is typing.Annotated
+
+
+def test_per_image_steps_stop_at_the_first_step_that_needs_a_dataset(MedPrep):
+    logic = MedPrep.MedPrepLogic
+    steps, leftOut = logic.perImageSteps(logic.presetSteps("ct-liver"))
+    assert [s["step"] for s in steps] == ["modality_lut", "orient", "resample", "clip"]
+    assert leftOut == ["dataset_zscore"]
+    clip = {"step": "clip", "min": 0.0, "max": 1.0}
+    assert logic.perImageSteps([{"step": "dataset_zscore"}, clip]) == ([], ["dataset_zscore", "clip"])
+    assert logic.perImageSteps([clip]) == ([clip], [])
+
+
+def test_scanning_a_folder_without_files_is_an_error_like_medprep_scan(MedPrep, tmp_path):
+    with pytest.raises(MedPrepError, match="no files found"):
+        MedPrep.MedPrepLogic.scanFolder(str(tmp_path))
