@@ -347,6 +347,9 @@ def test_preprocess_with_a_preset(harness, panel, demo, errors):
     assert values.min() >= -200 and values.max() <= 250  # up to the clip; dataset_zscore needs a dataset
     assert "dataset_zscore" in ui.statusLabel.text
     assert [s["step"] for s in json.loads(out.GetAttribute("MedPrep.record"))["history"]][-1] == "clip"
+    # Editing a step field turns the preset back into "(custom)": the form is what Apply runs then.
+    ui.intensityHighSpinBox.value = 300.0
+    assert ui.presetComboBox.currentText == "(custom)" and panel.currentPipelineSteps()[-1]["max"] == 300.0
 
 
 def test_preprocess_with_custom_settings_and_a_label_map(harness, panel, demo, errors):
