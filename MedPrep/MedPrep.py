@@ -237,7 +237,9 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: MedPrepParameterNode | None) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            # exit() has already let go of the node when the module is entered again.
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -402,7 +404,14 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyPreprocess(self) -> None:
         p = self._parameterNode
-        steps = self.currentPipelineSteps()
+        # Presets made for datasets (ct-liver, cxr-pneumonia) end with steps fitted on all training cases:
+        # one volume runs the steps before them; Export pipeline keeps them for `medprep run`.
+        steps, leftOut = self.logic.perImageSteps(self.currentPipelineSteps())
+        leftOutText = _("Applied the steps before {steps}, which need a whole dataset: export the pipeline "
+                        "and run it with medprep run").format(steps=", ".join(leftOut))
+        if not steps:
+            self.ui.statusLabel.setText(leftOutText)
+            return
         if not self.ensureRequirements(steps):
             return
         result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
@@ -411,6 +420,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.NodeModify(p.parameterNode):
                 p.outputVolume, p.outputLabel = result
             self.onCompare()
+            if leftOut:
+                self.ui.statusLabel.setText(leftOutText)
 
     # -- Quality check --------------------------------------------------------------------------
 
@@ -522,10 +533,14 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     def scanFolder(folder: str, ignoreDerived: bool = False, progress=None):
         """The image series under `folder` (MedPrepLib.discovery.scan)."""
         from MedPrepLib.discovery import scan
+        from MedPrepLib.errors import MedPrepError
 
         if not folder:
             raise ValueError(_("Choose a DICOM folder first"))
-        return scan(folder, ignore_derived=ignoreDerived, progress=progress)
+        result = scan(folder, ignore_derived=ignoreDerived, progress=progress)
+        if result.n_files == 0:  # as `medprep scan` says it
+            raise MedPrepError("no files found", folder, "check the path")
+        return result
 
     @staticmethod
     def loadSeries(series, name: str | None = None, scene=None) -> vtkMRMLScalarVolumeNode:
@@ -651,6 +666,16 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         from MedPrepLib.preprocess.pipeline import PRESET_DIR, read_document
 
         return list(read_document(PRESET_DIR / f"{name}.yaml")["steps"])
+
+    @staticmethod
+    def perImageSteps(steps: list[dict]) -> tuple[list[dict], list[str]]:
+        """The steps one volume can run (those before the first that needs a whole dataset's statistics),
+        and the names of the steps left for `medprep run`."""
+        from MedPrepLib.preprocess.pipeline import load_pipeline
+
+        statistics = load_pipeline({"steps": steps}).statistics_steps()
+        first = min(statistics, default=len(steps))
+        return list(steps[:first]), [str(step["step"]) for step in steps[first:]]
 
     def preprocess(self, inputVolume, steps: list[dict], inputLabel=None, progress=None,
                    scene=None) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:

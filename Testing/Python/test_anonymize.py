@@ -555,3 +555,16 @@ def test_cli_names_unreadable_input_files_only_when_asked(planted, tmp_path, cap
     assert "PHIMARK" not in err
     assert main(["anonymize", str(tree), str(tmp_path / "o2"), "--key", "k", "--show-paths"]) == 0
     assert "DOE^PHIMARK-FOLDER" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["shift_dates", "clean_descriptors"])
+def test_text_cleaning_options_work_on_headers_without_every_identity_attribute(option):
+    """Found by the Slicer panel's preview on the demo CT, which has no OtherPatientIDs."""
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "MRN-12345"
+    ds.StudyDescription = "CT for Doe"
+    ds.StudyDate = "20240131"
+    Anonymizer(b"key", AnonymizeOptions(**{option: True})).anonymize(ds)
+    assert "Doe" not in str(ds.get("PatientName", "")) and ds.PatientIdentityRemoved == "YES"
+    assert "Doe" not in str(ds.get("StudyDescription", ""))
