@@ -375,12 +375,13 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         report = self.runTask(_("Anonymizing"), lambda progress: self.logic.anonymizeFolder(
             _path(p.inputFolder), _path(p.anonymizedFolder), self.logic.anonymizer(p), progress))
         if report is not None:
-            self.ui.statusLabel.setText(_("{files} files of {series} series written, {withheld} series withheld, "
-                                          "{damaged} files with damaged pixel data withheld, {unreadable} "
-                                          "damaged files not read")
-                                        .format(files=report.written, series=report.series_written,
-                                                withheld=len(report.withheld), damaged=len(report.damaged),
-                                                unreadable=len(report.unreadable)))
+            parts = [_("{files} files of {series} series written, {withheld} series withheld").format(
+                files=report.written, series=report.series_written, withheld=len(report.withheld))]
+            if report.damaged:  # the damaged-input counts only when there are any, as the CLI's summary
+                parts.append(_("{damaged} files with damaged pixel data withheld").format(damaged=len(report.damaged)))
+            if report.unreadable:
+                parts.append(_("{unreadable} damaged files not read").format(unreadable=len(report.unreadable)))
+            self.ui.statusLabel.setText(", ".join(parts))
 
     # -- Preprocess -----------------------------------------------------------------------------
 
