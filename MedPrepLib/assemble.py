@@ -151,6 +151,7 @@ def series_to_volume(series: Series) -> Volume:
 
     # 1. Every slice with its position.
     slices: List[_Slice] = []
+    unplaced_step: Optional[float] = None  # slice spacing of frames that have no position
     if fr0.mosaic_slices:
         for fr in frames:
             s, tr, tc = _mosaic_slices(fr, rows, cols)
@@ -167,10 +168,12 @@ def series_to_volume(series: Series) -> Volume:
             unplaced = {id(fr) for fr in missing}
             frames = [fr for fr in frames if id(fr) not in unplaced]
         if none_placed and len(frames) > 1:
-            warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber, geometry unknown")
-            thick = _number(ds0, "SliceThickness") or 1.0
+            warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber (frames in stored order), "
+                            "position in the patient unknown (NIfTI qform/sform code 0)")
+            thick = _number(ds0, "SpacingBetweenSlices") or _number(ds0, "SliceThickness") or 1.0
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
             slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
+            unplaced_step = thick
         else:
             slices = [_Slice(fr, None, np.asarray(fr.position if _placed(fr) else (0.0, 0.0, 0.0)))
                       for fr in frames]
@@ -223,6 +226,15 @@ def series_to_volume(series: Series) -> Volume:
     positions = np.array([g[0].position for g in groups])
     geom = stack_affine(orientation, pixel_spacing, positions, _number(ds0, "SliceThickness") or None)
     warnings.extend(geom.warnings)
+    if unplaced_step is not None:
+        # Frames without Plane Position/Orientation (Type 1 in every cross-sectional IOD) have no place
+        # in the patient: like dcm2niix ("bogus spatial matrix"), the NIfTI says so (codes 0) instead
+        # of claiming an orientation. The affine is the one NIfTI readers derive from the voxel size
+        # alone (method 1: x flipped, centred), so the volume in memory and on disk agree.
+        zooms = np.array([pixel_spacing[1], pixel_spacing[0], unplaced_step])
+        centre = (np.array([out_cols, out_rows, len(groups)]) - 1) / 2.0
+        geom.affine = np.diag([-zooms[0], zooms[1], zooms[2], 1.0])
+        geom.affine[:3, 3] = -geom.affine[:3, :3] @ centre
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]
@@ -280,6 +292,8 @@ def series_to_volume(series: Series) -> Volume:
         meta["SliceSpacing"] = float(abs(np.mean(np.diff(geom.distances))) if len(geom.distances) > 1 else 0)
     if fr0.mosaic_slices:
         meta["MosaicSlices"] = fr0.mosaic_slices
+    if unplaced_step is not None:
+        meta["PatientGeometryUnknown"] = True
     if all(s.frame.bvalue is not None for g in groups for s in g[:1]) and n_t > 1:
         meta["DiffusionBValues"] = [float(s.frame.bvalue or 0) for s in groups[0]]
     series_meta_postfix = series.postfix
