@@ -201,18 +201,22 @@ def series_to_volume(series: Series) -> Volume:
     for lab, s in zip(labels, slices):
         groups[lab].append(s)
 
-    # Exact duplicates (same position and same time point) are dropped.
+    # Exact duplicates (same position and same time point) are dropped, and counted once per series.
+    duplicates: List[_Slice] = []
     for g in groups:
         seen = set()
         keep = []
         for s in g:
             key = (s.frame.time_key, s.tile, s.frame.index)
             if key in seen and s.frame.mosaic_slices == 0:
-                warnings.append(f"duplicate slice left out: {s.frame.file.path.name}")
+                duplicates.append(s)
                 continue
             seen.add(key)
             keep.append(s)
         g[:] = keep
+    if duplicates:
+        warnings.append(f"{len(duplicates)} frame(s) at duplicate positions left out, e.g. "
+                        f"{duplicates[0].frame.file.path.name}")
     counts = [len(g) for g in groups]
     n_t = min(counts)
     if max(counts) != n_t:
