@@ -170,7 +170,8 @@ def series_to_volume(series: Series) -> Volume:
         if none_placed and len(frames) > 1:
             warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber (frames in stored order), "
                             "position in the patient unknown (NIfTI qform/sform code 0)")
-            thick = _number(ds0, "SpacingBetweenSlices") or _number(ds0, "SliceThickness") or 1.0
+            thick = (_number(ds0, "SpacingBetweenSlices") or fr0.thickness or _number(ds0, "SliceThickness")
+                     or 1.0)
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
             slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
             unplaced_step = thick
