@@ -229,9 +229,9 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
     n = _int(ds.get("NumberOfFrames")) or len(per_frame)
     top_type = list(ds.get("ImageType", []) or [])
     top_echo = _int(ds.get("EchoNumbers"))
-    # Volumes of one object are ordered by the dimension index values that are neither spatial nor
-    # constant within one output volume, the last declared dimension first (dcm2niix's order);
-    # without a dimension index, by temporal position and acquisition number.
+    # Volumes of one object are ordered by their non-spatial dimension index values, the last declared
+    # dimension first (the order dcm2niix gives; dimensions that split the object, such as echo or
+    # image kind, are constant within each volume); then by temporal position and acquisition number.
     dims = [_int(item.get("DimensionIndexPointer")) for item in ds.get("DimensionIndexSequence") or []]
     temporal_dims = [k for k, ptr in enumerate(dims) if ptr not in _SPATIAL_DIMENSIONS]
     frames = []
@@ -266,9 +266,8 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
                 gradient = _floats(gitem.get("DiffusionGradientOrientation"), 3)
         temporal = _int(content.get("TemporalPositionIndex")) if content is not None else None
         acq = _int(content.get("FrameAcquisitionNumber")) if content is not None else None
-        dim = tuple(content.get("DimensionIndexValues") or ()) if content is not None else ()
-        if isinstance(dim, int):  # pragma: no cover - a single value reads as an int
-            dim = (dim,)
+        dim = content.get("DimensionIndexValues") if content is not None else None
+        dim = (dim,) if isinstance(dim, int) else tuple(dim or ())  # one value reads as an int
         order = tuple(float(dim[k]) for k in reversed(temporal_dims) if k < len(dim))
         frames.append(Frame(
             file=f,
@@ -282,7 +281,8 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
             echo=echo,
             echo_time=_float(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None,
             kind=classify_image_type(frame_type, philips_type,
-                                     ftype.get("ComplexImageComponent") if ftype is not None else None),
+                                     (ftype.get("ComplexImageComponent") if ftype is not None else None)
+                                     or ds.get("ComplexImageComponent")),
             derived=_is_derived(ds, frame_type, bvalue, gradient),
             localizer=_is_localizer(ds, frame_type),
             instance=_int(ds.get("InstanceNumber")) or 0,
