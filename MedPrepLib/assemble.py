@@ -169,7 +169,7 @@ def series_to_volume(series: Series) -> Volume:
             frames = [fr for fr in frames if id(fr) not in unplaced]
         if none_placed and len(frames) > 1:
             warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber (frames in stored order), "
-                            "position in the patient unknown (NIfTI qform/sform code 0)")
+                            "geometry unknown (NIfTI qform/sform code 0)")
             thick = (_number(ds0, "SpacingBetweenSlices") or fr0.thickness or _number(ds0, "SliceThickness")
                      or 1.0)
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))

@@ -131,8 +131,8 @@ def test_frames_without_position_are_written_with_unknown_geometry(tmp_path):
     assert np.array_equal(img.get_fdata().transpose(2, 1, 0), images[(1, "M")])
     sidecar = json.loads(out.sidecar.read_text())
     assert sidecar["PatientGeometryUnknown"] is True
-    assert any("position in the patient unknown" in w for w in sidecar["MedPrepProvenance"]["warnings"])
-    assert any("position in the patient unknown" in m for m in messages)
+    assert any("geometry unknown" in w for w in sidecar["MedPrepProvenance"]["warnings"])
+    assert any("geometry unknown" in m for m in messages)
 
 
 def test_duplicate_frames_are_counted_once_per_series_in_sidecar_and_on_stderr(tmp_path):
