@@ -149,3 +149,21 @@ def test_duplicate_frames_are_counted_once_per_series_in_sidecar_and_on_stderr(t
     assert len(dup) == 1 and dup[0].startswith("3 frame(s) at duplicate positions left out"), out.warnings
     assert json.loads(out.sidecar.read_text())["MedPrepProvenance"]["warnings"].count(dup[0]) == 1
     assert sum("duplicate" in m for m in messages) == 1
+
+
+def test_siemens_xa_echo_number_comes_from_the_ice_dimensions(tmp_path):
+    """XA enhanced objects carry no EchoNumbers; the per-frame ICE dimensions "X_<echo>_..." (private
+    creator SIEMENS MR SDI 02) do. A phase difference stored alone as echo 2 is then `_e2_ph`."""
+    import pydicom
+
+    path = write(tmp_path / "in" / "phase.dcm", {(2, "P"): planted(8)[(2, "P")]})
+    assert [s.postfix for s in scan(tmp_path / "in").series] == ["_ph"]  # no echo number: nothing to say
+    ds = pydicom.dcmread(str(path))
+    for k, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        ice = pydicom.Dataset()
+        ice.private_block(0x0021, "SIEMENS MR SDI 02", create=True).add_new(0x06, "LO", f"X_2_1_1_1_1_{k + 1}_1_1")
+        fg.private_block(0x0021, "SIEMENS MR SDI 02", create=True).add_new(0xFE, "SQ", [ice])
+    ds.save_as(str(path))
+    (series,) = scan(tmp_path / "in").series
+    assert series.postfix == "_e2_ph"
+    assert np.array_equal(volume_from_series(series).scaled(np.float64), planted(8)[(2, "P")])
