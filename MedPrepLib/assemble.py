@@ -258,6 +258,13 @@ def series_to_volume(series: Series) -> Volume:
     slope, inter = scales[0] if uniform else (1.0, 0.0)
 
     meta = dicom_fields(ds0)
+    if fr0.index is not None:
+        # Multi-frame objects hold echo time and number per frame (MR Echo functional group), not at
+        # the top: each output volume gets those of its own frames, as the classic files would say.
+        if fr0.echo_time is not None:
+            meta["EchoTime"] = fr0.echo_time / 1000.0
+        if fr0.echo is not None:
+            meta["EchoNumber"] = fr0.echo
     photometric = str(ds0.get("PhotometricInterpretation", ""))
     if photometric == "MONOCHROME1":
         # Invert so that high values are bright, as every viewer and model expects; the original

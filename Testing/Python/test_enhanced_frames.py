@@ -106,6 +106,7 @@ def test_classic_and_enhanced_copies_of_one_acquisition_give_the_same_volumes(tm
     for postfix in POSTFIX.values():
         assert np.array_equal(enhanced[postfix].scaled(np.float64), classic[postfix].scaled(np.float64))
         assert np.allclose(enhanced[postfix].affine, classic[postfix].affine, atol=1e-6)
+        assert enhanced[postfix].meta["EchoTime"] == classic[postfix].meta["EchoTime"]
 
 
 def test_one_later_echo_phase_object_keeps_its_postfix(tmp_path):
