@@ -155,16 +155,11 @@ def _private(ds: Optional[Dataset], group: int, creator: str, element: int) -> A
     """The value of private element `element` (0x00-0xFF) of `creator`'s block in `group`, or None."""
     if ds is None:
         return None
-    for block in range(0x10, 0x100):
-        owner = ds.get((group, block))
-        if owner is None:
-            if block > 0x20:
-                return None
-            continue
-        if str(owner.value).strip() == creator:
-            elem = ds.get((group, (block << 8) | element))
-            return None if elem is None else elem.value
-    return None
+    try:
+        block = ds.private_block(group, creator)
+    except (KeyError, ValueError):
+        return None
+    return block[element].value if element in block else None
 
 
 def _ice_echo(pf: Optional[Dataset]) -> Optional[int]:
