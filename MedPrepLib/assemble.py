@@ -185,6 +185,7 @@ def series_to_volume(series: Series) -> Volume:
 
     # 1. Every slice with its position.
     slices: List[_Slice] = []
+    unplaced_step: Optional[float] = None  # slice spacing of frames that have no position
     if fr0.mosaic_slices:
         for fr in frames:
             s, tr, tc = _mosaic_slices(fr, rows, cols)
@@ -201,10 +202,13 @@ def series_to_volume(series: Series) -> Volume:
             unplaced = {id(fr) for fr in missing}
             frames = [fr for fr in frames if id(fr) not in unplaced]
         if none_placed and len(frames) > 1:
-            warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber, geometry unknown")
-            thick = _number(ds0, "SliceThickness") or 1.0
+            warnings.append("no ImagePositionPatient: slices ordered by InstanceNumber (frames in stored order), "
+                            "geometry unknown (NIfTI qform/sform code 0)")
+            thick = (_number(ds0, "SpacingBetweenSlices") or fr0.thickness or _number(ds0, "SliceThickness")
+                     or 1.0)
             frames = sorted(frames, key=lambda f: (f.instance, f.time_key))
             slices = [_Slice(fr, None, np.array([0.0, 0.0, k * thick])) for k, fr in enumerate(frames)]
+            unplaced_step = thick
         else:
             slices = [_Slice(fr, None, np.asarray(fr.position if _placed(fr) else (0.0, 0.0, 0.0)))
                       for fr in frames]
@@ -232,18 +236,22 @@ def series_to_volume(series: Series) -> Volume:
     for lab, s in zip(labels, slices):
         groups[lab].append(s)
 
-    # Exact duplicates (same position and same time point) are dropped.
+    # Exact duplicates (same position and same time point) are dropped, and counted once per series.
+    duplicates: List[_Slice] = []
     for g in groups:
         seen = set()
         keep = []
         for s in g:
             key = (s.frame.time_key, s.tile, s.frame.index)
             if key in seen and s.frame.mosaic_slices == 0:
-                warnings.append(f"duplicate slice left out: {s.frame.file.path.name}")
+                duplicates.append(s)
                 continue
             seen.add(key)
             keep.append(s)
         g[:] = keep
+    if duplicates:
+        warnings.append(f"{len(duplicates)} frame(s) at duplicate positions left out, e.g. "
+                        f"{duplicates[0].frame.file.path.name}")
     counts = [len(g) for g in groups]
     n_t = min(counts)
     if max(counts) != n_t:
@@ -264,6 +272,15 @@ def series_to_volume(series: Series) -> Volume:
         # after the scan keeps it while its positions are no longer sheared.
         warnings.append(f"GantryDetectorTilt is {nominal:g} degrees but the slice positions show a tilt of "
                         f"{geom.tilt_deg:.2f}: the geometry follows the positions")
+    if unplaced_step is not None:
+        # Frames without Plane Position/Orientation (Type 1 in every cross-sectional IOD) have no place
+        # in the patient: like dcm2niix ("bogus spatial matrix"), the NIfTI says so (codes 0) instead
+        # of claiming an orientation. The affine is the one NIfTI readers derive from the voxel size
+        # alone (method 1: x flipped, centred), so the volume in memory and on disk agree.
+        zooms = np.array([pixel_spacing[1], pixel_spacing[0], unplaced_step])
+        centre = (np.array([out_cols, out_rows, len(groups)]) - 1) / 2.0
+        geom.affine = np.diag([-zooms[0], zooms[1], zooms[2], 1.0])
+        geom.affine[:3, 3] = -geom.affine[:3, :3] @ centre
 
     # 3. Pixels, stored values kept when one slope/intercept fits all frames.
     all_frames = [s.frame for g in groups for s in g]
@@ -285,6 +302,13 @@ def series_to_volume(series: Series) -> Volume:
     slope, inter = scales[0] if uniform else (1.0, 0.0)
 
     meta = dicom_fields(ds0)
+    if fr0.index is not None:
+        # Multi-frame objects hold echo time and number per frame (MR Echo functional group), not at
+        # the top: each output volume gets those of its own frames, as the classic files would say.
+        if fr0.echo_time is not None:
+            meta["EchoTime"] = fr0.echo_time / 1000.0
+        if fr0.echo is not None:
+            meta["EchoNumber"] = fr0.echo
     photometric = str(ds0.get("PhotometricInterpretation", ""))
     if photometric == "MONOCHROME1":
         # Invert so that high values are bright, as every viewer and model expects; the original
@@ -326,6 +350,8 @@ def series_to_volume(series: Series) -> Volume:
         meta["SliceSpacing"] = float(abs(np.mean(np.diff(geom.distances))) if len(geom.distances) > 1 else 0)
     if fr0.mosaic_slices:
         meta["MosaicSlices"] = fr0.mosaic_slices
+    if unplaced_step is not None:
+        meta["PatientGeometryUnknown"] = True
     if all(s.frame.bvalue is not None for g in groups for s in g[:1]) and n_t > 1:
         meta["DiffusionBValues"] = [float(s.frame.bvalue or 0) for s in groups[0]]
     table = gradient_table([s.frame.bvalue for s in groups[0]], [s.frame.gradient for s in groups[0]],

@@ -228,19 +228,21 @@ def read_image_header(path: Path) -> Tuple[Optional[DicomFile], str]:
 def _split_key(fr: Frame) -> Tuple:
     ds = fr.ds
     ori = tuple(round(v, 3) for v in fr.orientation) if fr.orientation else None
+    # A multi-frame object without echo numbers tells its echoes apart by each frame's effective
+    # echo time (MR Echo functional group); split_series numbers them in order of echo time.
+    echo: Any = fr.echo
+    if echo is None and fr.index is not None and fr.echo_time is not None:
+        echo = ("TE", round(fr.echo_time, 4))
     return (
         int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
-        ori, fr.echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
+        ori, echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
     )
 
 
-def _lone_postfix(fr: Frame) -> str:
-    """dcm2niix's postfix for a series that holds one echo or image kind: a field map's second echo
-    or phase difference stored as its own classic series is still "_e2" / "_ph" / "_e2_ph"."""
-    if fr.derived or fr.localizer:
-        return ""
-    echo = f"_e{fr.echo}" if fr.echo is not None and fr.echo > 1 else ""
-    return echo + KIND_POSTFIX.get(fr.kind, "")
+def _echo_numbers(keys: List[Tuple]) -> Dict[Any, Optional[int]]:
+    """Each split key's echo (key[3]) as a number: echo numbers as they are, echo times ranked."""
+    times = sorted({k[3][1] for k in keys if isinstance(k[3], tuple)})
+    return {k[3]: (times.index(k[3][1]) + 1 if isinstance(k[3], tuple) else k[3]) for k in keys}
 
 
 def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Series]:
@@ -249,17 +251,25 @@ def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Serie
     for fr, key in zip(frames, keys):
         groups.setdefault(key, []).append(fr)
     parts = list(groups.items())
+    numbers = _echo_numbers([k for k, _ in parts])
     if len(parts) == 1:
-        return [Series(uid=uid, frames=frames, postfix=_lone_postfix(frames[0]))]
+        # One volume still says what it is, as dcm2niix names it: a later echo (_e2) and a phase,
+        # real, imaginary or field-map image keep their postfix.
+        key, fr0 = parts[0][0], frames[0]
+        postfix = ""
+        if not fr0.derived and not fr0.localizer:
+            echo = numbers[key[3]]
+            postfix = (f"_e{echo}" if echo is not None and echo > 1 else "") + KIND_POSTFIX.get(fr0.kind, "")
+        return [Series(uid=uid, frames=frames, postfix=postfix)]
     # Several volumes under one UID get dcm2niix's postfixes: _e<n> for echoes (ordinal when the
     # echo numbers do not tell them apart), then the image kind.
     primary = [p for p in parts if not p[1][0].derived and not p[1][0].localizer]
-    echoes = {k[3] for k, _ in primary}
+    echoes = {numbers[k[3]] for k, _ in primary}
     kinds = [k[4] for k, _ in primary]
     multi_echo = len(echoes) > 1 or (len(primary) > 1 and len(set(kinds)) > 1)
     out = []
     ordinal = 0
-    for _key, frs in parts:
+    for key, frs in parts:
         fr0 = frs[0]
         postfix = ""
         if fr0.localizer:
@@ -269,8 +279,8 @@ def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Serie
         else:
             ordinal += 1
             if multi_echo:
-                echo = fr0.echo if len(echoes) > 1 and fr0.echo is not None else ordinal
-                postfix = f"_e{echo}"
+                echo = numbers[key[3]]
+                postfix = f"_e{echo if len(echoes) > 1 and echo is not None else ordinal}"
             postfix += KIND_POSTFIX.get(fr0.kind, "")
         out.append(Series(uid=uid, frames=frs, postfix=postfix))
     # Different matrix sizes or orientations that are not told apart otherwise.

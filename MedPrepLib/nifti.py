@@ -63,8 +63,10 @@ def nifti_header(volume: Volume) -> nib.Nifti1Header:
     if len(shape) == 4:
         zooms.append(float(volume.meta.get("RepetitionTime") or 1.0))
     hdr.set_zooms(zooms[: len(shape)])
-    hdr.set_sform(volume.affine, code=1)
-    hdr.set_qform(qform_frame(volume.affine) if volume.is_sheared else volume.affine, code=1)
+    # Code 0 (unknown) where the DICOM did not say where the voxels are in the patient.
+    code = 0 if volume.meta.get("PatientGeometryUnknown") else 1
+    hdr.set_sform(volume.affine, code=code)
+    hdr.set_qform(qform_frame(volume.affine) if volume.is_sheared else volume.affine, code=code)
     hdr.set_xyzt_units("mm", "sec")
     if volume.slope != 1.0 or volume.inter != 0.0:
         hdr["scl_slope"] = volume.slope

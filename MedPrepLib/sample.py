@@ -377,6 +377,148 @@ def write_series(
 
 
 # ---------------------------------------------------------------------------------------------
+# Enhanced (multi-frame) MR
+
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+_COMPONENT = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}
+# DimensionIndexPointer -> FunctionalGroupPointer of the dimensions write_enhanced_mr declares.
+_DIMENSIONS = (
+    ("StackID", "FrameContentSequence"),
+    ("InStackPositionNumber", "FrameContentSequence"),
+    ("EffectiveEchoTime", "MREchoSequence"),
+    ("ComplexImageComponent", "MRImageFrameTypeSequence"),
+)
+
+
+def _item(**values: Any) -> Dataset:
+    ds = Dataset()
+    for key, value in values.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def write_enhanced_mr(
+    path: PathLike,
+    images: dict[tuple[int, str], np.ndarray],
+    *,
+    echo_times: Sequence[float],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    origin_lps: Sequence[float] = (0.0, 0.0, 0.0),
+    row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+    col_dir: Sequence[float] = (0.0, 1.0, 0.0),
+    scaling: Sequence[tuple[float, float]] = ((1.0, 0.0),),
+    frame_order: str = "dimension",
+    dimension_index: bool = True,
+    positions: bool = True,
+    series_number: int = 1,
+    series_description: str = "MedPrep synthetic enhanced MR",
+    series_uid: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write one Enhanced MR Image Storage object (one file, one frame per slice and image) to `path`.
+
+    images: (echo index, kind) -> real-world values of shape (z, y, x); echo index counts from 1 and
+        picks the frame's EffectiveEchoTime from `echo_times` (the object has no echo numbers, as the
+        standard's MR Echo functional group has none); kind is "M", "P", "R" or "I"
+        (ComplexImageComponent MAGNITUDE, PHASE, REAL, IMAGINARY).
+    spacing, origin_lps, row_dir, col_dir: as in `write_series`; slice k of every image lies at
+        origin + k * sz * (row_dir x col_dir).
+    scaling: (RescaleSlope, RescaleIntercept) pairs given to the frames in turn, in the Pixel Value
+        Transformation functional group of each frame; stored = round((value - intercept) / slope)
+        as int16. With one pair every frame shares it.
+    frame_order: "dimension" (images in the order given, slices in order) or "shuffled" (a fixed
+        permutation drawn from `seed`: readers must order frames by their own attributes).
+    dimension_index: declare the Dimension Index (stack, in-stack position, echo time, image kind)
+        and give every frame its DimensionIndexValues.
+    positions: False leaves out Plane Position and Orientation (a non-conformant object whose frames
+        have no place in the patient).
+    """
+    keys = list(images)
+    first = np.asarray(images[keys[0]])
+    n_z, rows, cols = first.shape
+    row = _unit(row_dir, "row_dir")
+    col = _unit(col_dir, "col_dir")
+    normal = np.cross(row, col)
+    sx, sy, sz = (float(v) for v in spacing)
+    origin = np.asarray(origin_lps, dtype=float)
+    kinds = sorted({k for _, k in keys})
+
+    frames = [(e, kind, z) for e, kind in keys for z in range(n_z)]
+    if frame_order == "shuffled":
+        frames = [frames[i] for i in np.random.default_rng(seed).permutation(len(frames))]
+    elif frame_order != "dimension":
+        raise ValueError(f"frame_order must be 'dimension' or 'shuffled', got {frame_order!r}")
+
+    per_frame = []
+    pixels = []
+    for i, (e, kind, z) in enumerate(frames):
+        slope, intercept = scaling[i % len(scaling)]
+        values = np.asarray(images[(e, kind)][z], dtype=np.float64)
+        stored = np.rint((values - intercept) / slope)
+        if stored.min() < -32768 or stored.max() > 32767:
+            raise ValueError(f"echo {e} {kind} slice {z}: values do not fit int16 with slope {slope}")
+        pixels.append(stored.astype("<i2"))
+        content = _item(StackID="1", InStackPositionNumber=z + 1, TemporalPositionIndex=1)
+        if dimension_index:
+            content.DimensionIndexValues = [1, z + 1, e, kinds.index(kind) + 1]
+        fg = _item(
+            FrameContentSequence=[content],
+            MREchoSequence=[_item(EffectiveEchoTime=float(echo_times[e - 1]))],
+            MRImageFrameTypeSequence=[_item(FrameType=["ORIGINAL", "PRIMARY", kind, "NONE"],
+                                            PixelPresentation="MONOCHROME", VolumetricProperties="VOLUME",
+                                            VolumeBasedCalculationTechnique="NONE",
+                                            ComplexImageComponent=_COMPONENT[kind], AcquisitionContrast="T1")],
+            PixelValueTransformationSequence=[_item(RescaleSlope=slope, RescaleIntercept=intercept,
+                                                    RescaleType="US")],
+        )
+        if positions:
+            pos = origin + z * sz * normal
+            fg.PlanePositionSequence = [_item(ImagePositionPatient=[round(float(v), 6) for v in pos])]
+        per_frame.append(fg)
+
+    shared = _item(PixelMeasuresSequence=[_item(PixelSpacing=[sy, sx], SliceThickness=sz,
+                                                SpacingBetweenSlices=sz)])
+    if positions:
+        shared.PlaneOrientationSequence = [
+            _item(ImageOrientationPatient=[round(float(v), 10) for v in np.concatenate([row, col])])]
+    sop_uid = generate_uid()
+    ds = _item(
+        SpecificCharacterSet="ISO_IR 100",
+        ImageType=["ORIGINAL", "PRIMARY", "T1", "MIXED" if len(kinds) > 1 else "NONE"],
+        SOPClassUID=ENHANCED_MR_STORAGE, SOPInstanceUID=sop_uid,
+        StudyDate=_DATE, SeriesDate=_DATE, ContentDate=_DATE, AcquisitionDateTime=_DATE + _TIME,
+        StudyTime=_TIME, SeriesTime=_TIME, ContentTime=_TIME,
+        AccessionNumber="DEMO0001", Modality="MR", Manufacturer="MedPrep",
+        ManufacturerModelName="Synthetic phantom", ReferringPhysicianName="",
+        StudyDescription="MedPrep synthetic study", SeriesDescription=series_description,
+        ProtocolName=series_description, **DEMO_PATIENT,
+        StudyInstanceUID=generate_uid(), SeriesInstanceUID=series_uid or generate_uid(),
+        FrameOfReferenceUID=generate_uid(), StudyID="1", SeriesNumber=int(series_number), InstanceNumber=1,
+        ContentQualification="PRODUCT", MRAcquisitionType="3D", MagneticFieldStrength=3,
+        SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", NumberOfFrames=len(frames),
+        Rows=rows, Columns=cols, BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=1,
+        BurnedInAnnotation="NO", LossyImageCompression="00",
+        SharedFunctionalGroupsSequence=[shared], PerFrameFunctionalGroupsSequence=per_frame,
+    )
+    if dimension_index:
+        organization = generate_uid()
+        ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=organization)]
+        ds.DimensionIndexSequence = [
+            _item(DimensionOrganizationUID=organization, DimensionIndexPointer=tag_for_keyword(pointer),
+                  FunctionalGroupPointer=tag_for_keyword(group))
+            for pointer, group in _DIMENSIONS]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = np.stack(pixels).tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, ds)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
 # CT body phantom
 
 
