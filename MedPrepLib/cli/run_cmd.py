@@ -3,8 +3,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from .preprocess_cmd import add_pipeline_arguments, pipeline_help
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the jobs run, shared by `run` and `anonymize`."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster (tcp://HOST:8786); needs medpreplib[dask] here and "
+                            "on the workers, and inputs and outputs on storage every worker sees")
+    where.add_argument("--cluster", metavar="local[:N]",
+                       help="run on a Dask LocalCluster of N worker processes started for this run")
+    parser.add_argument("--retries", type=int, default=2, metavar="N",
+                        help="run a case again up to N times when its worker process dies under it (default 2)")
+
+
+def executor_from_args(args: argparse.Namespace, workers: Optional[int], preload: Iterable[str] = ()):
+    from ..executor import make_executor
+
+    return make_executor(workers, scheduler=args.scheduler, cluster=args.cluster, retries=args.retries,
+                         preload=preload)
+
+
+def print_workers(counts: Dict[str, int], retried: List[Tuple[str, int]]) -> None:
+    """The run's summary of who did what, and which jobs ran again after their worker died."""
+    if len(counts) > 1:
+        print("per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(counts.items())))
+    for job, times in retried:
+        print(f"medprep: note: {job} ran again after its worker died ({times}x)", file=sys.stderr)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output_dir", metavar="OUTPUT_DIR")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="worker processes (default: every CPU this process may use)")
+    add_executor_arguments(parser)
     parser.add_argument("--qa", action="store_true", help="write qa/CASE.png per case and qa/index.html")
     parser.add_argument("--labels", metavar="DIR", help="folder of label maps named like the images")
     parser.add_argument("--split", metavar="FILE",
@@ -31,14 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cases import is_dicom_tree
     from ..errors import MedPrepError
     from ..preprocess import load_pipeline
     from ..progress import Progress
-    from ..runner import run_dataset
+    from ..runner import DICOM_PRELOAD, run_dataset
 
     if args.workers is not None and args.workers < 1:
         raise MedPrepError(f"--workers must be at least 1, got {args.workers}")
     pipeline = load_pipeline(args.pipeline, args.overrides)
+    dicom = Path(args.input_dir).is_dir() and is_dicom_tree(Path(args.input_dir))
     bars = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -47,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             bar.done()
 
-    report = run_dataset(pipeline, args.input_dir, args.output_dir, workers=args.workers, qa=args.qa,
-                         labels_dir=args.labels, split_file=args.split, statistics_file=args.statistics,
-                         progress=progress)
+    with executor_from_args(args, args.workers, DICOM_PRELOAD if dicom else ()) as executor:
+        report = run_dataset(pipeline, args.input_dir, args.output_dir, qa=args.qa, labels_dir=args.labels,
+                             split_file=args.split, statistics_file=args.statistics, progress=progress,
+                             executor=executor)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
     for case, error in report.failed:
@@ -57,4 +90,5 @@ def run(args: argparse.Namespace) -> int:
     total = len(report.written) + len(report.skipped) + len(report.failed)
     print(f"{total} cases: {len(report.written)} written, {len(report.skipped)} unchanged, "
           f"{len(report.failed)} failed ({report.seconds:.1f} s); manifest: {args.output_dir}/manifest.csv")
+    print_workers(report.workers, report.retried)
     return 1 if report.failed else 0
