@@ -32,9 +32,11 @@ from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
 from .stage import Stage, remove_leftovers
 
-# A run over DICOM also has its workers import the DICOM reader (pydicom); a NIfTI run leaves it
-# out: 23 MB less in each worker.
-DICOM_PRELOAD = ["MedPrepLib.convert"]
+# What a run's workers import before their first job. A run over DICOM also has them import the
+# DICOM reader (pydicom); a NIfTI run leaves it out: 23 MB less in each worker.
+PRELOAD = ["MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
+           "SimpleITK", "numpy"]
+DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
 
 
 def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
@@ -125,7 +127,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         from .executor import make_executor
 
         dicom = in_root.is_dir() and is_dicom_tree(in_root)
-        with make_executor(workers, preload=DICOM_PRELOAD if dicom else []) as pool:
+        with make_executor(workers, preload=DICOM_PRELOAD if dicom else PRELOAD) as pool:
             return run_dataset(pipeline, in_root, out_dir, qa=qa, labels_dir=labels_dir, split_file=split_file,
                                statistics_file=statistics_file, progress=progress, executor=pool)
     started = time.monotonic()

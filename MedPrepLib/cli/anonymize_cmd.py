@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import MedPrepError
+from .executor_args import add_executor_arguments, executor_from_args, print_workers
 
 
 def add_anonymize_options(p: argparse.ArgumentParser) -> None:
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
     add_anonymize_options(p)
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                    help="worker processes (default: the number of CPUs, at most 4)")
+    add_executor_arguments(p)
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
     p.add_argument("--show-paths", action="store_true",
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
         raise MedPrepError(f"--jobs must be at least 1, not {args.jobs}")
-    report = anonymize_tree(args.input, args.output, anonymizer, jobs=args.jobs)
+    with executor_from_args(args, args.jobs, preload=["MedPrepLib.anonymize.tree"]) as executor:
+        report = anonymize_tree(args.input, args.output, anonymizer, jobs=executor)
     for w in report.withheld:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "
               f"{w.reason}; check its pixels for burned-in identity, then use --on-burned-in keep",
@@ -109,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if args.mapping:
         write_mapping(args.mapping, anonymizer)
         print(f"medprep: warning: {args.mapping}: {MAPPING_WARNING}", file=sys.stderr)
+    print_workers(report.workers, report.retried)
+    if report.resumed:
+        print(f"medprep: note: {report.resumed} files were done by an earlier, interrupted run", file=sys.stderr)
     print(f"anonymized {report.written} files in {report.series_written} series; "
           f"withheld {len(report.withheld)} series; skipped {report.not_dicom} non-DICOM files, "
           f"{len(report.unreadable)} unreadable")

@@ -4,36 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
 
+from .executor_args import add_executor_arguments, executor_from_args, print_workers
 from .preprocess_cmd import add_pipeline_arguments, pipeline_help
-
-
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where the jobs run, shared by `run` and `anonymize`."""
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on an existing Dask cluster (tcp://HOST:8786); needs medpreplib[dask] here and "
-                            "on the workers, and inputs and outputs on storage every worker sees")
-    where.add_argument("--cluster", metavar="local[:N]",
-                       help="run on a Dask LocalCluster of N worker processes started for this run")
-    parser.add_argument("--retries", type=int, default=2, metavar="N",
-                        help="run a case again up to N times when its worker process dies under it (default 2)")
-
-
-def executor_from_args(args: argparse.Namespace, workers: Optional[int], preload: Iterable[str] = ()):
-    from ..executor import make_executor
-
-    return make_executor(workers, scheduler=args.scheduler, cluster=args.cluster, retries=args.retries,
-                         preload=preload)
-
-
-def print_workers(counts: Dict[str, int], retried: List[Tuple[str, int]]) -> None:
-    """The run's summary of who did what, and which jobs ran again after their worker died."""
-    if len(counts) > 1:
-        print("per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(counts.items())))
-    for job, times in retried:
-        print(f"medprep: note: {job} ran again after its worker died ({times}x)", file=sys.stderr)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import MedPrepError
     from ..preprocess import load_pipeline
     from ..progress import Progress
-    from ..runner import DICOM_PRELOAD, run_dataset
+    from ..runner import DICOM_PRELOAD, PRELOAD, run_dataset
 
     if args.workers is not None and args.workers < 1:
         raise MedPrepError(f"--workers must be at least 1, got {args.workers}")
@@ -79,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             bar.done()
 
-    with executor_from_args(args, args.workers, DICOM_PRELOAD if dicom else ()) as executor:
+    with executor_from_args(args, args.workers, DICOM_PRELOAD if dicom else PRELOAD) as executor:
         report = run_dataset(pipeline, args.input_dir, args.output_dir, qa=args.qa, labels_dir=args.labels,
                              split_file=args.split, statistics_file=args.statistics, progress=progress,
                              executor=executor)

@@ -19,9 +19,6 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 from . import DEFAULT_RETRIES, Executor, Outcome, killed_message
 
-# What every worker needs, imported once by the fork server rather than by each worker.
-PRELOAD = ["MedPrepLib.executor.local", "MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps",
-           "MedPrepLib.export", "SimpleITK", "numpy"]
 
 
 def _die_with_driver(lifeline: Any) -> None:
@@ -97,7 +94,8 @@ class LocalPool(Executor):
     def __init__(self, workers: int, retries: int = DEFAULT_RETRIES, preload: Iterable[str] = ()):
         self.workers = self.per_host = max(1, workers)
         self.retries = retries
-        self.preload = PRELOAD + [m for m in preload if m not in PRELOAD]
+        # What every worker needs, imported once by the fork server rather than by each worker.
+        self.preload = ["MedPrepLib.executor.local"] + list(preload)
         self._context: Any = None
         self._slots: List[Optional[_Worker]] = []
 
