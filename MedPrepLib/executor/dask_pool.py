@@ -130,8 +130,9 @@ class DaskPool(Executor):
                                       priority=len(arguments) - rank.get(i, i))
                    for i, args in enumerate(arguments)]
         pending = set(keys)
+        completed = as_completed(futures, loop=self.client.loop)
         try:
-            for batch in as_completed(futures, loop=self.client.loop).batches():
+            for batch in completed.batches():
                 try:
                     deaths = _on_scheduler(self.client, _suspicious, [f.key for f in batch])
                 except Exception:  # noqa: BLE001 - the counts only inform the summary
@@ -139,17 +140,21 @@ class DaskPool(Executor):
                 for future in batch:
                     i = index[future.key]
                     attempts = 1 + deaths.get(future.key, 0)
-                    pending.discard(future.key)
-                    if future.status == "finished":
-                        worker, value = future.result()
-                        outcome = Outcome(i, value, worker=worker, attempts=attempts)
-                    else:
+                    if future.status == "error":
                         exc = future.exception()
                         if isinstance(exc, KilledWorker):
                             attempts = max(attempts - 1, self.retries + 1)
                             outcome = Outcome(i, error=killed_message(attempts), attempts=attempts)
                         else:
                             outcome = Outcome(i, error=f"{type(exc).__name__}: {exc}", attempts=attempts)
+                    else:
+                        try:
+                            worker, value = future.result()
+                        except Exception:  # noqa: BLE001 - the result was lost with its worker: computed again
+                            completed.add(future)
+                            continue
+                        outcome = Outcome(i, value, worker=worker, attempts=attempts)
+                    pending.discard(future.key)
                     future.release()
                     yield outcome
         finally:
