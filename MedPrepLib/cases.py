@@ -4,16 +4,24 @@ Input: a folder of NIfTI images (flat with optional `--labels` folder, `images/`
 the nnU-Net/MSD layout `imagesTr/labelsTr/imagesTs`), or a DICOM tree (one case per series).
 Labels are matched by case name: the file name without extension, without a `_0000` channel
 suffix, and for labels without a `_seg`, `_label`, `_mask` suffix.
+
+Labels can also come from a table (CSV or TSV, `read_label_table`): one row per case id, the id
+matched to the input by a rule the user picks (`case_key`): the file or folder stem, or the
+DICOM PatientID, StudyInstanceUID or AccessionNumber of the series. The table's label column holds
+either class labels (a classification target per case) or label map files (a segmentation per
+case, for DICOM trees as for NIfTI folders); `attach_labels` gives each case its own.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +31,11 @@ from .volume import Volume
 NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 LABEL_SUFFIX_RE = re.compile(r"_(seg|label|labels|mask)$", re.IGNORECASE)
 CHANNEL_RE = re.compile(r"_\d{4}$")
+DICOM_SUFFIX_RE = re.compile(r"\.(dcm|dicom|dic)$", re.IGNORECASE)
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+CASE_ID_RULES = ("stem", "PatientID", "StudyInstanceUID", "AccessionNumber")
+
+
 @dataclass
 class Case:
     case_id: str
@@ -31,6 +44,13 @@ class Case:
     training: bool = True
     series: Any = None               # discovery.Series for DICOM cases
     inputs: List[Path] = field(default_factory=list)
+    target: Optional[str] = None     # class label from a labels table
+    key: str = ""                    # the labels table's id this case matched
+    split: str = ""                  # train, val, test, ... ("" : train if `training`, else test)
+
+    @property
+    def split_name(self) -> str:
+        return self.split or ("train" if self.training else "test")
 
     def input_bytes(self, stamp: Optional[List[Tuple[str, int, int]]] = None) -> int:
         """Bytes of all input files (from `stamp` if already taken): how large a job the case is."""
@@ -116,23 +136,138 @@ def dicom_cases(root: Path, map_chunks: Optional[Callable] = None,
     return cases
 
 
-def apply_split(cases: List[Case], split_file: Union[str, Path]) -> None:
-    """Mark training cases from a file: one case name per line (training), or `case,train|test` rows."""
+# ---------------------------------------------------------------- labels from a table
+
+@dataclass
+class LabelTableOptions:
+    """Where a run's labels come from when `--labels` names a table rather than a folder."""
+
+    path: Path
+    id_column: str
+    label_column: str
+    case_id: str = "stem"               # one of CASE_ID_RULES
+    case_names: str = "auto"            # auto, id or hash (see `attach_labels`)
+    require: bool = False               # every case labelled and every label used, or an error
+
+
+@dataclass
+class LabelTable:
+    path: Path
+    labels: Dict[str, str]              # id -> class label, or label map path when `maps`
+    lines: Dict[str, int]               # id -> line of its first row (1 = header)
+    rows: Dict[str, Dict[str, str]]     # id -> its first row (for grouping by another column)
+    maps: bool = False
+
+
+def is_label_table(path: Union[str, Path]) -> bool:
+    path = Path(path)
+    return path.suffix.lower() in TABLE_SUFFIXES and not path.is_dir()
+
+
+def read_label_table(path: Union[str, Path], id_column: str, label_column: str) -> LabelTable:
+    """Labels per id from a CSV or TSV table; rows repeating an id must agree on its label.
+
+    When every label is a NIfTI file name, the labels are label maps (paths relative to the table).
+    """
+    path = Path(path)
     try:
-        lines = Path(split_file).read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise MedPrepError(f"cannot read the split file: {exc.strerror}", split_file) from None
-    train, test = set(), set()
-    for line in lines:
-        parts = [p.strip() for p in line.split(",")]
-        if not parts[0] or parts[0].lower() in ("case", "#") or parts[0].startswith("#"):
+        raise MedPrepError(f"cannot read the labels table: {exc.strerror}", path) from None
+    except UnicodeDecodeError:
+        raise MedPrepError("the labels table is not UTF-8 text", path, "save it as CSV or TSV in UTF-8") from None
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or first.count("\t") > first.count(",") else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    for column, option in ((id_column, "--id-column"), (label_column, "--label-column")):
+        if column not in columns:
+            raise MedPrepError(f"the labels table has no column '{column}' (it has: {', '.join(columns)})", path,
+                               f"name one of its columns with {option}")
+    labels: Dict[str, str] = {}
+    lines: Dict[str, int] = {}
+    rows: Dict[str, Dict[str, str]] = {}
+    for line, row in enumerate(reader, 2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
+        key, label = row.get(id_column, ""), row.get(label_column, "")
+        if not key or not label:
             continue
-        (test if len(parts) > 1 and parts[1].lower() in ("test", "ts", "val", "validation") else train).add(parts[0])
-    unknown = sorted((train | test) - {c.case_id for c in cases})
-    if unknown:
-        raise MedPrepError(f"the split file names case '{unknown[0]}', which the input lacks", split_file)
+        if key in labels and labels[key] != label:
+            raise MedPrepError(f"the labels table gives id '{key}' two labels: '{labels[key]}' (line {lines[key]}) "
+                               f"and '{label}' (line {line})", path, "give each id one label")
+        if key not in labels:
+            labels[key], lines[key], rows[key] = label, line, row
+    if not labels:
+        raise MedPrepError(f"the labels table has no row with both '{id_column}' and '{label_column}'", path)
+    maps = all(NIFTI_RE.search(v) for v in labels.values())
+    if maps:
+        labels = {k: str((path.parent / v).resolve()) for k, v in labels.items()}
+        for key, value in labels.items():
+            if not Path(value).is_file():
+                raise MedPrepError(f"the label map of id '{key}' does not exist (line {lines[key]})", value,
+                                   "fix the path in the labels table (relative to the table's folder)")
+    return LabelTable(path, labels, lines, rows, maps)
+
+
+def case_key(case: Case, rule: str) -> str:
+    """The id of `case` under `rule` (see CASE_ID_RULES), as a labels table would name it."""
+    if rule == "stem":
+        if case.series is None:
+            return case.case_id
+        # One file per case (a radiograph): its name, as in `<patientId>.dcm`; else the series folder.
+        return DICOM_SUFFIX_RE.sub("", case.inputs[0].name) if len(case.inputs) == 1 else case.image.name
+    if case.series is None:
+        raise MedPrepError(f"--case-id {rule} needs a DICOM input", case.image,
+                           "match NIfTI cases by file name (--case-id stem)")
+    return str(case.series.first.get(rule, "") or "").strip()
+
+
+# A DICOM case named after these would carry patient data into file names.
+IDENTIFYING_RULES = ("PatientID", "StudyInstanceUID", "AccessionNumber")
+SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class LabelMatch:
+    unlabelled: List[str] = field(default_factory=list)              # case names without a label
+    unused: List[Tuple[str, int]] = field(default_factory=list)      # (id, table line) without a case
+    identifying: bool = False                                        # ids are patient data: list lines
+
+
+def attach_labels(cases: List[Case], table: LabelTable, rule: str = "stem", names: str = "auto") -> LabelMatch:
+    """Give each case its label from `table`; rename DICOM cases after their id when `names` says so.
+
+    names: "id" names DICOM cases after their id, "hash" keeps the series hash, "auto" keeps the id
+    for the stem rule only (PatientID, StudyInstanceUID and AccessionNumber are identifying).
+    NIfTI cases keep their file names.
+    """
+    if rule not in CASE_ID_RULES:
+        raise MedPrepError(f"unknown --case-id '{rule}'", hint=f"choose one of {', '.join(CASE_ID_RULES)}")
+    rename = names == "id" or (names == "auto" and rule not in IDENTIFYING_RULES)
+    match = LabelMatch(identifying=rule in IDENTIFYING_RULES and not rename)
+    used = set()
     for c in cases:
-        c.training = c.case_id in train
+        c.key = case_key(c, rule)
+        value = table.labels.get(c.key)
+        if value is None:
+            match.unlabelled.append(c.case_id)
+        else:
+            used.add(c.key)
+            if table.maps:
+                c.label = Path(value)
+            else:
+                c.target = value
+    match.unused = sorted(((k, table.lines[k]) for k in table.labels if k not in used), key=lambda x: x[1])
+    if rename:
+        dicom = [c for c in cases if c.series is not None and c.key]
+        count = Counter(SAFE_NAME_RE.sub("_", c.key).strip("._-") for c in dicom)
+        for c in dicom:
+            name = SAFE_NAME_RE.sub("_", c.key).strip("._-")
+            if name:
+                # One id with several series (a patient's studies): each keeps its series hash after the id.
+                c.case_id = name if count[name] == 1 else f"{name}_{c.case_id.split('-', 1)[-1]}"
+        match.unlabelled = [c.case_id for c in cases if c.key not in table.labels]
+    return match
 
 
 # ---------------------------------------------------------------- reading one case

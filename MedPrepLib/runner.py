@@ -24,12 +24,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .cases import Case, apply_split, find_cases, is_dicom_tree, read_image, read_label
+from .atomic import write_json
+from .cases import (Case, LabelTableOptions, attach_labels, find_cases, is_dicom_tree, read_image, read_label,
+                    read_label_table)
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
+from .splits import SplitSpec, apply_split_file, assign_splits, splits_document
 from .stage import Stage, remove_leftovers
 
 # What a run's workers import before their first job. A run over DICOM also has them import the
@@ -58,7 +61,8 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
             source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
         out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
         del source, staged  # the input, unless kept for the QA picture, goes before the writing
-        written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True)
+        written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True,
+                             split=case.split_name, target=case.target)
         outputs = written["image"] + written["label"]
         if before is not None:
             from .qa import write_qa_png
@@ -86,6 +90,10 @@ class RunReport:
     retried: List[Tuple[str, int]] = field(default_factory=list)  # (case, times its worker died under it)
     workers: Dict[str, int] = field(default_factory=dict)  # cases written or failed, per worker
     seconds: float = 0.0
+    unlabelled: List[str] = field(default_factory=list)  # cases the labels table has no label for
+    unused_labels: List[Tuple[str, int]] = field(default_factory=list)  # (id, table line) matching no case
+    identifying_ids: bool = False  # the table's ids are patient data: name their lines, not them
+    splits: Dict[str, int] = field(default_factory=dict)  # cases per split
 
 
 def _digest(obj: Any) -> str:
@@ -114,10 +122,13 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                 workers: Optional[int] = None, qa: bool = False, labels_dir: Optional[Union[str, Path]] = None,
                 split_file: Optional[Union[str, Path]] = None, statistics_file: Optional[Union[str, Path]] = None,
                 progress: Optional[Callable[[str, int, int], None]] = None,
-                executor: Optional[Executor] = None) -> RunReport:
+                executor: Optional[Executor] = None, label_table: Optional[LabelTableOptions] = None,
+                split: Optional[SplitSpec] = None) -> RunReport:
     """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation.
 
     The jobs run on `executor` (left open), or on a local pool of `workers` processes made for the run.
+    Labels come from `labels_dir` (label maps named like the images) or `label_table`; the splits from
+    `split_file` or `split` (see `splits`).
     """
     in_root, out_dir = Path(input_dir).absolute(), Path(output_dir).absolute()
     if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
@@ -129,7 +140,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         dicom = in_root.is_dir() and is_dicom_tree(in_root)
         with make_executor(workers, preload=DICOM_PRELOAD if dicom else PRELOAD) as pool:
             return run_dataset(pipeline, in_root, out_dir, qa=qa, labels_dir=labels_dir, split_file=split_file,
-                               statistics_file=statistics_file, progress=progress, executor=pool)
+                               statistics_file=statistics_file, progress=progress, executor=pool,
+                               label_table=label_table, split=split)
     started = time.monotonic()
     if not in_root.is_dir():
         raise MedPrepError("input folder does not exist", in_root, "give a folder of NIfTI files or a DICOM tree")
@@ -148,8 +160,18 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     try:
         cases = find_cases(in_root, labels_dir, executor.ordered if dicom and executor.workers > 1 else None,
                            (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
+        rows_by_id = _attach_table(cases, label_table, report)
         if split_file:
-            apply_split(cases, split_file)
+            apply_split_file(cases, split_file)
+        elif split is not None:
+            assign_splits(cases, split, rows_by_id)
+        if split_file or split is not None:
+            method = ({"file": Path(split_file).name} if split_file else
+                      {"fractions": split.fractions, "seed": split.seed, "stratify": split.stratify,
+                       "group_by": split.group_by})
+            write_json(out_dir / "splits.json", splits_document(cases, method), overwrite=True)
+        for c in cases:
+            report.splits[c.split_name] = report.splits.get(c.split_name, 0) + 1
         executor.limit(len(cases))
         pipeline.save(out_dir / "pipeline.json")
 
@@ -180,8 +202,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
         for c in cases:
             stamp = stamps[c.case_id]
-            fingerprint = _digest([base, c.training, stamp])
-            row = {"case": c.case_id, "split": "train" if c.training else "test",
+            fingerprint = _digest([base, c.training, stamp] + ([c.split, c.target] if c.split or c.target else []))
+            row = {"case": c.case_id, "split": c.split_name,
                    "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
                    "fingerprint": fingerprint}
             old = previous_rows.get(c.case_id)
@@ -222,6 +244,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             stage.remove()
     remove_leftovers(out_dir)  # what workers that died mid-write left beside the outputs
     write_manifest(manifest_path, [rows[c.case_id] for c in cases])
+    write_labels_csv(out_dir / "labels.csv", cases, rows)
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
         _write_nnunet_json(out_dir, pipeline, done_ok, meta)
@@ -231,6 +254,42 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         write_index(out_dir / "qa", [c.case_id for c in cases if (out_dir / "qa" / f"{c.case_id}.png").is_file()])
     report.seconds = time.monotonic() - started
     return report
+
+
+def _attach_table(cases: List[Case], options: Optional[LabelTableOptions],
+                  report: RunReport) -> Dict[str, Dict[str, str]]:
+    """Labels from the table, if any; unmatched cases and ids go into the report (or stop the run)."""
+    if options is None:
+        return {}
+    table = read_label_table(options.path, options.id_column, options.label_column)
+    match = attach_labels(cases, table, options.case_id, options.case_names)
+    report.unlabelled, report.unused_labels, report.identifying_ids = match.unlabelled, match.unused, match.identifying
+    if options.require and (match.unlabelled or match.unused):
+        what = (f"{len(match.unlabelled)} cases have no label" if match.unlabelled else
+                f"{len(match.unused)} labels match no case")
+        first = (f"case {match.unlabelled[0]}" if match.unlabelled else
+                 f"line {match.unused[0][1]}" if match.identifying else f"id '{match.unused[0][0]}'")
+        raise MedPrepError(f"--require-labels: {what} (first: {first})", options.path,
+                           f"check --id-column and --case-id (now {options.case_id})")
+    return table.rows
+
+
+def write_labels_csv(path: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]]) -> None:
+    """labels.csv: each written case's image file, class label and split (what a training loop reads)."""
+    import csv
+
+    from .atomic import atomic_open
+
+    with atomic_open(path, "w", overwrite=True) as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["case", "file", "label", "split"])
+        for c in cases:
+            row = rows[c.case_id]
+            if row.get("status") not in ("written", "unchanged"):
+                continue
+            # A case's outputs start with its image (then its sidecar, label map, QA picture).
+            image = (row.get("outputs") or "").split(";")[0]
+            writer.writerow([c.case_id, image, c.target if c.target is not None else "", c.split_name])
 
 
 def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],

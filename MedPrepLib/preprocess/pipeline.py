@@ -32,6 +32,7 @@ from .registry import StepSpec, get_step, make_params
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 EXPORT_FORMATS = ["nifti", "npy", "npz", "nnunet"]
+LAYOUTS = ["files", "classes"]
 DTYPES = ["keep", "float32", "float16", "float64", "int16", "uint16", "int32", "uint8", "int8"]
 
 
@@ -43,6 +44,8 @@ class OutputParams:
     label_dtype: str = field(default="uint8", metadata={"choices": DTYPES})
     slices: bool = field(default=False, metadata={"help": "npy/npz: one 2D array per slice along z"})
     gz: bool = field(default=True, metadata={"help": "nifti/nnunet: compress as .nii.gz"})
+    layout: str = field(default="files", metadata={"choices": LAYOUTS, "help": "files: images/CASE; classes: "
+                                                   "SPLIT/LABEL/CASE (torchvision DatasetFolder)"})
 
 
 @dataclass(frozen=True)
