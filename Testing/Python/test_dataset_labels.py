@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +16,7 @@ import pytest
 
 from MedPrepLib.cases import Case, read_label_table
 from MedPrepLib.cli.main import main
+from MedPrepLib.dataset import PreparedDataset
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.splits import assign_splits, parse_split_spec
 
@@ -86,6 +90,19 @@ def test_run_with_a_table_labels_cases_lists_unmatched_and_writes_the_classes_la
         assert np.load(out / rows[f"img{i}"]["file"]).shape == (1, 16, 16)
     assert rows["nolabel"]["file"] == "unlabelled/nolabel.npy" and rows["nolabel"]["label"] == ""
     assert json.loads((out / "sidecars" / "img0.json").read_text())["MedPrepGeometry"]["axes"] == "channel, y, x"
+    # what a training loop reads: (memory-mapped array, class index) pairs, PyTorch never imported
+    code = ("import sys; from MedPrepLib.dataset import PreparedDataset as D; d = D(sys.argv[1]); "
+            "x, y = d[0]; print(len(d), type(x).__name__, x.shape, sorted(d.targets), d.classes, "
+            "'torch' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))).stdout
+    assert shown.strip() == "6 memmap (1, 16, 16) [0, 0, 0, 1, 1, 1] ['0', '1'] False"
+    data = PreparedDataset(out, split=None, keep_unlabelled=True)
+    assert len(data) == 7 and data.targets[data.cases.index("nolabel")] == -1
+    x, y = PreparedDataset(out)[data.cases.index("img3")]
+    assert np.array_equal(x, np.load(out / "train/1/img3.npy")) and y == 1
+    with pytest.raises(MedPrepError, match="no case in split 'val'"):
+        PreparedDataset(out, split="val")
     # --require-labels: one clear line, exit 1
     rc = main(["run", str(dx / "p.json"), str(extra), str(tmp_path / "o2"), "--workers", "1", "--labels",
                str(dx / "labels.csv"), "--id-column", "patientId", "--label-column", "Target", "--require-labels"])
