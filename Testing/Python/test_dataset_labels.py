@@ -99,7 +99,8 @@ def test_run_with_a_table_labels_cases_lists_unmatched_and_writes_the_classes_la
     assert shown.strip() == "6 memmap (1, 16, 16) [0, 0, 0, 1, 1, 1] ['0', '1'] False"
     data = PreparedDataset(out, split=None, keep_unlabelled=True)
     assert len(data) == 7 and data.targets[data.cases.index("nolabel")] == -1
-    x, y = PreparedDataset(out)[data.cases.index("img3")]
+    train = PreparedDataset(out)
+    x, y = train[train.cases.index("img3")]
     assert np.array_equal(x, np.load(out / "train/1/img3.npy")) and y == 1
     with pytest.raises(MedPrepError, match="no case in split 'val'"):
         PreparedDataset(out, split="val")
