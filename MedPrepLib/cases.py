@@ -164,31 +164,39 @@ def is_label_table(path: Union[str, Path]) -> bool:
     return path.suffix.lower() in TABLE_SUFFIXES and not path.is_dir()
 
 
+def read_table_rows(path: Union[str, Path]) -> Tuple[List[str], List[Tuple[int, Dict[str, str]]]]:
+    """(columns, [(line, row)]) of a CSV or TSV table (UTF-8, with or without BOM), values stripped."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MedPrepError(f"cannot read the table: {exc.strerror}", path) from None
+    except UnicodeDecodeError:
+        raise MedPrepError("the table is not UTF-8 text", path, "save it as CSV or TSV in UTF-8") from None
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or first.count("\t") > first.count(",") else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    rows = [(line, {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)})
+            for line, row in enumerate(reader, 2)]
+    return columns, rows
+
+
 def read_label_table(path: Union[str, Path], id_column: str, label_column: str) -> LabelTable:
     """Labels per id from a CSV or TSV table; rows repeating an id must agree on its label.
 
     When every label is a NIfTI file name, the labels are label maps (paths relative to the table).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise MedPrepError(f"cannot read the labels table: {exc.strerror}", path) from None
-    except UnicodeDecodeError:
-        raise MedPrepError("the labels table is not UTF-8 text", path, "save it as CSV or TSV in UTF-8") from None
-    first = text.splitlines()[0] if text.strip() else ""
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or first.count("\t") > first.count(",") else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    columns, rows = read_table_rows(path)
     for column, option in ((id_column, "--id-column"), (label_column, "--label-column")):
         if column not in columns:
             raise MedPrepError(f"the labels table has no column '{column}' (it has: {', '.join(columns)})", path,
                                f"name one of its columns with {option}")
     labels: Dict[str, str] = {}
     lines: Dict[str, int] = {}
-    rows: Dict[str, Dict[str, str]] = {}
-    for line, row in enumerate(reader, 2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
+    by_id: Dict[str, Dict[str, str]] = {}
+    for line, row in rows:
         key, label = row.get(id_column, ""), row.get(label_column, "")
         if not key or not label:
             continue
@@ -196,7 +204,7 @@ def read_label_table(path: Union[str, Path], id_column: str, label_column: str) 
             raise MedPrepError(f"the labels table gives id '{key}' two labels: '{labels[key]}' (line {lines[key]}) "
                                f"and '{label}' (line {line})", path, "give each id one label")
         if key not in labels:
-            labels[key], lines[key], rows[key] = label, line, row
+            labels[key], lines[key], by_id[key] = label, line, row
     if not labels:
         raise MedPrepError(f"the labels table has no row with both '{id_column}' and '{label_column}'", path)
     maps = all(NIFTI_RE.search(v) for v in labels.values())
@@ -206,7 +214,7 @@ def read_label_table(path: Union[str, Path], id_column: str, label_column: str) 
             if not Path(value).is_file():
                 raise MedPrepError(f"the label map of id '{key}' does not exist (line {lines[key]})", value,
                                    "fix the path in the labels table (relative to the table's folder)")
-    return LabelTable(path, labels, lines, rows, maps)
+    return LabelTable(path, labels, lines, by_id, maps)
 
 
 def case_key(case: Case, rule: str) -> str:
@@ -302,6 +310,7 @@ def read_image(path: Union[str, Path], series: Any = None) -> Volume:
             raise MedPrepError("the JSON sidecar is not valid JSON", sidecar, "fix or remove it") from None
         if isinstance(meta, dict):
             provenance = meta.pop("MedPrepProvenance", None) or {}
+            meta.pop("MedPrepIndexMap", None)  # an earlier run's: this file's voxels are the input now
             volume.meta.update(meta)
             volume.history.extend(provenance.get("steps", []))
     return volume
