@@ -35,6 +35,17 @@ _Z_FORMS = [("z", "depth", "size"), ("z", "d", "size"), ("z0", "d", "size"), ("z
 
 
 @dataclass
+class BoxOptions:
+    """Where a run's boxes and points come from (`--boxes`), and how their ids name cases."""
+
+    path: Path
+    id_column: str = ""                 # CSV: the case id column (COCO: the image file name's stem)
+    category_column: str = ""           # CSV: the box's class; "object" without one
+    case_id: str = "stem"               # see cases.CASE_ID_RULES
+    case_names: str = "auto"
+
+
+@dataclass
 class Box:
     lo: Tuple[float, ...]                 # x, y[, z] of the box's low corner (or the point)
     hi: Tuple[float, ...]                 # its high corner; equal to lo for a point
@@ -170,3 +181,53 @@ def transform_boxes(boxes: Sequence[Box], index_map: Dict[str, Any], out_affine:
                         "pixels": np.round(np.r_[new_lo, new_hi], 4).tolist(),
                         "ras_mm": np.round(world.ravel(), 4).tolist()})
     return results
+
+
+def identity_map(image: Any) -> Dict[str, Any]:
+    """The index map of a pipeline without spatial steps."""
+    shape = list(image.shape_xyz[:3])
+    return {"input_shape_xyz": shape, "output_shape_xyz": shape, "index_to_index": np.eye(4).tolist()}
+
+
+BOX_FIELDS = ["case", "split", "category", "kind", "status", "x0", "y0", "z0", "x1", "y1", "z1",
+              "x0_ras_mm", "y0_ras_mm", "z0_ras_mm", "x1_ras_mm", "y1_ras_mm", "z1_ras_mm"]
+
+
+def box_rows(case: str, split: str, boxes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """boxes.csv rows of one case: output pixels (edges: pixel i spans [i, i + 1)) and world corners."""
+    rows = []
+    for b in boxes:
+        row = {"case": case, "split": split, "category": b["category"], "kind": b["kind"], "status": b["status"]}
+        row.update(zip(BOX_FIELDS[5:11], b["pixels"]))
+        row.update(zip(BOX_FIELDS[11:], b["ras_mm"]))
+        rows.append(row)
+    return rows
+
+
+def coco_document(images: List[Tuple[str, str, List[int], List[Dict[str, Any]]]]) -> Dict[str, Any]:
+    """COCO detection JSON for (case, file name, output shape xyz, boxes) of one split; dropped boxes left out.
+
+    bbox is [x, y, width, height] in output pixels; a point is a keypoint [x, y, 2] with an empty bbox.
+    """
+    names = sorted({b["category"] for _, _, _, boxes in images for b in boxes})
+    categories = [{"id": i, "name": n} for i, n in enumerate(names, 1)]
+    ids = {n: i for i, n in enumerate(names, 1)}
+    doc: Dict[str, Any] = {"images": [], "annotations": [], "categories": categories}
+    for image_id, (case, file_name, shape, boxes) in enumerate(images, 1):
+        image = {"id": image_id, "file_name": file_name, "case": case, "width": shape[0], "height": shape[1]}
+        if len(shape) > 2 and shape[2] > 1:
+            image["depth"] = shape[2]
+        doc["images"].append(image)
+        for b in boxes:
+            if b["status"] == "dropped":
+                continue
+            x0, y0, z0, x1, y1, z1 = b["pixels"]
+            ann = {"id": len(doc["annotations"]) + 1, "image_id": image_id, "category_id": ids[b["category"]],
+                   "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                   "clipped": b["status"] == "clipped"}
+            if b["kind"] == "point":
+                ann.update(keypoints=[x0, y0, 2], num_keypoints=1)
+            if image.get("depth"):
+                ann["bbox3d"] = [x0, y0, z0, x1 - x0, y1 - y0, z1 - z0]
+            doc["annotations"].append(ann)
+    return doc

@@ -45,6 +45,7 @@ class Case:
     series: Any = None               # discovery.Series for DICOM cases
     inputs: List[Path] = field(default_factory=list)
     target: Optional[str] = None     # class label from a labels table
+    boxes: Optional[List[Any]] = None  # boxes.Box on the input image, when a boxes file names the case
     key: str = ""                    # the labels table's id this case matched
     split: str = ""                  # train, val, test, ... ("" : train if `training`, else test)
 
@@ -239,33 +240,20 @@ SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 class LabelMatch:
     unlabelled: List[str] = field(default_factory=list)              # case names without a label
     unused: List[Tuple[str, int]] = field(default_factory=list)      # (id, table line) without a case
-    identifying: bool = False                                        # ids are patient data: list lines
 
 
-def attach_labels(cases: List[Case], table: LabelTable, rule: str = "stem", names: str = "auto") -> LabelMatch:
-    """Give each case its label from `table`; rename DICOM cases after their id when `names` says so.
+def assign_keys(cases: List[Case], rule: str = "stem", names: str = "auto") -> bool:
+    """Set each case's id under `rule`; rename DICOM cases after it when `names` says so.
 
     names: "id" names DICOM cases after their id, "hash" keeps the series hash, "auto" keeps the id
     for the stem rule only (PatientID, StudyInstanceUID and AccessionNumber are identifying).
-    NIfTI cases keep their file names.
+    NIfTI cases keep their file names. Returns whether the ids are identifying and not shown in names.
     """
     if rule not in CASE_ID_RULES:
         raise MedPrepError(f"unknown --case-id '{rule}'", hint=f"choose one of {', '.join(CASE_ID_RULES)}")
     rename = names == "id" or (names == "auto" and rule not in IDENTIFYING_RULES)
-    match = LabelMatch(identifying=rule in IDENTIFYING_RULES and not rename)
-    used = set()
     for c in cases:
         c.key = case_key(c, rule)
-        value = table.labels.get(c.key)
-        if value is None:
-            match.unlabelled.append(c.case_id)
-        else:
-            used.add(c.key)
-            if table.maps:
-                c.label = Path(value)
-            else:
-                c.target = value
-    match.unused = sorted(((k, table.lines[k]) for k in table.labels if k not in used), key=lambda x: x[1])
     if rename:
         dicom = [c for c in cases if c.series is not None and c.key]
         count = Counter(SAFE_NAME_RE.sub("_", c.key).strip("._-") for c in dicom)
@@ -274,7 +262,22 @@ def attach_labels(cases: List[Case], table: LabelTable, rule: str = "stem", name
             if name:
                 # One id with several series (a patient's studies): each keeps its series hash after the id.
                 c.case_id = name if count[name] == 1 else f"{name}_{c.case_id.split('-', 1)[-1]}"
-        match.unlabelled = [c.case_id for c in cases if c.key not in table.labels]
+    return rule in IDENTIFYING_RULES and not rename
+
+
+def attach_labels(cases: List[Case], table: LabelTable) -> LabelMatch:
+    """Give each case (its id set by `assign_keys`) its label from `table`: a class, or a label map."""
+    match = LabelMatch()
+    for c in cases:
+        value = table.labels.get(c.key)
+        if value is None:
+            match.unlabelled.append(c.case_id)
+        elif table.maps:
+            c.label = Path(value)
+        else:
+            c.target = value
+    used = {c.key for c in cases}
+    match.unused = sorted(((k, table.lines[k]) for k in table.labels if k not in used), key=lambda x: x[1])
     return match
 
 

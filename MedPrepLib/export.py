@@ -122,7 +122,8 @@ def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bo
     """Where a dataset case goes: image, label (if any), for `output` (pipeline OutputParams).
 
     The classes layout puts the image in SPLIT/LABEL/ (what torchvision's DatasetFolder reads), its
-    sidecar in sidecars/; a case without a class label goes to unlabelled/.
+    sidecar in sidecars/; a case without a class label goes to unlabelled/. The detection layout
+    puts it in SPLIT/images/ (SPLIT/annotations.json holds the boxes), its sidecar in sidecars/.
     """
     out_dir = Path(out_dir)
     nii = ".nii.gz" if output.gz else ".nii"
@@ -133,6 +134,12 @@ def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bo
             targets["label"] = out_dir / f"labels{folder}" / f"{case}{nii}"
         return targets
     suffix = {"nifti": nii, "npy": ".npy", "npz": ".npz"}[output.format]
+    if getattr(output, "layout", "files") == "detection":
+        targets = {"image": out_dir / (split or ("train" if training else "test")) / "images" / f"{case}{suffix}",
+                   "sidecar": out_dir / "sidecars" / f"{case}.json"}
+        if has_label:
+            targets["label"] = out_dir / "labels" / f"{case}{suffix}"
+        return targets
     if getattr(output, "layout", "files") == "classes":
         folder = out_dir / (split or ("train" if training else "test")) / _folder_name(target) if target \
             else out_dir / "unlabelled"

@@ -25,13 +25,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .atomic import write_json
-from .cases import (Case, LabelTableOptions, attach_labels, find_cases, is_dicom_tree, read_image, read_label,
-                    read_label_table)
+from .boxes import BoxOptions, read_boxes
+from .cases import (Case, LabelTableOptions, assign_keys, attach_labels, find_cases, is_dicom_tree, read_image,
+                    read_label, read_label_table)
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
+from .preprocess.registry import INDEX_MAP_KEY
 from .splits import SplitSpec, apply_split_file, assign_splits, splits_document
 from .stage import Stage, remove_leftovers
 
@@ -40,6 +42,7 @@ from .stage import Stage, remove_leftovers
 PRELOAD = ["MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
            "SimpleITK", "numpy"]
 DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
+BOXES_KEY = "MedPrepBoxes"
 
 
 def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
@@ -60,6 +63,12 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
             label = read_label(case.label) if case.label else None
             source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
         out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
+        boxes = None
+        if case.boxes is not None:
+            from .boxes import identity_map, transform_boxes
+
+            boxes = transform_boxes(case.boxes, out.meta.get(INDEX_MAP_KEY) or identity_map(out), out.affine)
+            out.meta[BOXES_KEY] = boxes  # in the sidecar, beside the transform that placed them
         del source, staged  # the input, unless kept for the QA picture, goes before the writing
         written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True,
                              split=case.split_name, target=case.target)
@@ -71,8 +80,9 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
             write_qa_png(before, out, out_label, png, title=case.case_id)
             outputs.append(str(png))
         labels = sorted(int(v) for v in np.unique(out_label.array)) if out_label is not None else []
-        return {"status": "written", "outputs": outputs, "labels": labels,
-                "modality": str(out.meta.get("Modality", "")), "seconds": time.monotonic() - start}
+        return {"status": "written", "outputs": outputs, "labels": labels, "boxes": boxes,
+                "shape": list(out.shape_xyz[:3]), "modality": str(out.meta.get("Modality", "")),
+                "seconds": time.monotonic() - start}
     except MedPrepError as exc:
         return {"status": "failed", "error": exc.one_line(), "seconds": time.monotonic() - start}
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others
@@ -94,6 +104,8 @@ class RunReport:
     unused_labels: List[Tuple[str, int]] = field(default_factory=list)  # (id, table line) matching no case
     identifying_ids: bool = False  # the table's ids are patient data: name their lines, not them
     splits: Dict[str, int] = field(default_factory=dict)  # cases per split
+    unboxed: List[str] = field(default_factory=list)  # cases the boxes file does not name
+    boxes: Dict[str, int] = field(default_factory=dict)  # boxes and points written, by status
 
 
 def _digest(obj: Any) -> str:
@@ -123,12 +135,12 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                 split_file: Optional[Union[str, Path]] = None, statistics_file: Optional[Union[str, Path]] = None,
                 progress: Optional[Callable[[str, int, int], None]] = None,
                 executor: Optional[Executor] = None, label_table: Optional[LabelTableOptions] = None,
-                split: Optional[SplitSpec] = None) -> RunReport:
+                split: Optional[SplitSpec] = None, boxes: Optional[BoxOptions] = None) -> RunReport:
     """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation.
 
     The jobs run on `executor` (left open), or on a local pool of `workers` processes made for the run.
-    Labels come from `labels_dir` (label maps named like the images) or `label_table`; the splits from
-    `split_file` or `split` (see `splits`).
+    Labels come from `labels_dir` (label maps named like the images) or `label_table`, boxes and
+    points from `boxes`; the splits from `split_file` or `split` (see `splits`).
     """
     in_root, out_dir = Path(input_dir).absolute(), Path(output_dir).absolute()
     if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
@@ -141,7 +153,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         with make_executor(workers, preload=DICOM_PRELOAD if dicom else PRELOAD) as pool:
             return run_dataset(pipeline, in_root, out_dir, qa=qa, labels_dir=labels_dir, split_file=split_file,
                                statistics_file=statistics_file, progress=progress, executor=pool,
-                               label_table=label_table, split=split)
+                               label_table=label_table, split=split, boxes=boxes)
     started = time.monotonic()
     if not in_root.is_dir():
         raise MedPrepError("input folder does not exist", in_root, "give a folder of NIfTI files or a DICOM tree")
@@ -160,7 +172,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     try:
         cases = find_cases(in_root, labels_dir, executor.ordered if dicom and executor.workers > 1 else None,
                            (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
-        rows_by_id = _attach_table(cases, label_table, report)
+        rows_by_id = _attach_annotations(cases, label_table, boxes, report)
         if split_file:
             apply_split_file(cases, split_file)
         elif split is not None:
@@ -202,7 +214,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
         for c in cases:
             stamp = stamps[c.case_id]
-            fingerprint = _digest([base, c.training, stamp] + ([c.split, c.target] if c.split or c.target else []))
+            annotations = [c.split, c.target, repr(c.boxes)] if c.split or c.target or c.boxes is not None else []
+            fingerprint = _digest([base, c.training, stamp] + annotations)
             row = {"case": c.case_id, "split": c.split_name,
                    "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
                    "fingerprint": fingerprint}
@@ -245,6 +258,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     remove_leftovers(out_dir)  # what workers that died mid-write left beside the outputs
     write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     write_labels_csv(out_dir / "labels.csv", cases, rows)
+    if boxes is not None:
+        _write_boxes(out_dir, cases, rows, meta, report)
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
         _write_nnunet_json(out_dir, pipeline, done_ok, meta)
@@ -256,22 +271,69 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     return report
 
 
-def _attach_table(cases: List[Case], options: Optional[LabelTableOptions],
-                  report: RunReport) -> Dict[str, Dict[str, str]]:
-    """Labels from the table, if any; unmatched cases and ids go into the report (or stop the run)."""
+def _attach_annotations(cases: List[Case], options: Optional[LabelTableOptions], boxes: Optional[BoxOptions],
+                        report: RunReport) -> Dict[str, Dict[str, str]]:
+    """Labels from the table and boxes from their file, if any; unmatched cases and ids go into the
+    report (or stop the run with --require-labels)."""
+    if options is None and boxes is None:
+        return {}
+    rule, names = (options.case_id, options.case_names) if options else (boxes.case_id, boxes.case_names)
+    report.identifying_ids = assign_keys(cases, rule, names)
+    if boxes is not None:
+        found = read_boxes(boxes.path, boxes.id_column, boxes.category_column)
+        for c in cases:
+            c.boxes = found.get(c.key)
+        report.unboxed = [c.case_id for c in cases if c.boxes is None]
     if options is None:
         return {}
     table = read_label_table(options.path, options.id_column, options.label_column)
-    match = attach_labels(cases, table, options.case_id, options.case_names)
-    report.unlabelled, report.unused_labels, report.identifying_ids = match.unlabelled, match.unused, match.identifying
+    match = attach_labels(cases, table)
+    report.unlabelled, report.unused_labels = match.unlabelled, match.unused
     if options.require and (match.unlabelled or match.unused):
         what = (f"{len(match.unlabelled)} cases have no label" if match.unlabelled else
                 f"{len(match.unused)} labels match no case")
         first = (f"case {match.unlabelled[0]}" if match.unlabelled else
-                 f"line {match.unused[0][1]}" if match.identifying else f"id '{match.unused[0][0]}'")
+                 f"line {match.unused[0][1]}" if report.identifying_ids else f"id '{match.unused[0][0]}'")
         raise MedPrepError(f"--require-labels: {what} (first: {first})", options.path,
                            f"check --id-column and --case-id (now {options.case_id})")
     return table.rows
+
+
+def _write_boxes(out_dir: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]],
+                 meta: Dict[str, Dict[str, Any]], report: RunReport) -> None:
+    """boxes.csv (every case's boxes in output pixels and RAS mm) and SPLIT/annotations.json (COCO).
+
+    Cases written by an earlier run give their boxes and shape from their sidecar."""
+    import csv
+
+    from .atomic import atomic_open
+    from .boxes import BOX_FIELDS, box_rows, coco_document
+
+    per_split: Dict[str, List[Tuple[str, str, List[int], List[Dict[str, Any]]]]] = {}
+    table: List[Dict[str, Any]] = []
+    for c in cases:
+        row = rows[c.case_id]
+        if c.boxes is None or row.get("status") not in ("written", "unchanged"):
+            continue
+        outputs = (row.get("outputs") or "").split(";")
+        if c.case_id in meta:
+            found, shape = meta[c.case_id]["boxes"], meta[c.case_id]["shape"]
+        else:
+            side = json.loads((out_dir / next(p for p in outputs if p.endswith(".json"))).read_text())
+            found, shape = side[BOXES_KEY], side[INDEX_MAP_KEY]["output_shape_xyz"] if INDEX_MAP_KEY in side else []
+        for b in found:
+            report.boxes[b["status"]] = report.boxes.get(b["status"], 0) + 1
+        table += box_rows(c.case_id, c.split_name, found)
+        split_dir = out_dir / c.split_name
+        per_split.setdefault(c.split_name, []).append(
+            (c.case_id, os.path.relpath(out_dir / outputs[0], split_dir), shape, found))
+    with atomic_open(out_dir / "boxes.csv", "w", overwrite=True) as fh:
+        writer = csv.DictWriter(fh, fieldnames=BOX_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+    for name, images in per_split.items():
+        (out_dir / name).mkdir(exist_ok=True)
+        write_json(out_dir / name / "annotations.json", coco_document(images), overwrite=True)
 
 
 def write_labels_csv(path: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]]) -> None:

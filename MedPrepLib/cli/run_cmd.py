@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..cases import CASE_ID_RULES
 from ..preprocess.pipeline import LAYOUTS
@@ -41,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "for --case-id stem, a hash for the identifying DICOM fields")
     labels.add_argument("--require-labels", action="store_true",
                         help="stop if a case has no label or a label matches no case")
+    labels.add_argument("--boxes", metavar="TABLE|COCO.json",
+                        help="boxes or points per case: a CSV/TSV table (x,y,width,height; x0,y0,w,h; "
+                             "x0,y0,x1,y1; x,y for points; img_shape_x,img_shape_y for a resized copy's pixels; "
+                             "ids in --id-column) or COCO JSON; they follow every step into boxes.csv and "
+                             "SPLIT/annotations.json")
+    labels.add_argument("--box-label-column", metavar="NAME", default="",
+                        help="the boxes table's class column (default: every box is an 'object')")
     splits = parser.add_argument_group("splits")
     splits.add_argument("--split", metavar="FILE|SPEC",
                         help="train=0.8,val=0.1,test=0.1 (drawn from --split-seed), or a file: splits.json, one "
@@ -57,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..boxes import BoxOptions
     from ..cases import LabelTableOptions, is_dicom_tree, is_label_table
     from ..errors import MedPrepError
     from ..preprocess import load_pipeline
@@ -73,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
             raise MedPrepError("a labels table needs --id-column and --label-column", args.labels)
         table = LabelTableOptions(Path(args.labels), args.id_column, args.label_column, args.case_id,
                                   args.case_names, args.require_labels)
-    elif args.id_column or args.label_column or args.require_labels:
+    elif args.label_column or args.require_labels or (args.id_column and not args.boxes):
         raise MedPrepError("--id-column, --label-column and --require-labels go with --labels TABLE.csv",
                            hint="give the labels table with --labels")
+    boxes = None
+    if args.boxes:
+        if not args.boxes.lower().endswith(".json") and not args.id_column:
+            raise MedPrepError("a boxes table needs --id-column", args.boxes)
+        boxes = BoxOptions(Path(args.boxes), args.id_column or "", args.box_label_column, args.case_id,
+                           args.case_names)
     spec = None
     if args.split and is_split_spec(args.split):
         spec = parse_split_spec(args.split, args.split_seed, args.stratify, args.group_by)
@@ -97,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                              labels_dir=None if table else args.labels,
                              split_file=None if spec or not args.split else args.split,
                              statistics_file=args.statistics, progress=progress, executor=executor,
-                             label_table=table, split=spec)
+                             label_table=table, split=spec, boxes=boxes)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
     for case, error in report.failed:
@@ -112,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def print_label_matches(report, shown: int = 20) -> None:
+def print_label_matches(report: Any, shown: int = 20) -> None:
     """Cases without a label and labels without a case, a few by name (ids that are patient data by line)."""
     if report.unlabelled:
         names = ", ".join(report.unlabelled[:shown]) + (" ..." if len(report.unlabelled) > shown else "")
@@ -121,3 +136,9 @@ def print_label_matches(report, shown: int = 20) -> None:
         items = [f"line {line}" if report.identifying_ids else key for key, line in report.unused_labels[:shown]]
         more = " ..." if len(report.unused_labels) > shown else ""
         print(f"{len(report.unused_labels)} labels in the table match no case: {', '.join(items)}{more}")
+    if report.unboxed:
+        names = ", ".join(report.unboxed[:shown]) + (" ..." if len(report.unboxed) > shown else "")
+        print(f"{len(report.unboxed)} cases are not in the boxes file: {names}")
+    if report.boxes:
+        counts = ", ".join(f"{report.boxes.get(k, 0)} {k}" for k in ("kept", "clipped", "dropped"))
+        print(f"boxes and points: {counts} (clipped: cut by the output's edge; dropped: outside it); boxes.csv")
