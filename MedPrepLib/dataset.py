@@ -9,7 +9,11 @@ it to a `DataLoader` as it is (wrap the array with `torch.from_numpy(np.array(x)
 Targets: the class index of the case's label (`classes[index]` is the label; when every label is a
 whole number the index is that number, as in RSNA's Target 0/1, otherwise labels are numbered in
 sorted order, as torchvision's DatasetFolder numbers its folders). Cases without a label are left
-out of a labelled dataset unless `keep_unlabelled` (their target is then -1).
+out of a labelled dataset unless `keep_unlabelled` (their target is then -1). With boxes (a run
+with `--boxes` writes `boxes.csv`), `target="boxes"` (the default then) gives a dict per case:
+"boxes", float32 (N, 4) [x0, y0, x1, y1] in output pixels ((N, 6) with z for 3D images), and
+"labels", int64 (N,) indices into `box_classes` (what torchvision's detection models take); boxes
+dropped by a crop are left out, points have x0 == x1.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ class PreparedDataset:
 
     def __init__(self, out_dir: Union[str, Path], split: Optional[str] = "train",
                  transform: Optional[Callable[[np.ndarray], Any]] = None,
-                 target_transform: Optional[Callable[[Any], Any]] = None, keep_unlabelled: bool = False):
+                 target_transform: Optional[Callable[[Any], Any]] = None, keep_unlabelled: bool = False,
+                 target: str = "auto"):
         self.root = Path(out_dir)
         table = self.root / "labels.csv"
         if not table.is_file():
@@ -50,8 +55,34 @@ class PreparedDataset:
             splits = sorted({r["split"] for r in rows})
             raise MedPrepError(f"the dataset has no case in split '{split}' (it has: {', '.join(splits)})", table)
         self.cases = [r["case"] for r in self.rows]
-        self.targets = [index.get(r["label"], -1) for r in self.rows]
+        self.targets: List[Any] = [index.get(r["label"], -1) for r in self.rows]
+        boxes_csv = self.root / "boxes.csv"
+        if target not in ("auto", "class", "boxes"):
+            raise MedPrepError(f"target must be auto, class or boxes, not '{target}'")
+        if target == "boxes" or (target == "auto" and boxes_csv.is_file()):
+            if not boxes_csv.is_file():
+                raise MedPrepError("no boxes.csv in the folder", self.root, "run with --boxes")
+            self.targets = self._boxes(boxes_csv)
         self.transform, self.target_transform = transform, target_transform
+
+    def _boxes(self, path: Path) -> List[Dict[str, np.ndarray]]:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["status"] != "dropped"]
+        self.box_classes = sorted({r["category"] for r in rows})
+        ids = {name: i for i, name in enumerate(self.box_classes)}
+        per_case: Dict[str, List[Dict[str, str]]] = {}
+        for r in rows:
+            per_case.setdefault(r["case"], []).append(r)
+        # A 2D image's boxes span its one slice (z 0 to 1): boxes reaching beyond are on 3D images.
+        depth = any(float(r["z1"]) > 1 for r in rows)
+        names = ("x0", "y0", "z0", "x1", "y1", "z1") if depth else ("x0", "y0", "x1", "y1")
+        out = []
+        for case in self.cases:
+            found = per_case.get(case, [])
+            out.append({"boxes": np.array([[float(r[n]) for n in names] for r in found], np.float32
+                                          ).reshape(-1, len(names)),
+                        "labels": np.array([ids[r["category"]] for r in found], np.int64)})
+        return out
 
     def __len__(self) -> int:
         return len(self.rows)

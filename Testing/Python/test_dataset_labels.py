@@ -216,3 +216,35 @@ def test_drawn_split_over_dicom_groups_by_patient_id_and_statistics_use_train_on
     out2 = tmp_path / "out2"
     assert main(args[:3] + [str(out2)] + args[4:12] + ["--split", str(out / "splits.json")]) == 0
     assert json.loads((out2 / "splits.json").read_text())["splits"] == doc["splits"]
+
+
+def test_boxes_follow_the_run_into_boxes_csv_coco_and_the_dataset_and_survive_a_rerun(dx, tmp_path, capsys):
+    table = tmp_path / "boxes.csv"
+    table.write_text("patientId,x,y,width,height\nimg1,1,2,3,4\nimg3,4,4,8,8\nimg3,20,24,16,4\nimg0,,,,\n")
+    out = tmp_path / "out"
+    args = ["run", "cxr-heart-detection", str(dx / "images"), str(out), "--workers", "1", "--boxes", str(table),
+            "--id-column", "patientId", "--set", "resample.size=[64,64]"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "boxes and points: 2 kept, 1 clipped, 0 dropped" in printed
+    assert "3 cases are not in the boxes file: " in printed  # img2, img4, img5
+    first = (out / "boxes.csv").read_text()
+    rows = read_csv(out / "boxes.csv")
+    # 32 x 32 pixels resized to 64 x 64: twice the pixel coordinates; the second box of img3 cut at x = 64
+    assert [(r["case"], r["status"], [float(r[k]) for k in ("x0", "y0", "x1", "y1")]) for r in rows] == [
+        ("img1", "kept", [2.0, 4.0, 8.0, 12.0]), ("img3", "kept", [8.0, 8.0, 24.0, 24.0]),
+        ("img3", "clipped", [40.0, 48.0, 64.0, 56.0])]
+    coco = json.loads((out / "train" / "annotations.json").read_text())
+    assert sorted(im["file_name"] for im in coco["images"]) == ["images/img0.npy", "images/img1.npy",
+                                                                 "images/img3.npy"]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 4.0, 6.0, 8.0], [8.0, 8.0, 16.0, 16.0],
+                                                        [40.0, 48.0, 24.0, 8.0]]
+    side = json.loads((out / "sidecars" / "img3.json").read_text())
+    assert side["MedPrepIndexMap"]["output_shape_xyz"] == [64, 64, 1] and len(side["MedPrepBoxes"]) == 2
+    data = PreparedDataset(out, split="train")
+    x, target = data[data.cases.index("img3")]
+    assert x.shape == (1, 64, 64) and target["boxes"].tolist() == [[8, 8, 24, 24], [40, 48, 64, 56]]
+    assert target["labels"].tolist() == [0, 0] and data.box_classes == ["object"]
+    assert main(args) == 0  # nothing changed: every case unchanged, the boxes read back from the sidecars
+    assert "0 written, 6 unchanged" in capsys.readouterr().out
+    assert (out / "boxes.csv").read_text() == first
