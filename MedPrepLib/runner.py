@@ -77,7 +77,12 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
             from .qa import write_qa_png
 
             png = out_dir / "qa" / f"{case.case_id}.png"
-            write_qa_png(before, out, out_label, png, title=case.case_id)
+            drawn = None
+            if boxes is not None:
+                from .boxes import identity_map, transform_boxes
+
+                drawn = (transform_boxes(case.boxes, identity_map(before), before.affine), boxes)
+            write_qa_png(before, out, out_label, png, title=case.case_id, boxes=drawn)
             outputs.append(str(png))
         labels = sorted(int(v) for v in np.unique(out_label.array)) if out_label is not None else []
         return {"status": "written", "outputs": outputs, "labels": labels, "boxes": boxes,

@@ -231,20 +231,32 @@ def test_boxes_follow_the_run_into_boxes_csv_coco_and_the_dataset_and_survive_a_
     first = (out / "boxes.csv").read_text()
     rows = read_csv(out / "boxes.csv")
     # 32 x 32 pixels resized to 64 x 64: twice the pixel coordinates; the second box of img3 cut at x = 64
-    assert [(r["case"], r["status"], [float(r[k]) for k in ("x0", "y0", "x1", "y1")]) for r in rows] == [
-        ("img1", "kept", [2.0, 4.0, 8.0, 12.0]), ("img3", "kept", [8.0, 8.0, 24.0, 24.0]),
-        ("img3", "clipped", [40.0, 48.0, 64.0, 56.0])]
+    assert sorted((r["case"], r["status"], [float(r[k]) for k in ("x0", "y0", "x1", "y1")]) for r in rows) == [
+        ("img1", "kept", [2.0, 4.0, 8.0, 12.0]), ("img3", "clipped", [40.0, 48.0, 64.0, 56.0]),
+        ("img3", "kept", [8.0, 8.0, 24.0, 24.0])]
     coco = json.loads((out / "train" / "annotations.json").read_text())
     assert sorted(im["file_name"] for im in coco["images"]) == ["images/img0.npy", "images/img1.npy",
                                                                  "images/img3.npy"]
-    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 4.0, 6.0, 8.0], [8.0, 8.0, 16.0, 16.0],
-                                                        [40.0, 48.0, 24.0, 8.0]]
+    assert sorted(a["bbox"] for a in coco["annotations"]) == [[2.0, 4.0, 6.0, 8.0], [8.0, 8.0, 16.0, 16.0],
+                                                              [40.0, 48.0, 24.0, 8.0]]
     side = json.loads((out / "sidecars" / "img3.json").read_text())
     assert side["MedPrepIndexMap"]["output_shape_xyz"] == [64, 64, 1] and len(side["MedPrepBoxes"]) == 2
     data = PreparedDataset(out, split="train")
     x, target = data[data.cases.index("img3")]
     assert x.shape == (1, 64, 64) and target["boxes"].tolist() == [[8, 8, 24, 24], [40, 48, 64, 56]]
     assert target["labels"].tolist() == [0, 0] and data.box_classes == ["object"]
+    # the QA picture outlines the boxes before and after (first box red, second green)
+    qa = tmp_path / "qa"
+    assert main(["run", "cxr-heart-detection", str(dx / "images"), str(qa), "--workers", "1", "--boxes", str(table),
+                 "--id-column", "patientId", "--qa"]) == 0
+    from PIL import Image
+
+    picture = np.asarray(Image.open(qa / "qa" / "img3.png").convert("RGB"))
+    half = picture.shape[0] // 2
+    for part in (picture[:half], picture[half:]):  # the input row, the output row
+        assert (part == [255, 64, 64]).all(-1).sum() > 20 and (part == [64, 200, 64]).all(-1).sum() > 20
+    plain = np.asarray(Image.open(qa / "qa" / "img2.png").convert("RGB"))
+    assert not (plain == [255, 64, 64]).all(-1).any()
     assert main(args) == 0  # nothing changed: every case unchanged, the boxes read back from the sidecars
     assert "0 written, 6 unchanged" in capsys.readouterr().out
     assert (out / "boxes.csv").read_text() == first
