@@ -247,6 +247,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                            seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
                 journal.append(row)
                 if result["status"] == "written":
+                    _remove_moved(out_dir, previous_rows.get(case.case_id), row)
+                if result["status"] == "written":
                     report.written.append(case.case_id)
                     meta[case.case_id] = result
                 else:
@@ -339,6 +341,18 @@ def _write_boxes(out_dir: Path, cases: List[Case], rows: Dict[str, Dict[str, Any
     for name, images in per_split.items():
         (out_dir / name).mkdir(exist_ok=True)
         write_json(out_dir / name / "annotations.json", coco_document(images), overwrite=True)
+
+
+def _remove_moved(out_dir: Path, old: Optional[Dict[str, str]], new: Dict[str, Any]) -> None:
+    """Files an earlier run wrote for a case that now lives elsewhere (its label or split changed,
+    so its class or split folder did): a stale copy would train in the wrong class."""
+    if not old:
+        return
+    kept = set((new.get("outputs") or "").split(";"))
+    for name in (old.get("outputs") or "").split(";"):
+        path = out_dir / name
+        if name and name not in kept and out_dir.resolve() in path.resolve().parents and path.is_file():
+            path.unlink()
 
 
 def write_labels_csv(path: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]]) -> None:

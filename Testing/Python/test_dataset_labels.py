@@ -260,3 +260,17 @@ def test_boxes_follow_the_run_into_boxes_csv_coco_and_the_dataset_and_survive_a_
     assert main(args) == 0  # nothing changed: every case unchanged, the boxes read back from the sidecars
     assert "0 written, 6 unchanged" in capsys.readouterr().out
     assert (out / "boxes.csv").read_text() == first
+
+
+def test_a_case_whose_label_changes_moves_to_its_new_class_folder(dx, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("patientId,Target\n" + "".join(f"img{i},{i % 2}\n" for i in range(6)))
+    out = tmp_path / "out"
+    args = ["run", str(dx / "p.json"), str(dx / "images"), str(out), "--workers", "1", "--labels", str(table),
+            "--id-column", "patientId", "--label-column", "Target", "--layout", "classes"]
+    assert main(args) == 0
+    table.write_text(table.read_text().replace("img0,0", "img0,1"))
+    assert main(args) == 0
+    assert "6 cases: 1 written, 5 unchanged" in capsys.readouterr().out
+    assert not (out / "train" / "0" / "img0.npy").exists() and (out / "train" / "1" / "img0.npy").is_file()
+    assert {r["case"]: r["label"] for r in read_csv(out / "labels.csv")}["img0"] == "1"
