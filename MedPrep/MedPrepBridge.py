@@ -172,3 +172,32 @@ def imageFromNode(node):
 def addVolumeNodeFromImage(scene, image, name: str, labelmap: bool = False):
     """A new volume node holding a 3D SimpleITK image."""
     return addVolumeNode(scene, Volume.from_sitk(image), name, labelmap=labelmap)
+
+
+def addBoxNodes(scene, boxes: list, affine: np.ndarray, name: str = "box") -> list:
+    """Boxes and points (as `MedPrepLib.boxes.transform_boxes` gives them, in a volume's pixels) as
+    Markups on that volume: a box is a vtkMRMLMarkupsROINode oriented along the volume's axes (an
+    oblique volume's box stays its box), a point a vtkMRMLMarkupsFiducialNode. Dropped boxes are left
+    out. `affine` is the volume's IJKToRAS (a Volume's affine)."""
+    affine = np.asarray(affine, float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    axes = np.eye(4)
+    axes[:3, :3] = affine[:3, :3] / spacing  # the volume's axis directions in RAS
+    nodes = []
+    for index, box in enumerate(boxes):
+        if box["status"] == "dropped":
+            continue
+        pixels = np.asarray(box["pixels"], float)
+        lo, hi = pixels[:3], pixels[3:]
+        label = f"{name}{index + 1} {box['category']}"
+        if box["kind"] == "point":
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", label)
+            # pixel i spans [i, i + 1): continuous pixel coordinate c is at voxel index c - 0.5
+            node.AddControlPoint(vtk.vtkVector3d(*(affine @ np.r_[lo - 0.5, 1.0])[:3]), box["category"])
+        else:
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", label)
+            node.SetAndObserveObjectToNodeMatrix(_matrixFromArray(axes))
+            node.SetCenter(*(affine @ np.r_[(lo + hi) / 2 - 0.5, 1.0])[:3])
+            node.SetSize(*((hi - lo) * spacing))
+        nodes.append(node)
+    return nodes
