@@ -24,17 +24,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .atomic import write_json
-from .boxes import BoxOptions, read_boxes
-from .cases import (Case, LabelTableOptions, assign_keys, attach_labels, find_cases, is_dicom_tree, read_image,
-                    read_label, read_label_table)
+from .annotations import BOXES_KEY, attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
+from .boxes import BoxOptions
+from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_image, read_label
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
 from .preprocess.registry import INDEX_MAP_KEY
-from .splits import SplitSpec, apply_split_file, assign_splits, splits_document
+from .splits import SplitSpec
 from .stage import Stage, remove_leftovers
 
 # What a run's workers import before their first job. A run over DICOM also has them import the
@@ -42,7 +41,6 @@ from .stage import Stage, remove_leftovers
 PRELOAD = ["MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
            "SimpleITK", "numpy"]
 DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
-BOXES_KEY = "MedPrepBoxes"
 
 
 def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
@@ -177,18 +175,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     try:
         cases = find_cases(in_root, labels_dir, executor.ordered if dicom and executor.workers > 1 else None,
                            (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
-        rows_by_id = _attach_annotations(cases, label_table, boxes, report)
-        if split_file:
-            apply_split_file(cases, split_file)
-        elif split is not None:
-            assign_splits(cases, split, rows_by_id)
-        if split_file or split is not None:
-            method = ({"file": Path(split_file).name} if split_file else
-                      {"fractions": split.fractions, "seed": split.seed, "stratify": split.stratify,
-                       "group_by": split.group_by})
-            write_json(out_dir / "splits.json", splits_document(cases, method), overwrite=True)
-        for c in cases:
-            report.splits[c.split_name] = report.splits.get(c.split_name, 0) + 1
+        rows_by_id = attach_annotations(cases, label_table, boxes, report)
+        split_cases(cases, out_dir, split_file, split, rows_by_id, report)
         executor.limit(len(cases))
         pipeline.save(out_dir / "pipeline.json")
 
@@ -247,8 +235,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                            seconds=f"{result['seconds']:.3f}", error=result.get("error", ""))
                 journal.append(row)
                 if result["status"] == "written":
-                    _remove_moved(out_dir, previous_rows.get(case.case_id), row)
-                if result["status"] == "written":
+                    remove_moved(out_dir, previous_rows.get(case.case_id), row)
                     report.written.append(case.case_id)
                     meta[case.case_id] = result
                 else:
@@ -266,7 +253,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     write_labels_csv(out_dir / "labels.csv", cases, rows)
     if boxes is not None:
-        _write_boxes(out_dir, cases, rows, meta, report)
+        write_boxes(out_dir, cases, rows, meta, report)
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
         _write_nnunet_json(out_dir, pipeline, done_ok, meta)
@@ -276,101 +263,6 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         write_index(out_dir / "qa", [c.case_id for c in cases if (out_dir / "qa" / f"{c.case_id}.png").is_file()])
     report.seconds = time.monotonic() - started
     return report
-
-
-def _attach_annotations(cases: List[Case], options: Optional[LabelTableOptions], boxes: Optional[BoxOptions],
-                        report: RunReport) -> Dict[str, Dict[str, str]]:
-    """Labels from the table and boxes from their file, if any; unmatched cases and ids go into the
-    report (or stop the run with --require-labels)."""
-    if options is None and boxes is None:
-        return {}
-    rule, names = (options.case_id, options.case_names) if options else (boxes.case_id, boxes.case_names)
-    report.identifying_ids = assign_keys(cases, rule, names)
-    if boxes is not None:
-        found = read_boxes(boxes.path, boxes.id_column, boxes.category_column)
-        for c in cases:
-            c.boxes = found.get(c.key)
-        report.unboxed = [c.case_id for c in cases if c.boxes is None]
-    if options is None:
-        return {}
-    table = read_label_table(options.path, options.id_column, options.label_column)
-    match = attach_labels(cases, table)
-    report.unlabelled, report.unused_labels = match.unlabelled, match.unused
-    if options.require and (match.unlabelled or match.unused):
-        what = (f"{len(match.unlabelled)} cases have no label" if match.unlabelled else
-                f"{len(match.unused)} labels match no case")
-        first = (f"case {match.unlabelled[0]}" if match.unlabelled else
-                 f"line {match.unused[0][1]}" if report.identifying_ids else f"id '{match.unused[0][0]}'")
-        raise MedPrepError(f"--require-labels: {what} (first: {first})", options.path,
-                           f"check --id-column and --case-id (now {options.case_id})")
-    return table.rows
-
-
-def _write_boxes(out_dir: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]],
-                 meta: Dict[str, Dict[str, Any]], report: RunReport) -> None:
-    """boxes.csv (every case's boxes in output pixels and RAS mm) and SPLIT/annotations.json (COCO).
-
-    Cases written by an earlier run give their boxes and shape from their sidecar."""
-    import csv
-
-    from .atomic import atomic_open
-    from .boxes import BOX_FIELDS, box_rows, coco_document
-
-    per_split: Dict[str, List[Tuple[str, str, List[int], List[Dict[str, Any]]]]] = {}
-    table: List[Dict[str, Any]] = []
-    for c in cases:
-        row = rows[c.case_id]
-        if c.boxes is None or row.get("status") not in ("written", "unchanged"):
-            continue
-        outputs = (row.get("outputs") or "").split(";")
-        if c.case_id in meta:
-            found, shape = meta[c.case_id]["boxes"], meta[c.case_id]["shape"]
-        else:
-            side = json.loads((out_dir / next(p for p in outputs if p.endswith(".json"))).read_text())
-            found, shape = side[BOXES_KEY], side[INDEX_MAP_KEY]["output_shape_xyz"] if INDEX_MAP_KEY in side else []
-        for b in found:
-            report.boxes[b["status"]] = report.boxes.get(b["status"], 0) + 1
-        table += box_rows(c.case_id, c.split_name, found)
-        split_dir = out_dir / c.split_name
-        per_split.setdefault(c.split_name, []).append(
-            (c.case_id, os.path.relpath(out_dir / outputs[0], split_dir), shape, found))
-    with atomic_open(out_dir / "boxes.csv", "w", overwrite=True) as fh:
-        writer = csv.DictWriter(fh, fieldnames=BOX_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table)
-    for name, images in per_split.items():
-        (out_dir / name).mkdir(exist_ok=True)
-        write_json(out_dir / name / "annotations.json", coco_document(images), overwrite=True)
-
-
-def _remove_moved(out_dir: Path, old: Optional[Dict[str, str]], new: Dict[str, Any]) -> None:
-    """Files an earlier run wrote for a case that now lives elsewhere (its label or split changed,
-    so its class or split folder did): a stale copy would train in the wrong class."""
-    if not old:
-        return
-    kept = set((new.get("outputs") or "").split(";"))
-    for name in (old.get("outputs") or "").split(";"):
-        path = out_dir / name
-        if name and name not in kept and out_dir.resolve() in path.resolve().parents and path.is_file():
-            path.unlink()
-
-
-def write_labels_csv(path: Path, cases: List[Case], rows: Dict[str, Dict[str, Any]]) -> None:
-    """labels.csv: each written case's image file, class label and split (what a training loop reads)."""
-    import csv
-
-    from .atomic import atomic_open
-
-    with atomic_open(path, "w", overwrite=True) as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["case", "file", "label", "split"])
-        for c in cases:
-            row = rows[c.case_id]
-            if row.get("status") not in ("written", "unchanged"):
-                continue
-            # A case's outputs start with its image (then its sidecar, label map, QA picture).
-            image = (row.get("outputs") or "").split(";")[0]
-            writer.writerow([c.case_id, image, c.target if c.target is not None else "", c.split_name])
 
 
 def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],
