@@ -132,6 +132,8 @@ def print_label_matches(report: Any, shown: int = 20) -> None:
     if report.unlabelled:
         names = ", ".join(report.unlabelled[:shown]) + (" ..." if len(report.unlabelled) > shown else "")
         print(f"{len(report.unlabelled)} cases have no label in the table: {names}")
+        if len(report.unlabelled) == sum(report.splits.values()):
+            print("no case matched an id of the table: check --id-column and --case-id", file=sys.stderr)
     if report.unused_labels:
         items = [f"line {line}" if report.identifying_ids else key for key, line in report.unused_labels[:shown]]
         more = " ..." if len(report.unused_labels) > shown else ""
