@@ -16,6 +16,7 @@ Only vtk, numpy and the MRML classes are needed here, so this module runs outsid
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -201,3 +202,28 @@ def addBoxNodes(scene, boxes: list, affine: np.ndarray, name: str = "box") -> li
             node.SetSize(*((hi - lo) * spacing))
         nodes.append(node)
     return nodes
+
+
+def boxesFromNodes(nodes: list, affine: np.ndarray) -> list:
+    """ROI and fiducial nodes as MedPrepLib boxes and points in the pixels of the volume with IJKToRAS
+    `affine`: an ROI becomes the axis-aligned box (in the volume's pixels) of its eight corners."""
+    from MedPrepLib.boxes import Box
+
+    toIndex = np.linalg.inv(np.asarray(affine, float))
+    boxes = []
+    for node in nodes:
+        name = node.GetName()
+        if node.IsA("vtkMRMLMarkupsROINode"):
+            matrix = _arrayFromMatrix(node.GetObjectToNodeMatrix())
+            half = np.array(node.GetSize()) / 2
+            corners = np.array([(matrix @ np.r_[np.array(signs) * half, 1.0])[:3]
+                                for signs in itertools.product((-1, 1), repeat=3)])
+            pixels = (toIndex[:3, :3] @ corners.T).T + toIndex[:3, 3] + 0.5
+            boxes.append(Box(tuple(pixels.min(0)), tuple(pixels.max(0)), name))
+        elif node.IsA("vtkMRMLMarkupsFiducialNode"):
+            for i in range(node.GetNumberOfControlPoints()):
+                position = [0.0, 0.0, 0.0]
+                node.GetNthControlPointPosition(i, position)
+                pixel = tuple((toIndex @ np.r_[position, 1.0])[:3] + 0.5)
+                boxes.append(Box(pixel, pixel, node.GetNthControlPointLabel(i) or name))
+    return boxes

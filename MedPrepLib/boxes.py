@@ -2,10 +2,10 @@
 
 Read from a CSV/TSV table (one row per box; RSNA style `x,y,width,height`, `x0,y0,w,h`, or
 corners `x0,y0,x1,y1` / `xmin,ymin,xmax,ymax`; 3D with `z,depth` or `z0,z1`; a point when only
-`x,y[,z]` are given; with `img_shape_x,img_shape_y` columns the coordinates are in pixels of a
-resized copy of that size) or a COCO JSON file (`bbox` = [x, y, width, height], the image's
-`file_name` stem as the case id). Coordinates are continuous pixel coordinates: pixel i spans
-[i, i + 1) along its axis, as in RSNA's and COCO's boxes.
+`x,y[,z]` are given or a row leaves the extent empty; with `img_shape_x,img_shape_y` columns the
+coordinates are in pixels of a resized copy of that size) or a COCO JSON file (`bbox` = [x, y,
+width, height], the image's `file_name` stem as the case id). Coordinates are continuous pixel
+coordinates: pixel i spans [i, i + 1) along its axis, as in RSNA's and COCO's boxes.
 
 The pipeline composes, step by step, the map from the input's voxel indices to the output's
 (`preprocess.pipeline.track_index_map`): every spatial step resamples, permutes, crops or pads
@@ -99,16 +99,16 @@ def _box_of(row: Dict[str, str], line: int, path: Path, lower: Dict[str, str], x
     def get(name: str) -> Optional[float]:
         return _number(row, lower[name], line, path) if name in lower else None
 
-    if xy is None:
-        values = [get("x"), get("y")] + ([get("z")] if "z" in lower else [])
-        if any(v is None for v in values):
-            return None
-        lo = hi = tuple(float(v) for v in values)  # type: ignore[arg-type]
+    (lx, ly), (hx, hy), kind = xy or (("x", "y"), ("", ""), "point")
+    values = [get(lx), get(ly), get(hx), get(hy)]
+    if values[0] is None or values[1] is None:
+        return None  # a row without coordinates (RSNA: an image without pneumonia)
+    if values[2] is None and values[3] is None:  # coordinates without an extent: a point
+        z0 = get(z[0]) if z is not None else get("z")
+        lo = hi = (values[0], values[1]) + ((z0,) if z0 is not None else ())
     else:
-        (lx, ly), (hx, hy), kind = xy
-        values = [get(lx), get(ly), get(hx), get(hy)]
-        if any(v is None for v in values):
-            return None
+        if values[2] is None or values[3] is None:
+            raise MedPrepError(f"line {line}: the box has only one of '{hx}' and '{hy}'", path)
         x0, y0, a, b = values  # type: ignore[misc]
         lo, hi = (x0, y0), ((x0 + a, y0 + b) if kind == "size" else (a, b))
         if z is not None and get(z[0]) is not None and get(z[1]) is not None:
