@@ -147,7 +147,7 @@ class LabelTableOptions:
     id_column: str
     label_column: str
     case_id: str = "stem"               # one of CASE_ID_RULES
-    case_names: str = "auto"            # auto, id or hash (see `attach_labels`)
+    case_names: str = "auto"            # auto, id or hash (see `assign_keys`)
     require: bool = False               # every case labelled and every label used, or an error
 
 
