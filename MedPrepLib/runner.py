@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .annotations import BOXES_KEY, attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
+from .targets import BOXES_KEY, attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
 from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_image, read_label
 from .dataset_statistics import compute_statistics

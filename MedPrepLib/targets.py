@@ -1,5 +1,5 @@
-"""What a dataset run adds to its cases besides images: labels from a table, boxes and points, splits,
-and the files that carry them (labels.csv, boxes.csv, SPLIT/annotations.json, splits.json).
+"""What a dataset run adds to its cases besides images (their training targets): labels from a table,
+boxes and points, splits, and the files that carry them (labels.csv, boxes.csv, SPLIT/annotations.json, splits.json).
 
 `runner` calls these on the driver; the case jobs only transform each case's boxes (see `boxes`).
 """
