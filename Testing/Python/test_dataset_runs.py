@@ -210,12 +210,14 @@ def cluster():
 
 
 def kill_a_busy_dask_worker(client, job: str) -> list:
-    """SIGKILL one worker process that is running a job named `job` (waits for one, briefly)."""
+    """SIGKILL one worker process while it is executing a job named `job` (asked of the worker itself,
+    then killed at once; waits for one, briefly)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for address, keys in client.processing().items():
-            if any(job in str(k) for k in keys):
-                pid = client.run(os.getpid, workers=[address])[address]
+        running = client.run(lambda dask_worker: (os.getpid(), [str(ts.key) for ts in dask_worker.state.tasks.values()
+                                                                 if ts.state == "executing"]))
+        for pid, keys in running.values():
+            if any(job in k for k in keys):
                 os.kill(pid, signal.SIGKILL)
                 return [pid]
         time.sleep(0.01)
@@ -254,7 +256,7 @@ def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_p
     assert killed and report.retried and not report.failed, report
     assert len(report.written) == CASES
     assert_complete(out, reference)
-    client.wait_for_workers(2, timeout=30)  # the nannies restart them, for the tests after this one
+    client.wait_for_workers(2, timeout=120)  # the nannies restart them, for the tests after this one
 
 
 def test_dask_driver_killed_then_run_again_redoes_only_the_rest(dataset, reference, cluster, tmp_path, capsys):
@@ -365,7 +367,7 @@ def test_anonymize_a_killed_worker_batch_runs_again(dicom_tree, anonymized, tmp_
     assert killed and report.retried and report.written == 160 and not report.unreadable
     assert files(tmp_path / "out") == files(anonymized)
     if engine == "dask":
-        client.wait_for_workers(2, timeout=30)
+        client.wait_for_workers(2, timeout=120)
 
 
 @pytest.mark.parametrize("engine", ["builtin", "dask"])
