@@ -122,13 +122,12 @@ class DaskPool(Executor):
 
         if not arguments:
             return
-        rank = {i: r for r, i in enumerate(sorted(range(len(arguments)), key=lambda i: -sizes[i]))} if sizes else {}
+        # Submitted largest first: among tasks of equal priority the scheduler starts older ones first.
+        order = sorted(range(len(arguments)), key=lambda i: -sizes[i]) if sizes else list(range(len(arguments)))
         run = uuid.uuid4().hex[:8]
-        keys = [f"medprep-{getattr(fn, '__name__', 'job')}-{run}-{i}" for i in range(len(arguments))]
-        index = {k: i for i, k in enumerate(keys)}
-        futures = [self.client.submit(_call, fn, args, key=keys[i], pure=False,
-                                      priority=len(arguments) - rank.get(i, i))
-                   for i, args in enumerate(arguments)]
+        keys = [f"medprep-{getattr(fn, '__name__', 'job')}-{run}-{i}" for i in order]
+        index = {k: i for k, i in zip(keys, order)}
+        futures = self.client.map(_call, [fn] * len(order), [arguments[i] for i in order], key=keys, pure=False)
         pending = set(keys)
         completed = as_completed(futures, loop=self.client.loop)
         try:
@@ -137,6 +136,11 @@ class DaskPool(Executor):
                     deaths = _on_scheduler(self.client, _suspicious, [f.key for f in batch])
                 except Exception:  # noqa: BLE001 - the counts only inform the summary
                     deaths = {}
+                finished = [f for f in batch if f.status == "finished"]
+                try:
+                    values = dict(zip((f.key for f in finished), self.client.gather(finished)))
+                except Exception:  # noqa: BLE001 - a result was lost with its worker: one by one below
+                    values = {}
                 for future in batch:
                     i = index[future.key]
                     attempts = 1 + deaths.get(future.key, 0)
@@ -147,13 +151,12 @@ class DaskPool(Executor):
                             outcome = Outcome(i, error=killed_message(attempts), attempts=attempts)
                         else:
                             outcome = Outcome(i, error=f"{type(exc).__name__}: {exc}", attempts=attempts)
-                    else:
-                        try:
-                            worker, value = future.result()
-                        except Exception:  # noqa: BLE001 - the result was lost with its worker: computed again
-                            completed.add(future)
-                            continue
+                    elif future.key in values:
+                        worker, value = values.pop(future.key)
                         outcome = Outcome(i, value, worker=worker, attempts=attempts)
+                    else:  # its result was lost with its worker: it is computed again
+                        completed.add(future)
+                        continue
                     pending.discard(future.key)
                     future.release()
                     yield outcome
