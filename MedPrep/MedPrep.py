@@ -497,6 +497,7 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.outputMarkups: list = []  # Markups the last `preprocess` carried onto its output
 
     def getParameterNode(self) -> MedPrepParameterNode:
         return MedPrepParameterNode(super().getParameterNode())
@@ -679,13 +680,17 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return list(steps[:first]), [str(step["step"]) for step in steps[first:]]
 
     def preprocess(self, inputVolume, steps: list[dict], inputLabel=None, progress=None,
-                   scene=None) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:
+                   scene=None, markups: list | None = None
+                   ) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:
         """Run pipeline steps on a volume (and label map); new nodes hold the results, the inputs stay as they are.
 
         Steps run one at a time so that `progress(done, total)` can update the GUI and cancel between them.
+        `markups` (ROI and fiducial nodes on the input) follow the steps: new nodes on the output hold them
+        (`self.outputMarkups`), boxes clipped or dropped by a crop as `medprep run` does.
         """
         from MedPrepLib.errors import MedPrepError
         from MedPrepLib.preprocess.pipeline import load_pipeline, run_steps
+        from MedPrepLib.preprocess.registry import INDEX_MAP_KEY
 
         scene = scene or slicer.mrmlScene
         pipeline = load_pipeline({"steps": steps})
@@ -694,6 +699,8 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
             raise MedPrepError(f"steps {names} need statistics of a whole dataset",
                                hint="run the exported pipeline with `medprep run`, or choose per-image steps")
         image = self.volumeFromNode(inputVolume)
+        image.meta.pop(INDEX_MAP_KEY, None)  # this node's voxels are the input of these steps
+        boxes = MedPrepBridge.boxesFromNodes(markups or [], image.affine)
         label = MedPrepBridge.volumeFromNode(inputLabel) if inputLabel else None
         for index, step in enumerate(pipeline.steps):
             if progress:
@@ -704,12 +711,30 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         outputVolume = MedPrepBridge.addVolumeNode(scene, image, scene.GenerateUniqueName(
             inputVolume.GetName() + "-preprocessed"))
         _writeRecord(outputVolume, image, self.sourceFiles(inputVolume))
+        self.outputMarkups = []
+        if boxes:
+            from MedPrepLib.boxes import identity_map, transform_boxes
+
+            moved = transform_boxes(boxes, image.meta.get(INDEX_MAP_KEY) or identity_map(image), image.affine)
+            self.outputMarkups = MedPrepBridge.addBoxNodes(scene, moved, image.affine,
+                                                           outputVolume.GetName() + "-box")
         outputLabel = None
         if label is not None:
             outputLabel = MedPrepBridge.addVolumeNode(scene, label, scene.GenerateUniqueName(
                 inputLabel.GetName() + "-preprocessed"), labelmap=True)
             _writeRecord(outputLabel, label, [])
         return outputVolume, outputLabel
+
+    def loadBoxes(self, volumeNode, path: str, caseId: str, idColumn: str = "", categoryColumn: str = "",
+                  scene=None) -> list:
+        """The boxes and points a table or COCO file gives case `caseId`, as Markups on `volumeNode`."""
+        from MedPrepLib.boxes import identity_map, read_boxes, transform_boxes
+
+        scene = scene or slicer.mrmlScene
+        image = self.volumeFromNode(volumeNode)
+        found = read_boxes(path, idColumn, categoryColumn).get(caseId, [])
+        return MedPrepBridge.addBoxNodes(scene, transform_boxes(found, identity_map(image), image.affine),
+                                         image.affine, volumeNode.GetName() + "-box")
 
     @staticmethod
     def volumeFromNode(volumeNode):

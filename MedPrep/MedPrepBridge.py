@@ -16,6 +16,7 @@ Only vtk, numpy and the MRML classes are needed here, so this module runs outsid
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -186,3 +187,57 @@ def imageFromNode(node):
 def addVolumeNodeFromImage(scene, image, name: str, labelmap: bool = False):
     """A new volume node holding a 3D SimpleITK image."""
     return addVolumeNode(scene, Volume.from_sitk(image), name, labelmap=labelmap)
+
+
+def addBoxNodes(scene, boxes: list, affine: np.ndarray, name: str = "box") -> list:
+    """Boxes and points (as `MedPrepLib.boxes.transform_boxes` gives them, in a volume's pixels) as
+    Markups on that volume: a box is a vtkMRMLMarkupsROINode oriented along the volume's axes (an
+    oblique volume's box stays its box), a point a vtkMRMLMarkupsFiducialNode. Dropped boxes are left
+    out. `affine` is the volume's IJKToRAS (a Volume's affine)."""
+    affine = np.asarray(affine, float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    axes = np.eye(4)
+    axes[:3, :3] = affine[:3, :3] / spacing  # the volume's axis directions in RAS
+    nodes = []
+    for index, box in enumerate(boxes):
+        if box["status"] == "dropped":
+            continue
+        pixels = np.asarray(box["pixels"], float)
+        lo, hi = pixels[:3], pixels[3:]
+        label = f"{name}{index + 1} {box['category']}"
+        if box["kind"] == "point":
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", label)
+            # pixel i spans [i, i + 1): continuous pixel coordinate c is at voxel index c - 0.5
+            node.AddControlPoint(vtk.vtkVector3d(*(affine @ np.r_[lo - 0.5, 1.0])[:3]), box["category"])
+        else:
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", label)
+            node.SetAndObserveObjectToNodeMatrix(_matrixFromArray(axes))
+            node.SetCenter(*(affine @ np.r_[(lo + hi) / 2 - 0.5, 1.0])[:3])
+            node.SetSize(*((hi - lo) * spacing))
+        nodes.append(node)
+    return nodes
+
+
+def boxesFromNodes(nodes: list, affine: np.ndarray) -> list:
+    """ROI and fiducial nodes as MedPrepLib boxes and points in the pixels of the volume with IJKToRAS
+    `affine`: an ROI becomes the axis-aligned box (in the volume's pixels) of its eight corners."""
+    from MedPrepLib.boxes import Box
+
+    toIndex = np.linalg.inv(np.asarray(affine, float))
+    boxes = []
+    for node in nodes:
+        name = node.GetName()
+        if node.IsA("vtkMRMLMarkupsROINode"):
+            matrix = _arrayFromMatrix(node.GetObjectToNodeMatrix())
+            half = np.array(node.GetSize()) / 2
+            corners = np.array([(matrix @ np.r_[np.array(signs) * half, 1.0])[:3]
+                                for signs in itertools.product((-1, 1), repeat=3)])
+            pixels = (toIndex[:3, :3] @ corners.T).T + toIndex[:3, 3] + 0.5
+            boxes.append(Box(tuple(pixels.min(0)), tuple(pixels.max(0)), name))
+        elif node.IsA("vtkMRMLMarkupsFiducialNode"):
+            for i in range(node.GetNumberOfControlPoints()):
+                position = [0.0, 0.0, 0.0]
+                node.GetNthControlPointPosition(i, position)
+                pixel = tuple((toIndex @ np.r_[position, 1.0])[:3] + 0.5)
+                boxes.append(Box(pixel, pixel, node.GetNthControlPointLabel(i) or name))
+    return boxes

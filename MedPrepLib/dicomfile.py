@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -67,6 +67,41 @@ def pixel_header(ds: Dataset) -> Dataset:
     return out
 
 
+# The pixel attributes as plain values: (transfer syntax UID, ((keyword, value), ...)).
+PixelState = Tuple[Optional[str], Tuple[Tuple[str, Any], ...]]
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as Python's own types (these attributes hold integers)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bytes, str)) and not str(value).strip():
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def pixel_state(ds: Dataset) -> PixelState:
+    """`pixel_header(ds)` as plain values, cheap to send to another process."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return (str(ts) if ts is not None else None,
+            tuple((k, _plain(ds[k].value)) for k in PIXEL_KEYWORDS if k in ds))
+
+
+def pixel_dataset(state: PixelState) -> Dataset:
+    """The Dataset `pixel_header` gives, from `pixel_state`."""
+    ts, items = state
+    out = Dataset()
+    for keyword, value in items:
+        setattr(out, keyword, value)
+    out.file_meta = FileMetaDataset()
+    if ts is not None:
+        out.file_meta.TransferSyntaxUID = ts
+    return out
+
+
 class DicomFile:
     """One DICOM file: its header (no pixel data loaded) and where its pixel data starts.
 
@@ -74,16 +109,20 @@ class DicomFile:
     the few attributes that reading its pixels needs (`pixel_ds`); the whole header is read again
     there only when asked for. Pickling a pydicom Dataset is slow (a 640-file Philips series took
     2.2 s to pickle in the sending process and 2.4 s to unpickle), and parsing it is no faster
-    (2.0 s): a series arrives with one header to parse, its first file's, for the metadata.
+    (2.0 s): a series arrives with one header to parse, its first file's, for the metadata. Even
+    the few pixel attributes travel as plain values (`pixel_state`), made into a Dataset only where
+    they are used: as a Dataset they cost 5 ms per file to pickle, which the driver of a DICOM run
+    paid for every file it took from the header readers and passed on to the case workers.
     """
 
-    __slots__ = ("path", "_ds", "_pixel_ds", "pixel_offset", "size")
+    __slots__ = ("path", "_ds", "_pixel_ds", "_pixel_state", "pixel_offset", "size")
 
     def __init__(self, path: Path, ds: Optional[Dataset], pixel_offset: Optional[int], size: int,
-                 pixel_ds: Optional[Dataset] = None):
+                 pixel_ds: Optional[Dataset] = None, pixel_state: Optional[PixelState] = None):
         self.path = path
         self._ds = ds
         self._pixel_ds = pixel_ds
+        self._pixel_state = pixel_state
         self.pixel_offset = pixel_offset  # file offset of the (7FE0,0010) element; None when absent
         self.size = size
 
@@ -99,6 +138,8 @@ class DicomFile:
     @property
     def pixel_ds(self) -> Dataset:
         """The header, or if it has not been read in this process, the part of it pixel reading needs."""
+        if self._ds is None and self._pixel_ds is None and self._pixel_state is not None:
+            self._pixel_ds = pixel_dataset(self._pixel_state)
         if self._ds is None and self._pixel_ds is not None:
             return self._pixel_ds
         return self.ds
@@ -108,7 +149,10 @@ class DicomFile:
         return self.pixel_offset is not None
 
     def __reduce__(self):
-        return DicomFile, (self.path, None, self.pixel_offset, self.size, pixel_header(self.pixel_ds))
+        state = self._pixel_state
+        if state is None or self._ds is not None or self._pixel_ds is not None:
+            state = pixel_state(self.pixel_ds)
+        return DicomFile, (self.path, None, self.pixel_offset, self.size, None, state)
 
     def __repr__(self) -> str:
         return f"DicomFile({str(self.path)!r}, pixel_offset={self.pixel_offset}, size={self.size})"

@@ -6,6 +6,8 @@ NumPy outputs also carry their geometry there (affine, spacing), since .npy has 
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -116,8 +118,13 @@ def write_volume(volume: Volume, path: Union[str, Path], dtype: str = "float32",
 
 
 def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bool,
-                 has_label: bool) -> Dict[str, Path]:
-    """Where a dataset case goes: image, label (if any), for `output` (pipeline OutputParams)."""
+                 has_label: bool, split: str = "", target: Optional[str] = None) -> Dict[str, Path]:
+    """Where a dataset case goes: image, label (if any), for `output` (pipeline OutputParams).
+
+    The classes layout puts the image in SPLIT/LABEL/ (what torchvision's DatasetFolder reads), its
+    sidecar in sidecars/; a case without a class label goes to unlabelled/. The detection layout
+    puts it in SPLIT/images/ (SPLIT/annotations.json holds the boxes), its sidecar in sidecars/.
+    """
     out_dir = Path(out_dir)
     nii = ".nii.gz" if output.gz else ".nii"
     if output.format == "nnunet":
@@ -127,16 +134,36 @@ def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bo
             targets["label"] = out_dir / f"labels{folder}" / f"{case}{nii}"
         return targets
     suffix = {"nifti": nii, "npy": ".npy", "npz": ".npz"}[output.format]
+    if getattr(output, "layout", "files") == "detection":
+        targets = {"image": out_dir / (split or ("train" if training else "test")) / "images" / f"{case}{suffix}",
+                   "sidecar": out_dir / "sidecars" / f"{case}.json"}
+        if has_label:
+            targets["label"] = out_dir / "labels" / f"{case}{suffix}"
+        return targets
+    if getattr(output, "layout", "files") == "classes":
+        folder = out_dir / (split or ("train" if training else "test")) / _folder_name(target) if target \
+            else out_dir / "unlabelled"
+        targets = {"image": folder / f"{case}{suffix}", "sidecar": out_dir / "sidecars" / f"{case}.json"}
+        if has_label:
+            targets["label"] = out_dir / "labels" / f"{case}{suffix}"
+        return targets
     targets = {"image": out_dir / "images" / f"{case}{suffix}"}
     if has_label:
         targets["label"] = out_dir / "labels" / f"{case}{suffix}"
     return targets
 
 
+def _folder_name(label: str) -> str:
+    """A class label as a folder name: safe on any file system, distinct labels kept distinct."""
+    safe = re.sub(r"[^A-Za-z0-9._ -]+", "_", label).strip(" .") or "_"
+    return safe if safe == label else f"{safe}-{hashlib.sha256(label.encode()).hexdigest()[:6]}"
+
+
 def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optional[Volume], output: Any,
-               training: bool = True, overwrite: bool = False) -> Dict[str, List[str]]:
+               training: bool = True, overwrite: bool = False, split: str = "",
+               target: Optional[str] = None) -> Dict[str, List[str]]:
     """Write one preprocessed case in the pipeline's output format; returns the files by role."""
-    targets = case_targets(out_dir, case, output, training, label is not None)
+    targets = case_targets(out_dir, case, output, training, label is not None, split, target)
     written: Dict[str, List[str]] = {"image": [], "label": []}
     if output.format == "nnunet":
         # nnU-Net wants one file per channel (_0000, _0001, ...) and the sidecars out of its folders.
@@ -149,6 +176,13 @@ def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optio
         side = Path(out_dir) / "sidecars" / f"{case}.json"
         write_sidecar(image, side, overwrite=True)
         written["image"].append(str(side))
+    elif "sidecar" in targets:
+        written["image"] += [str(p) for p in write_volume(image, targets["image"], output.dtype, output.slices,
+                                                          sidecar=False, overwrite=overwrite)]
+        side = image.with_array(image.array, image.affine.copy(), slope=image.slope, inter=image.inter)
+        side.meta["MedPrepGeometry"] = _geometry(image)
+        write_sidecar(side, targets["sidecar"], overwrite=True)
+        written["image"].append(str(targets["sidecar"]))
     else:
         written["image"] += [str(p) for p in write_volume(image, targets["image"], output.dtype, output.slices,
                                                           overwrite=overwrite)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -92,17 +92,42 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _draw_boxes(panel: Any, shape: Tuple[int, int], boxes: Sequence[Dict[str, Any]]) -> None:
+    """Outline boxes (and cross points) given in the slice's pixels on its resized panel."""
+    _, ImageDraw, _ = _pil()
+    draw = ImageDraw.Draw(panel)
+    sx, sy = panel.width / shape[1], panel.height / shape[0]
+    for i, b in enumerate(boxes):
+        x0, y0, _, x1, y1, _ = b["pixels"]
+        colour = tuple(int(c) for c in PALETTE[i % len(PALETTE)]) if b["status"] != "dropped" else (128, 128, 128)
+        if b["kind"] == "point":
+            x, y = x0 * sx, y0 * sy
+            draw.line([(x - 4, y), (x + 4, y)], fill=colour)
+            draw.line([(x, y - 4), (x, y + 4)], fill=colour)
+        else:
+            draw.rectangle([x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1], outline=colour)
+
+
 def write_qa_png(before: Volume, after: Volume, label: Optional[Volume], path: Union[str, Path],
-                 title: str = "") -> Path:
-    """Write the before/after picture of one case to `path` (atomically)."""
+                 title: str = "", boxes: Optional[Tuple[Sequence[Dict[str, Any]], Sequence[Dict[str, Any]]]] = None
+                 ) -> Path:
+    """Write the before/after picture of one case to `path` (atomically).
+
+    `boxes`: (boxes on the input, boxes on the output) as `boxes.transform_boxes` gives them, drawn
+    on 2D images (radiographs), whose one panel shows the pixels as stored.
+    """
     Image, ImageDraw, _ = _pil()
     rows = []
-    for name, vol, lab in (("input", before, None), ("output", after, label)):
+    for row, (name, vol, lab) in enumerate((("input", before, None), ("output", after, label))):
         values = vol.scaled()
         slices, pixels = mid_slices(values, vol.affine)
         labels = mid_slices(lab.array, lab.affine)[0] if lab is not None else [None] * len(slices)
         window = _window(values)
-        rows.append((_caption(name, vol), [_panel(s, p, window, lb) for s, p, lb in zip(slices, pixels, labels)]))
+        panels = [_panel(s, p, window, lb) for s, p, lb in zip(slices, pixels, labels)]
+        planar = values.shape[-3] == 1 and len(slices) == 1
+        if boxes is not None and planar:
+            _draw_boxes(panels[0], slices[0].shape, boxes[row])
+        rows.append((_caption(name, vol), panels))
     pad, text_h = 8, 22
     width = max(sum(p.width for p in panels) + pad * (len(panels) + 1) for _, panels in rows)
     width = max(width, 560)

@@ -760,11 +760,11 @@ def _soft(d: np.ndarray, width: float) -> np.ndarray:
     return np.clip(0.5 - d / width, 0.0, 1.0)
 
 
-def cxr_phantom(rows: int = 2048, cols: int = 2048, seed: int = 0) -> np.ndarray:
+def cxr_phantom(rows: int = 2048, cols: int = 2048, seed: int = 0, pneumonia: bool = True) -> np.ndarray:
     """A PA chest radiograph, uint16 (rows, cols), 12-bit, bright = attenuating (display sense).
 
-    Image left is the patient's right (PatientOrientation L\\F). The right lower lung holds a soft
-    opacity (pneumonia).
+    Image left is the patient's right (PatientOrientation L\\F). With `pneumonia`, the right lower
+    lung holds a soft opacity (inside PNEUMONIA_BOX); the heart lies inside HEART_BOX.
     """
     rng = np.random.default_rng(seed)
     X = np.linspace(-1.0, 1.0, cols, dtype=np.float32)[None, :]
@@ -820,20 +820,20 @@ def cxr_phantom(rows: int = 2048, cols: int = 2048, seed: int = 0) -> np.ndarray
     # Pneumonia: a patchy soft opacity in the right lower zone (image left).
     blob = np.exp(-(((X + 0.4) / 0.12) ** 2 + ((Y - 0.15) / 0.1) ** 2))
     patch = 0.8 + 0.2 * np.sin(40.0 * X + 1.0) * np.sin(35.0 * Y + 2.0)
-    img += 650.0 * blob * patch * lungs[0]
+    img += 650.0 * blob * patch * lungs[0] * pneumonia
 
     img += rng.normal(0.0, 18.0, size=(rows, cols)).astype(np.float32)
     return np.clip(np.rint(img), 0, 4095).astype(np.uint16)
 
 
 def write_cxr(out_dir: PathLike, rows: int = 2048, cols: int = 2048, photometric: str = "MONOCHROME1",
-              seed: int = 0, **write_series_kwargs: Any) -> Path:
+              seed: int = 0, pneumonia: bool = True, **write_series_kwargs: Any) -> Path:
     """Write `cxr_phantom` as a DX For Presentation file (12-bit, ImagerPixelSpacing 0.139 mm).
 
     With MONOCHROME1 (the default, as many detectors write it) the stored values are inverted,
     4095 - value, so that the image still displays with bone white.
     """
-    image = cxr_phantom(rows, cols, seed)
+    image = cxr_phantom(rows, cols, seed, pneumonia)
     center, width = 2048, 3600
     if photometric == "MONOCHROME1":
         image = 4095 - image
@@ -994,3 +994,56 @@ def write_multiphase(out_dir: PathLike, phases: np.ndarray, trigger_times: Seque
                               extra={"TriggerTime": float(trigger_times[t]), "AcquisitionTime": clock},
                               **kwargs)
     return paths
+
+
+# Where cxr_phantom draws the heart and the pneumonia, as (x0, y0, x1, y1) fractions of the image's
+# width and height (the shapes' extents in its [-1, 1] coordinates, the heart cut by the diaphragm).
+HEART_BOX = (0.41, 0.53, 0.71, 0.70)
+PNEUMONIA_BOX = (0.19, 0.48, 0.40, 0.64)
+
+
+def write_cxr_dataset(images_dir: PathLike, n: int = 8, size: int = 256) -> list[Path]:
+    """A small labelled radiograph set in the RSNA layout: `images_dir/<patientId>.dcm`, two images
+    per patient (PatientID DEMO-<k>), every second one with pneumonia. `cxr_dataset_tables` gives
+    its tables."""
+    import shutil
+    import tempfile
+
+    images_dir = Path(images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(n):
+        with tempfile.TemporaryDirectory(dir=images_dir.parent) as tmp:
+            f = write_cxr(tmp, rows=size, cols=size, seed=i, pneumonia=bool(i % 2), series_number=10 + i,
+                          patient={"PatientID": f"DEMO-{i // 2}", "PatientName": "DEMO^PATIENT"})
+            target = images_dir / f"cxr-{i:03d}.dcm"
+            shutil.move(str(f), target)
+        written.append(target)
+    return written
+
+
+def cxr_dataset_tables(n: int = 8, size: int = 256) -> dict[str, str]:
+    """The tables of `write_cxr_dataset`, as CSV text:
+
+    labels.csv: RSNA pneumonia style, patientId,x,y,width,height,Target in the image's pixels, one row
+        per box (an image without pneumonia has one row without a box); cxr-001 has two boxes.
+    heart.csv: the public heart-detection table's style, label,x0,y0,w,h,name,img_shape_x,img_shape_y,
+        its boxes drawn on a 224 x 224 copy of each image.
+    """
+    def box(fractions: tuple, scale: float) -> list[float]:
+        x0, y0, x1, y1 = (round(f * scale, 1) for f in fractions)
+        return [x0, y0, round(x1 - x0, 1), round(y1 - y0, 1)]
+
+    labels = ["patientId,x,y,width,height,Target"]
+    heart = ["label,x0,y0,w,h,name,img_shape_x,img_shape_y"]
+    for i in range(n):
+        name = f"cxr-{i:03d}"
+        if i % 2:
+            x, y, w, h = box(PNEUMONIA_BOX, size)
+            boxes = [[x, y, w, h]] if i != 1 else [[x, y, w, round(h / 2, 1)], [x, round(y + h / 2, 1), w,
+                                                                               round(h / 2, 1)]]
+            labels += [f"{name},{b[0]},{b[1]},{b[2]},{b[3]},1" for b in boxes]
+        else:
+            labels.append(f"{name},,,,,0")
+        heart.append("heart," + ",".join(str(v) for v in box(HEART_BOX, 224)) + f",{name},224,224")
+    return {"labels.csv": "\n".join(labels) + "\n", "heart.csv": "\n".join(heart) + "\n"}

@@ -16,12 +16,13 @@ like DICOM that cannot be read counts as damaged, not as one more non-DICOM file
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
-import multiprocessing
+import hashlib
+import json
 import os
 import shutil
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
@@ -30,6 +31,7 @@ import pydicom
 from ..atomic import write_json
 from ..discovery import read_image_header, walk_files
 from ..errors import MedPrepError
+from ..executor import Executor
 from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
 from .pixelcheck import pixel_problem
@@ -37,6 +39,7 @@ from .rawpixels import copy_extent, pixel_extent, write_header
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
+STAGING_PREFIX = ".medprep-staging-"
 _DAMAGED = ("unreadable", "cannot read", "malformed", "empty", "image without")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -60,6 +63,9 @@ class TreeReport:
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
     # Files whose pixel data is incomplete: withheld, or written when the options keep them.
     damaged: List[Tuple[Path, str]] = field(default_factory=list)
+    resumed: int = 0  # files a killed run of the same command had finished
+    workers: Dict[str, int] = field(default_factory=dict)  # files per worker
+    retried: List[Tuple[str, int]] = field(default_factory=list)  # (batch, times its worker died under it)
 
 
 @dataclass
@@ -160,41 +166,101 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
     return done
 
 
-def _run_span(anonymizer: Anonymizer, paths: List[Path], span: Tuple[int, int], staging: Path,
-              check_burned_in: bool) -> _Batch:
-    return _Batch(done=[_process(anonymizer, i, paths[i], staging, check_burned_in) for i in range(*span)])
+def _run_span(anonymizer: Anonymizer, files: List[Tuple[int, Path]], staging: Path,
+              check_burned_in: bool) -> Union[_Batch, MedPrepError]:
+    """A worker's job: some (input file number, path). The anonymizer comes with empty mappings and
+    sends back what this batch adds to them. An output error comes back as the value, to be raised
+    as it is by the caller."""
+    anonymizer = copy.copy(anonymizer)  # when run in the caller's process, its own stays untouched
+    anonymizer.uids, anonymizer.patients = {}, {}
+    try:
+        done = [_process(anonymizer, i, path, staging, check_burned_in) for i, path in files]
+    except MedPrepError as exc:
+        return exc
+    return _Batch(done=done, uids=anonymizer.uids, patients=anonymizer.patients)
 
 
-# What forked workers inherit: the anonymizer and the work list; only index ranges go to them and
-# small records come back.
-_FORKED: Optional[Tuple[Anonymizer, List[Path], Path, bool]] = None
+class _Journal:
+    """The batches a run has finished, appended to its staging folder as they arrive, so that the
+    same command run again after a crash (SIGKILL, a reboot) redoes only the files not yet staged.
+    A run can be taken up again only with the same key (`--key`), options and input files: the
+    staging folder is named by a keyed digest of them. The journal holds the pseudonym mapping,
+    as the output of `--mapping` does, until the run ends and removes the staging folder."""
+
+    NAME = "journal.jsonl"
+
+    def __init__(self, staging: Path):
+        self.path = staging / self.NAME
+
+    def read(self) -> List[_Batch]:
+        batches: List[_Batch] = []
+        if not self.path.is_file():
+            return batches
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                    done = [_Done(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+                            for d in record["done"]]
+                except (ValueError, KeyError, TypeError):
+                    break  # the line a crash cut short, and nothing after it
+                batches.append(_Batch(done=done, uids=record["uids"], patients=record["patients"]))
+        return batches
+
+    def append(self, batch: _Batch) -> None:
+        line = json.dumps({"done": [asdict(d) for d in batch.done], "uids": batch.uids,
+                           "patients": batch.patients}, default=str)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def _forked_worker(span: Tuple[int, int]) -> _Batch:
-    assert _FORKED is not None
-    anonymizer, paths, staging, check = _FORKED
-    anonymizer.uids, anonymizer.patients = {}, {}  # send back only what this batch adds
-    batch = _run_span(anonymizer, paths, span, staging, check)
-    batch.uids, batch.patients = anonymizer.uids, anonymizer.patients
-    return batch
+def _run_token(anonymizer: Anonymizer, paths: List[Path]) -> str:
+    """Names a run's staging folder: the same for the same key, options and input files (a run
+    without a key has a random one, so never matches another)."""
+    stamp = []
+    for p in paths:
+        try:
+            st = p.stat()
+            stamp.append((str(p), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamp.append((str(p), -1, -1))
+    text = json.dumps([repr(anonymizer.options), stamp])
+    return hashlib.sha256(anonymizer.keys.uid(hashlib.sha256(text.encode()).hexdigest()).encode()).hexdigest()[:16]
 
 
 def _batches(anonymizer: Anonymizer, paths: List[Path], staging: Path, check_burned_in: bool,
-             jobs: int) -> Iterator[_Batch]:
-    global _FORKED
-    if jobs > 1 and len(paths) > jobs and "fork" in multiprocessing.get_all_start_methods():
-        size = max(1, min(32, len(paths) // (4 * jobs)))
-        spans = [(i, min(i + size, len(paths))) for i in range(0, len(paths), size)]
-        _FORKED = (anonymizer, paths, staging, check_burned_in)
-        try:
-            # Pool's exit terminates the workers, also when the caller stops early (policy "fail").
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                yield from pool.imap(_forked_worker, spans)
-        finally:
-            _FORKED = None
-    else:
-        for i in range(len(paths)):
-            yield _run_span(anonymizer, paths, (i, i + 1), staging, check_burned_in)
+             executor: Executor, journal: _Journal, report: TreeReport) -> Iterator[_Batch]:
+    """Every file's outcome, in batches: first those a previous run of the same command finished,
+    then the rest, computed by the executor's workers (`report` is told who did what)."""
+    finished = journal.read()
+    report.resumed = sum(len(b.done) for b in finished)
+    yield from finished
+    left = sorted(set(range(len(paths))) - {d.index for b in finished for d in b.done})
+    if not left:
+        return
+    size = max(1, min(32, len(left) // (4 * executor.workers)))
+    spans = [left[i:i + size] for i in range(0, len(left), size)]
+    blank = copy.copy(anonymizer)  # what every job gets: the options and key, none of the mapping
+    blank.uids, blank.patients = {}, {}
+    arguments = [(blank, [(i, paths[i]) for i in span], staging, check_burned_in) for span in spans]
+    for outcome in executor.map(_run_span, arguments):
+        span = spans[outcome.index]
+        if outcome.worker:
+            report.workers[outcome.worker] = report.workers.get(outcome.worker, 0) + len(span)
+        if outcome.attempts > 1:
+            report.retried.append((f"files {span[0] + 1}-{span[-1] + 1}", outcome.attempts - 1))
+        if outcome.error:  # the worker died every time it ran this batch, or the job broke
+            batch = _Batch(done=[_Done(i, skipped=f"unreadable: {outcome.error}") for i in span])
+        elif isinstance(outcome.value, MedPrepError):
+            raise outcome.value
+        else:
+            batch = outcome.value
+        journal.append(batch)
+        yield batch
 
 
 def _check_paths(in_path: Path, out_dir: Path) -> None:
@@ -238,11 +304,13 @@ def _publish(out_dir: Path, staging: Path, done: List[_Done]) -> int:
 
 
 def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymizer: Anonymizer,
-                   progress: Optional[Callable[[int, int], None]] = None, jobs: int = 1) -> TreeReport:
+                   progress: Optional[Callable[[int, int], None]] = None,
+                   jobs: Union[int, Executor] = 1) -> TreeReport:
     """De-identify every image series under `in_path` into `out_dir`.
 
-    `jobs` > 1 works with that many forked worker processes where the platform can fork (the
-    output is the same: every replacement is keyed, none depends on order or process).
+    `jobs`: that many local worker processes, or an executor (a Dask cluster, say; left open). The
+    output is the same whatever runs it: every replacement is keyed, none depends on order or process.
+    A run killed before it ends is taken up again by the same call with the same key (see `_Journal`).
 
     Series whose pixels may carry identity are withheld unless the options' burned-in policy is
     "keep"; with "fail" a MedPrepError is raised and nothing is written.
@@ -252,17 +320,32 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     unreadable_folders: List[Tuple[Path, str]] = []
     paths = list(walk_files(in_path, on_error=lambda folder, exc: unreadable_folders.append(
         (folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))))
-    policy = anonymizer.options.on_burned_in
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".medprep-staging-", dir=out_dir))
+        staging = out_dir / f"{STAGING_PREFIX}{_run_token(anonymizer, paths)}"
+        staging.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise MedPrepError(f"cannot create the output folder: {exc.strerror or exc}", out_dir,
                            "choose a folder you can write to") from None
-    report = TreeReport(unreadable=unreadable_folders)
+    if isinstance(jobs, int):
+        from ..executor.local import LocalPool
+
+        with LocalPool(max(1, min(jobs, len(paths))), preload=[__name__]) as pool:
+            return _anonymize(in_path, out_dir, anonymizer, paths, staging, created, progress, pool,
+                              unreadable_folders)
+    jobs.probe([("read", str(in_path.absolute())), ("write", str(staging.absolute()))])
+    return _anonymize(in_path, out_dir, anonymizer, paths, staging, created, progress, jobs,
+                      unreadable_folders)
+
+
+def _anonymize(in_path: Path, out_dir: Path, anonymizer: Anonymizer, paths: List[Path], staging: Path,
+               created: bool, progress: Optional[Callable[[int, int], None]], executor: Executor,
+               unreadable_folders: List[Tuple[Path, str]]) -> TreeReport:
+    policy = anonymizer.options.on_burned_in
+    report = TreeReport(unreadable=list(unreadable_folders))
     done: List[_Done] = []
-    batches = _batches(anonymizer, paths, staging, policy != "keep", jobs)
+    batches = _batches(anonymizer, paths, staging, policy != "keep", executor, _Journal(staging), report)
     try:
         for batch in batches:
             for d in batch.done:

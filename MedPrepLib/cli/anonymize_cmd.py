@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import MedPrepError
+from .executor_args import add_executor_arguments, executor_from_args, print_workers
 
 
 def add_anonymize_options(p: argparse.ArgumentParser, full: bool = False) -> None:
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
     add_anonymize_options(p, full=True)
     p.add_argument("--jobs", "-j", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                    help="worker processes (default: the number of CPUs, at most 4)")
+    add_executor_arguments(p)
     p.add_argument("--mapping", metavar="FILE",
                    help="also write the original-to-pseudonym table (this file is itself identifying)")
     p.add_argument("--show-paths", action="store_true",
@@ -128,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
         raise MedPrepError(f"--jobs must be at least 1, not {args.jobs}")
-    report = anonymize_tree(args.input, args.output, anonymizer, jobs=args.jobs)
+    with executor_from_args(args, args.jobs, preload=["MedPrepLib.anonymize.tree"]) as executor:
+        report = anonymize_tree(args.input, args.output, anonymizer, jobs=executor)
     for w in report.withheld:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "
               f"{w.reason}; check its pixels for burned-in identity, then use --on-burned-in keep",
@@ -143,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     if args.mapping:
         write_mapping(args.mapping, anonymizer)
         print(f"medprep: warning: {args.mapping}: {MAPPING_WARNING}", file=sys.stderr)
+    print_workers(report.workers, report.retried)
+    if report.resumed:
+        print(f"medprep: note: {report.resumed} files were done by an earlier, interrupted run", file=sys.stderr)
     print(_summary(report, args.keep_damaged_pixels))
     if report.written == 0 and not report.withheld:
         damaged = len(report.unreadable) + len(report.damaged)

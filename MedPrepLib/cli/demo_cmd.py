@@ -10,23 +10,31 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import nibabel as nib
 import numpy as np
 
 from ..convert import ConvertOptions, ConvertReport, convert
 from ..errors import MedPrepError
-from ..sample import write_ct_series, write_cxr
+from ..boxes import BoxOptions
+from ..cases import LabelTableOptions
+from ..sample import cxr_dataset_tables, write_ct_series, write_cxr, write_cxr_dataset
+from ..splits import parse_split_spec
+
+CXR_SET = 8  # labelled radiographs of the classification and detection demos
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="write a synthetic CT and chest X-ray as DICOM and convert them to NIfTI",
+        help="write a synthetic CT and chest X-rays as DICOM, convert them and run the presets",
         description="Write a synthetic 512x512 body CT and a 2048x2048 chest X-ray (DX, MONOCHROME1) as "
                     "DICOM into OUT_DIR/dicom/{ct,cxr}, convert them into OUT_DIR/nifti and describe the "
-                    "result. Existing sample DICOM is reused unless --overwrite is given; the NIfTI files "
+                    "result, then run ct-liver on the CT and cxr-pneumonia (class labels, patient-grouped split, "
+                    "classes layout) and cxr-heart-detection (heart boxes) on 8 small labelled radiographs in "
+                    "OUT_DIR/cxr-set (RSNA layout) with their tables in OUT_DIR/tables. "
+                    "Existing sample DICOM is reused unless --overwrite is given; the NIfTI files "
                     "are always rewritten from it. The patient in the sample is fake (DEMO^PATIENT).",
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder for the demo output")
@@ -45,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         write_sample(dicom / "ct", args.slices, args.overwrite,
                      lambda d: write_ct_series(d, n_slices=args.slices, series_number=1))
         write_sample(dicom / "cxr", 1, args.overwrite, lambda d: [write_cxr(d, series_number=2)])
+        write_sample(out / "cxr-set", CXR_SET, args.overwrite, lambda d: write_cxr_dataset(d, CXR_SET))
+        tables = out / "tables"
+        tables.mkdir(parents=True, exist_ok=True)
+        for name, text in cxr_dataset_tables(CXR_SET).items():
+            (tables / name).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise MedPrepError(f"cannot write the sample DICOM: {exc.strerror or exc}", exc.filename or out,
                            "choose a folder you can write to") from exc
@@ -53,21 +66,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"converted {report.n_files} DICOM files in {time.perf_counter() - started:.1f} s into {nifti}:")
     describe_nifti(report)
     ok = bool(report.written) and not report.failed
-    for preset, series in (("ct-liver", "ct"), ("cxr-pneumonia", "cxr")):
-        ok = preprocess_sample(preset, dicom / series, out / preset) and ok
+    ok = preprocess_sample("ct-liver", dicom / "ct", out / "ct-liver") and ok
+    # The labelled radiographs as `medprep run` takes them from the command line in the README:
+    # class labels and a patient-grouped split for classification, heart boxes for detection.
+    split = parse_split_spec("train=0.5,val=0.25,test=0.25", seed=0, group_by="patient")
+    ok = preprocess_sample("cxr-pneumonia", out / "cxr-set", out / "cxr-pneumonia", ["output.layout=classes"],
+                           label_table=LabelTableOptions(tables / "labels.csv", "patientId", "Target"),
+                           split=split) and ok
+    ok = preprocess_sample("cxr-heart-detection", out / "cxr-set", out / "cxr-heart-detection", split=split,
+                           boxes=BoxOptions(tables / "heart.csv", "name", "label")) and ok
     return 0 if ok else 1
 
 
-def preprocess_sample(preset: str, dicom: Path, out: Path) -> bool:
-    """Run a preset over one sample series, with the QA picture, exactly as `medprep run` does."""
+def preprocess_sample(preset: str, dicom: Path, out: Path, overrides: Sequence[str] = (), **options: Any) -> bool:
+    """Run a preset over sample series, with the QA pictures, exactly as `medprep run` does."""
     from ..preprocess import load_pipeline
     from ..runner import run_dataset
 
     started = time.perf_counter()
-    report = run_dataset(load_pipeline(preset), dicom, out, workers=1, qa=True)
+    report = run_dataset(load_pipeline(preset, overrides), dicom, out, workers=1, qa=True, **options)
     print(f"preset {preset}: {len(report.written)} case(s) written, {len(report.skipped)} unchanged, "
           f"in {time.perf_counter() - started:.1f} s into {out}:")
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".gz", ".npy", ".png", ".html")):
+    shown = (".gz", ".npy", ".png", ".html", ".csv")
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and (p.suffix in shown or p.name.endswith("s.json"))):
         print(f"  {path.relative_to(out)}")
     for case, reason in report.failed:
         print(f"  failed: {case}: {reason}", file=sys.stderr)

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import suffix_of, write_volume
     from ..preprocess import load_pipeline, load_statistics, run_pipeline
-    from ..runner import read_image, read_label
+    from ..cases import read_image, read_label
 
     pipeline = load_pipeline(args.pipeline or args.preset, args.overrides)
     statistics = load_statistics(args.statistics, pipeline) if args.statistics else None

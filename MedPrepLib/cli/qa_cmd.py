@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import MedPrepError
     from ..qa import write_qa_png
-    from ..runner import read_image, read_label
+    from ..cases import read_image, read_label
 
     before = read_image(args.before)
     after = read_image(args.after)

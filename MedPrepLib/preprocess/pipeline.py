@@ -28,10 +28,11 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from .registry import StepSpec, get_step, make_params
+from .registry import INDEX_MAP_KEY, WORLD_MAP_KEY, StepSpec, get_step, make_params
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 EXPORT_FORMATS = ["nifti", "npy", "npz", "nnunet"]
+LAYOUTS = ["files", "classes", "detection"]
 DTYPES = ["keep", "float32", "float16", "float64", "int16", "uint16", "int32", "uint8", "int8"]
 
 
@@ -43,6 +44,9 @@ class OutputParams:
     label_dtype: str = field(default="uint8", metadata={"choices": DTYPES})
     slices: bool = field(default=False, metadata={"help": "npy/npz: one 2D array per slice along z"})
     gz: bool = field(default=True, metadata={"help": "nifti/nnunet: compress as .nii.gz"})
+    layout: str = field(default="files", metadata={"choices": LAYOUTS, "help": "files: images/CASE; classes: "
+                                                   "SPLIT/LABEL/CASE (torchvision DatasetFolder); detection: "
+                                                   "SPLIT/images/CASE with SPLIT/annotations.json (COCO)"})
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,10 @@ def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int,
     for index, step in steps:
         _refuse_colour(image, step)
         params = _with_statistics(step, statistics.get(index))
+        before = image
         image, label = step.spec.apply(image, label, params)
+        if step.spec.spatial:
+            track_index_map(before, image)
         _refresh_meta(image, step.spec)
         record = {"step": step.spec.name, "params": dataclasses.asdict(params)}
         image.history.append(record)
@@ -255,6 +262,24 @@ def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int,
             if step.spec.spatial:
                 check_label_grid(image, label, f"after step '{step.spec.name}'")
     return image, label
+
+
+def track_index_map(before: Volume, after: Volume) -> None:
+    """Compose into `after.meta` the map from the first input's voxel indices (x, y, z) to `after`'s.
+
+    index_after = inv(affine_after) @ world_map @ affine_before @ index_before: exact for every step
+    that resamples, permutes, flips, crops or pads, whatever the interpolation. Boxes and points
+    follow the steps through it (see `boxes`); the sidecar records it.
+    """
+    world = after.meta.pop(WORLD_MAP_KEY, None)
+    world = np.eye(4) if world is None else np.asarray(world, float)
+    step = np.linalg.inv(after.affine) @ world @ before.affine
+    previous = before.meta.get(INDEX_MAP_KEY)
+    if previous is None:
+        previous = {"input_shape_xyz": list(before.shape_xyz[:3]),
+                    "input_affine_ras": np.round(before.affine, 8).tolist(), "index_to_index": np.eye(4).tolist()}
+    after.meta[INDEX_MAP_KEY] = dict(previous, index_to_index=(step @ np.asarray(previous["index_to_index"])).tolist(),
+                                     output_shape_xyz=list(after.shape_xyz[:3]))
 
 
 def run_pipeline(image: Source, pipeline: Pipeline, label: Optional[Volume] = None,

@@ -27,7 +27,7 @@ from ..errors import MedPrepError
 from ..volume import Volume
 from .grid import centred_affine, to_sitk
 from .masks import intensities
-from .registry import register
+from .registry import WORLD_MAP_KEY, register
 from .resample import LABEL_INTERPOLATORS, resample_filter
 
 TEMPLATE_NAME = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -268,6 +268,7 @@ def register_mni(image: Volume, label: Optional[Volume], p: RegisterMniParams) -
     }
     out = image.with_array(array, out_affine)
     out.meta[META_KEY] = record
+    out.meta[WORLD_MAP_KEY] = np.linalg.inv(template_to_image).tolist()  # image world -> template world
     if label is None:
         return out, None
     larray = _resample(label.array, image.affine, transform, size, out_affine, p.label_interpolator, 0.0, None)

@@ -19,6 +19,12 @@ from ..volume import Volume
 ApplyFn = Callable[[Volume, Optional[Volume], Any], Tuple[Volume, Optional[Volume]]]
 
 
+# A spatial step that moves the image in the world (a registration) puts the 4x4 RAS map from its
+# input's world to its output's under this key; every other spatial step (orientation, resampling,
+# crop and pad) keeps world positions, so its voxel map follows from the two grids alone.
+WORLD_MAP_KEY = "MedPrepWorldMap"
+INDEX_MAP_KEY = "MedPrepIndexMap"
+
 @dataclass(frozen=True)
 class StepSpec:
     name: str

@@ -206,7 +206,8 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
     from MedPrepLib.convert import volume_from_series
     from MedPrepLib.discovery import scan
     from MedPrepLib.errors import MedPrepError
-    from MedPrepLib.runner import DICOM_PRELOAD, Workers
+    from MedPrepLib.executor.local import LocalPool
+    from MedPrepLib.runner import DICOM_PRELOAD
 
     def row(s):
         return (s.uid, s.postfix, [str(f.path) for f in s.files], len(s.frames),
@@ -217,7 +218,7 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
     monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # the sets are small: scan every one in the workers
     monkeypatch.setattr(discovery, "SCAN_CHUNK", 16)
     root = require_conformance()
-    with Workers(2, DICOM_PRELOAD) as pool:
+    with LocalPool(2, preload=DICOM_PRELOAD) as pool:
         for set_dir in sorted(root / name for name in SETS):
             here, there = scan(set_dir), scan(set_dir, map_chunks=pool.ordered)
             assert [row(s) for s in there.series] == [row(s) for s in here.series], set_dir.name

@@ -191,7 +191,7 @@ def test_a_nifti_run_does_not_load_the_dicom_stack():
     each run 0.3 s and 23 MB. pydicom and nibabel's DICOM-free parts still work afterwards."""
     code = ("import sys, importlib\n"
             "from MedPrepLib import runner\n"
-            "for name in runner._PRELOAD: importlib.import_module(name)\n"
+            "for name in runner.PRELOAD: importlib.import_module(name)\n"
             "assert 'pydicom' not in sys.modules, 'pydicom was imported'\n"
             "import pydicom, pydicom.dataset\n"
             "from nibabel.nicom import csareader\n"
@@ -232,7 +232,7 @@ def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path
     are those of the whole pipeline applied with the same statistics, and nothing staged is left."""
     from MedPrepLib.export import write_case as export_case
     from MedPrepLib.preprocess.pipeline import load_statistics
-    from MedPrepLib.runner import read_image, read_label
+    from MedPrepLib.cases import read_image, read_label
 
     inp = tmp_path / "ds"
     for i in range(3):
@@ -243,11 +243,11 @@ def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path
         {"step": "nnunet_ct"}, {"step": "crop_pad", "shape": [10, 12, 9]}, {"step": "dataset_zscore"},
         {"step": "clip", "min": -2, "max": 2}]}))
     out = tmp_path / "out"
-    import MedPrepLib.runner as runner
+    from MedPrepLib.stage import Stage
 
     loaded = []
-    original_load = runner.Stage.load
-    monkeypatch.setattr(runner.Stage, "load", lambda self, case_id: loaded.append(case_id) or
+    original_load = Stage.load
+    monkeypatch.setattr(Stage, "load", lambda self, case_id: loaded.append(case_id) or
                         original_load(self, case_id))
     assert main(["run", str(pipe), str(inp), str(out), "--workers", str(workers)]) == 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
@@ -276,7 +276,7 @@ def test_a_staged_case_comes_back_as_it_went_in(tmp_path):
     """The stage keeps voxel buffers out of the pickle: contiguous arrays and strided views both come
     back equal, writable, with their metadata; a cut-short file is one clear error."""
     from MedPrepLib.errors import MedPrepError
-    from MedPrepLib.runner import Stage
+    from MedPrepLib.stage import Stage
     from MedPrepLib.volume import Volume
 
     stage = Stage(tmp_path, 2)
@@ -298,31 +298,24 @@ def test_a_staged_case_comes_back_as_it_went_in(tmp_path):
     assert not stage.folder.exists()
 
 
+def started(name: str):
+    """When a job started; it takes long enough for the other worker to be up before it ends."""
+    import time
+
+    now = time.monotonic()
+    time.sleep(0.5)
+    return name, now
+
+
 def test_workers_take_the_largest_cases_first():
-    """A large case started last would run alone at the end: jobs go to the pool largest first, and
-    each result still comes back under its own index."""
-    from concurrent.futures import Future
+    """A large case started last would run alone at the end: jobs go to the workers largest first,
+    and each result still comes back under its own index."""
+    from MedPrepLib.executor.local import LocalPool
 
-    from MedPrepLib.runner import Workers
-
-    submitted = []
-
-    class Pool:
-        def submit(self, fn, *args):
-            submitted.append(args[0])
-            future: Future = Future()
-            future.set_result(fn(*args))
-            return future
-
-        def shutdown(self, **kwargs):
-            pass
-
-    with Workers(2) as workers:
-        workers._pool = Pool()
-        jobs = [(str.upper, (name,)) for name in ("small", "large", "medium", "tiny")]
-        results = dict(workers.map(jobs, sizes=[10, 1000, 100, 1]))
-        assert submitted == ["large", "medium", "small", "tiny"]
-        assert results == {0: "SMALL", 1: "LARGE", 2: "MEDIUM", 3: "TINY"}
-        submitted.clear()
-        dict(workers.map(jobs))
-        assert submitted == ["small", "large", "medium", "tiny"]
+    names = ["small", "large", "medium", "tiny"]
+    with LocalPool(2) as pool:
+        outcomes = list(pool.map(started, [(name,) for name in names], sizes=[10, 1000, 100, 1]))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3]
+    assert all(o.value[0] == names[o.index] and o.worker.startswith("worker ") for o in outcomes)
+    order = [o.value[0] for o in sorted(outcomes, key=lambda o: o.value[1])]
+    assert set(order[:2]) == {"large", "medium"}, order

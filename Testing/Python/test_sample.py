@@ -229,7 +229,16 @@ def test_demo_writes_converts_and_reruns(tmp_path, capsys):
 
     # A second run reuses the DICOM and rewrites the NIfTI.
     assert main(["demo", str(out), "--slices", "3"]) == 0
-    assert capsys.readouterr().out.count("reusing") == 2
+    assert capsys.readouterr().out.count("reusing") == 3
+    # the labelled radiographs: classes layout with a patient-grouped split, heart boxes in 224 x 224 pixels
+    classes = sorted(str(p.relative_to(out / "cxr-pneumonia")) for p in (out / "cxr-pneumonia").rglob("*.npy"))
+    assert len(classes) == 8 and all(p.split("/")[0] in ("train", "val", "test") and p.split("/")[1] in "01"
+                                     for p in classes)
+    heart = (out / "cxr-heart-detection" / "boxes.csv").read_text().splitlines()
+    assert len(heart) == 9 and all(",heart,box,kept,91.8,118.7,0.0,159.0,156.8,1.0," in line for line in heart[1:])
+    assert (out / "cxr-heart-detection" / "train" / "annotations.json").is_file()
+    pneumonia = (out / "tables" / "labels.csv").read_text()
+    assert pneumonia.count("cxr-001,") == 2 and pneumonia.count(",1\n") == 5
     # A different slice count needs --overwrite, which replaces the series completely.
     assert main(["demo", str(out), "--slices", "2"]) == 1
     err = capsys.readouterr().err

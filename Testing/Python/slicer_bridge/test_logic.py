@@ -204,3 +204,33 @@ def test_per_image_steps_stop_at_the_first_step_that_needs_a_dataset(MedPrep):
 def test_scanning_a_folder_without_files_is_an_error_like_medprep_scan(MedPrep, tmp_path):
     with pytest.raises(MedPrepError, match="no files found"):
         MedPrep.MedPrepLogic.scanFolder(str(tmp_path))
+
+
+def test_boxes_load_as_markups_and_follow_apply(MedPrep, scene, ct, tmp_path):
+    """A box and a point from a table load on the volume; Apply carries them onto the output volume as
+    `medprep run` carries them into boxes.csv (same pixels), the box cut by the crop clipped."""
+    from MedPrepLib.boxes import Box, identity_map, transform_boxes
+    from MedPrepLib.convert import volume_from_series
+    from MedPrepLib.preprocess import load_pipeline
+    from MedPrepLib.preprocess.registry import INDEX_MAP_KEY
+
+    logic = MedPrep.MedPrepLogic()
+    series = logic.scanFolder(str(ct)).series[0]
+    node = logic.loadSeries(series, scene=scene)
+    (tmp_path / "boxes.csv").write_text("case,x,y,z,width,height,depth\nc1,2,3,1,10,12,4\nc1,5,6,2,,,\n")
+    loaded = logic.loadBoxes(node, str(tmp_path / "boxes.csv"), "c1", "case", scene=scene)
+    assert [n.GetClassName() for n in loaded] == ["vtkMRMLMarkupsROINode", "vtkMRMLMarkupsFiducialNode"]
+    steps = [{"step": "orient", "axcodes": "RAS"}, {"step": "resample", "spacing": [0.5, 0.6, 1.0]},
+             {"step": "crop_pad", "shape": [12, 16, 10]}]
+    out, _ = logic.preprocess(node, steps, scene=scene, markups=loaded)
+    roi, point = logic.outputMarkups
+    # what the same steps give for the same boxes outside Slicer
+    image = volume_from_series(series)
+    expected, _ = run_pipeline(image, load_pipeline(steps))
+    boxes = [Box((2.0, 3.0, 1.0), (12.0, 15.0, 5.0)), Box((5.0, 6.0, 2.0), (5.0, 6.0, 2.0))]
+    moved = transform_boxes(boxes, expected.meta[INDEX_MAP_KEY], expected.affine)
+    assert [b["status"] for b in moved] == ["clipped", "kept"]
+    back = MedPrep.MedPrepBridge.boxesFromNodes([roi, point], ijk_to_ras(out))
+    np.testing.assert_allclose(np.r_[back[0].lo, back[0].hi], moved[0]["pixels"], atol=1e-4)
+    np.testing.assert_allclose(back[1].lo, moved[1]["pixels"][:3], atol=1e-4)
+    assert transform_boxes(boxes, identity_map(image), image.affine)[0]["status"] == "kept"

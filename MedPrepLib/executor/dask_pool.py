@@ -1,0 +1,173 @@
+"""Jobs on a Dask cluster: an existing one (`--scheduler tcp://HOST:8786`) or a LocalCluster.
+
+Needs the `dask` extra (`pip install "medpreplib[dask]"`) here and MedPrepLib on every worker.
+A worker that dies under a job (out of memory, SIGKILL, node lost) makes the scheduler run the job
+again elsewhere; after `retries` such deaths it gives up on the job (Dask's KilledWorker), which
+comes back as that job's error. The scheduler's `allowed-failures` is set to `retries` for the run.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from ..errors import MedPrepError
+from . import DEFAULT_RETRIES, STORAGE_HINT, Executor, Outcome, killed_message, probe_paths
+
+EXTRA_HINT = 'install the Dask extra: pip install "medpreplib[dask]"'
+CONNECT_TIMEOUT = 10  # seconds to reach a scheduler
+WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join it
+
+
+def _call(fn: Callable, args: tuple) -> Tuple[str, Any]:
+    """Runs on a worker: the job's value, and which worker computed it (for the run's summary)."""
+    from distributed import get_worker
+
+    return get_worker().address, fn(*args)
+
+
+def _worker_ready() -> str:
+    """Runs on every worker before the run: fails there if MedPrepLib cannot be imported."""
+    import MedPrepLib
+
+    return getattr(MedPrepLib, "__version__", "")
+
+
+def _on_scheduler(client: Any, fn: Callable, *args: Any) -> Any:
+    """fn(*args, dask_scheduler=the scheduler) run there; `fn` travels by value, so that the
+    scheduler needs no MedPrepLib."""
+    return client.run_on_scheduler(_by_value(fn), *args)
+
+
+def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> None:
+    dask_scheduler.allowed_failures = n
+
+
+def _suspicious(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
+    tasks = dask_scheduler.tasks
+    return {k: tasks[k].suspicious for k in keys if k in tasks}
+
+
+class DaskPool(Executor):
+    def __init__(self, address: Optional[str] = None, local_workers: Optional[int] = None,
+                 retries: int = DEFAULT_RETRIES):
+        try:
+            import distributed
+        except ImportError:
+            raise MedPrepError("--scheduler and --cluster need Dask, which is not installed", hint=EXTRA_HINT) from None
+        self.retries = retries
+        self.cluster: Any = None
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        if address:
+            try:
+                self.client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ValueError for a bad address
+                raise MedPrepError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__})",
+                                   hint="start one with `dask scheduler` and workers with `dask worker "
+                                        f"{address}`, or check the address and the firewall") from None
+        else:
+            self.cluster = distributed.LocalCluster(n_workers=local_workers or 1, threads_per_worker=1,
+                                                    processes=True, dashboard_address=None,
+                                                    silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+        try:
+            self._check_workers(address or "the local cluster")
+            _on_scheduler(self.client, _set_allowed_failures, retries)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_workers(self, where: str) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except Exception:  # noqa: BLE001 - TimeoutError, by version
+            raise MedPrepError(f"no Dask worker joined {where} within {WORKERS_TIMEOUT} s",
+                               hint="start workers with `dask worker SCHEDULER_ADDRESS`") from None
+        for worker, result in sorted(self.client.run(_worker_ready, on_error="return").items()):
+            if isinstance(result, BaseException):
+                raise MedPrepError(f"Dask worker {worker} cannot run MedPrep jobs "
+                                   f"({type(result).__name__}: {result})",
+                                   hint=f"{EXTRA_HINT} in every worker's environment, the same version as here")
+        info = self.client.scheduler_info()["workers"].values()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info))
+        hosts: Dict[str, int] = {}
+        for w in info:
+            hosts[w.get("host", "")] = hosts.get(w.get("host", ""), 0) + w.get("nthreads", 1)
+        self.per_host = max(hosts.values())
+
+    def close(self) -> None:
+        client, cluster, self.client, self.cluster = getattr(self, "client", None), self.cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def probe(self, checks: List[Tuple[str, str]]) -> None:
+        results = self.client.run(probe_paths, checks, on_error="return")
+        for worker, failure in sorted(results.items()):
+            if isinstance(failure, BaseException):
+                failure = f"cannot check the paths ({type(failure).__name__}: {failure})"
+            if failure:
+                raise MedPrepError(f"Dask worker {worker} {failure}", hint=STORAGE_HINT)
+
+    def worker_pids(self) -> Dict[str, int]:
+        import os
+
+        return self.client.run(os.getpid)
+
+    def map(self, fn: Callable, arguments: Sequence[tuple], sizes: Optional[Sequence[float]] = None
+            ) -> Iterator[Outcome]:
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        if not arguments:
+            return
+        # Submitted largest first: among tasks of equal priority the scheduler starts older ones first.
+        order = sorted(range(len(arguments)), key=lambda i: -sizes[i]) if sizes else list(range(len(arguments)))
+        run = uuid.uuid4().hex[:8]
+        keys = [f"medprep-{getattr(fn, '__name__', 'job')}-{run}-{i}" for i in order]
+        index = {k: i for k, i in zip(keys, order)}
+        futures = self.client.map(_call, [fn] * len(order), [arguments[i] for i in order], key=keys, pure=False)
+        pending = set(keys)
+        completed = as_completed(futures, loop=self.client.loop)
+        try:
+            for batch in completed.batches():
+                try:
+                    deaths = _on_scheduler(self.client, _suspicious, [f.key for f in batch])
+                except Exception:  # noqa: BLE001 - the counts only inform the summary
+                    deaths = {}
+                finished = [f for f in batch if f.status == "finished"]
+                try:
+                    values = dict(zip((f.key for f in finished), self.client.gather(finished)))
+                except Exception:  # noqa: BLE001 - a result was lost with its worker: one by one below
+                    values = {}
+                for future in batch:
+                    i = index[future.key]
+                    attempts = 1 + deaths.get(future.key, 0)
+                    if future.status == "error":
+                        exc = future.exception()
+                        if isinstance(exc, KilledWorker):
+                            attempts = max(attempts - 1, self.retries + 1)
+                            outcome = Outcome(i, error=killed_message(attempts), attempts=attempts)
+                        else:
+                            outcome = Outcome(i, error=f"{type(exc).__name__}: {exc}", attempts=attempts)
+                    elif future.key in values:
+                        worker, value = values.pop(future.key)
+                        outcome = Outcome(i, value, worker=worker, attempts=attempts)
+                    else:  # its result was lost with its worker: it is computed again
+                        completed.add(future)
+                        continue
+                    pending.discard(future.key)
+                    future.release()
+                    yield outcome
+        finally:
+            if pending:  # stopped early: nothing more may run for this map
+                self.client.cancel([f for f in futures if f.key in pending])
+
+
+def _by_value(fn: Callable) -> Callable:
+    """A copy of `fn` that belongs to no module: cloudpickle sends such a function's code rather
+    than its name."""
+    import types
+
+    return types.FunctionType(fn.__code__, {"__builtins__": __builtins__}, fn.__name__, fn.__defaults__)

@@ -1,0 +1,408 @@
+"""Dataset runs on the built-in pool and on a real Dask cluster (started here), and the faults they survive:
+a worker killed while it holds a case, the driver killed mid-run (SIGKILL) and run again, an
+unreachable scheduler, an input that one worker cannot see."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from MedPrepLib.cli.main import main
+
+AFFINE = np.diag([-2.0, -2.0, 3.0, 1.0])
+PIPELINE = {"name": "t", "steps": [{"step": "orient", "axcodes": "RAS"},
+                                   {"step": "resample", "spacing": [1.0, 1.0, 1.0]},
+                                   {"step": "nnunet_ct"}, {"step": "dataset_zscore"}]}
+CASES = 10
+WORKTREE = Path(__file__).resolve().parents[2]
+
+
+def make_dataset(root: Path, n: int = CASES) -> Path:
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        arr = rng.normal(40 * i, 50, (12, 24, 20)).astype(np.int16)
+        lab = np.zeros(arr.shape, np.uint8)
+        lab[3:8, 6:16, 5:12] = 1 + i % 2
+        for sub, data in (("images", arr), ("labels", lab)):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(data.T, AFFINE), str(root / sub / f"c{i:02d}.nii.gz"))
+    (root.parent / "p.json").write_text(json.dumps(PIPELINE))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("runs") / "in")
+
+
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory) -> Path:
+    """The uninterrupted run on the built-in pool that every other run must equal."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--workers", "2"]) == 0
+    return out
+
+
+def contents(out: Path) -> dict:
+    """Every output file's content (NIfTI decompressed: the gzip header holds the time of writing)."""
+    found = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != "manifest.csv":
+            data = p.read_bytes()
+            found[str(p.relative_to(out))] = gzip.decompress(data) if p.name.endswith(".gz") else data
+    return found
+
+
+def rows(out: Path) -> list:
+    with open(out / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_complete(out: Path, reference: Path) -> None:
+    """Every case written once, no partial or temporary file anywhere, outputs equal the reference's."""
+    assert contents(out) == contents(reference)
+    manifest = rows(out)
+    assert sorted(r["case"] for r in manifest) == [f"c{i:02d}" for i in range(CASES)]
+    assert all(r["status"] in ("written", "unchanged") for r in manifest)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def medprep(*args: str) -> list:
+    return [sys.executable, "-m", "MedPrepLib.cli.main", *args]
+
+
+def env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(WORKTREE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def descendants(pid: int) -> list:
+    children: dict = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_driver_mid_run(command: list, out: Path, own_workers: bool = True, journaled: int = 1) -> int:
+    """Start `command`, SIGKILL it once `journaled` cases are in its manifest; returns how many
+    cases the manifest shows finished. The worker processes it started must end with it (those of
+    a cluster it joined stay, as they should)."""
+    proc = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = descendants(proc.pid) or workers
+        if (out / "manifest.csv").is_file() and len(rows(out)) >= journaled and (workers or not own_workers):
+            break
+        time.sleep(0.05)
+    workers = descendants(proc.pid) or workers
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    if own_workers:
+        assert workers and not [p for p in workers if alive(p)], "worker processes outlived their driver"
+    finished = {r["case"] for r in rows(out) if r["status"] == "written"}
+    assert 0 < len(finished) < CASES
+    return len(finished)
+
+
+def rerun_counts(capsys, *args: str) -> tuple:
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if " cases: " in s][0]
+    written, unchanged = (int(line.split(" written")[0].split()[-1]), int(line.split(" unchanged")[0].split()[-1]))
+    return written, unchanged
+
+
+# ---------------------------------------------------------------- the built-in pool
+
+def test_builtin_pool_a_killed_worker_case_runs_again(dataset, reference, tmp_path):
+    from MedPrepLib.executor.local import LocalPool
+    from MedPrepLib.preprocess import load_pipeline
+    from MedPrepLib.runner import PRELOAD, run_dataset
+
+    out = tmp_path / "out"
+    killed = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "cases" and done == 1:  # both workers are busy with cases or about to be: kill both
+            for pid in pool.worker_pids().values():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with LocalPool(2, preload=PRELOAD) as pool:
+        report = run_dataset(load_pipeline(str(dataset.parent / "p.json")), dataset, out, progress=progress,
+                             executor=pool)
+    assert len(killed) == 2 and report.retried and not report.failed
+    assert len(report.written) == CASES and sum(report.workers.values()) == CASES
+    assert_complete(out, reference)
+
+
+def test_builtin_pool_a_case_that_kills_its_worker_every_time_is_reported(tmp_path):
+    from MedPrepLib.executor.local import LocalPool
+
+    with LocalPool(2, retries=1) as pool:
+        outcomes = list(pool.map(os._exit, [(3,), (4,)]))
+    assert len(outcomes) == 2
+    assert all(o.attempts == 2 and "died every time" in o.error for o in outcomes)
+
+
+def test_builtin_pool_driver_killed_then_run_again_redoes_only_the_rest(dataset, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--workers", "2"]
+    finished = kill_driver_mid_run(medprep(*command), out)
+    written, unchanged = rerun_counts(capsys, *command)
+    assert (written, unchanged) == (CASES - finished, finished)
+    assert_complete(out, reference)
+
+
+# ---------------------------------------------------------------- Dask
+
+try:
+    import distributed
+except ImportError:  # the compat environment may lack it
+    distributed = None
+needs_dask = pytest.mark.skipif(distributed is None, reason="Dask is not installed (pip install 'medpreplib[dask]')")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import logging
+
+    if distributed is None:
+        pytest.skip("Dask is not installed (pip install 'medpreplib[dask]')")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as local:
+        with distributed.Client(local, set_as_default=False) as client:
+            yield local.scheduler_address, client
+
+
+def kill_a_busy_dask_worker(client, job: str) -> list:
+    """SIGKILL one worker process while it is executing a job named `job` (asked of the worker itself,
+    then killed at once; waits for one, briefly)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = client.run(lambda dask_worker: (os.getpid(), [str(ts.key) for ts in dask_worker.state.tasks.values()
+                                                                 if ts.state == "executing"]))
+        for pid, keys in running.values():
+            if any(job in k for k in keys):
+                os.kill(pid, signal.SIGKILL)
+                return [pid]
+        time.sleep(0.01)
+    return []
+
+
+def test_dask_outputs_and_statistics_equal_the_builtin_pool(dataset, reference, cluster, tmp_path, capsys):
+    address, _ = cluster
+    out = tmp_path / "out"
+    assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--scheduler", address]) == 0
+    summary = capsys.readouterr().out
+    assert "per worker: tcp://" in summary
+    assert json.loads((out / "statistics.json").read_text()) == json.loads((reference / "statistics.json")
+                                                                            .read_text())
+    assert [(r["case"], r["fingerprint"]) for r in rows(out)] == [(r["case"], r["fingerprint"])
+                                                                  for r in rows(reference)]
+    assert_complete(out, reference)
+
+
+def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_path):
+    """Every case written once, none left half-written, the retry in the summary."""
+    from MedPrepLib.executor.dask_pool import DaskPool
+    from MedPrepLib.preprocess import load_pipeline
+    from MedPrepLib.runner import run_dataset
+
+    address, client = cluster
+    out = tmp_path / "out"
+    killed = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "cases" and not killed:
+            killed.extend(kill_a_busy_dask_worker(client, "case_job"))
+
+    # Cases at a finer grid than the reference's: long enough (8x the voxels) for the worker to be
+    # killed in the middle of one, not as it hands its result back.
+    pipeline = load_pipeline(str(dataset.parent / "p.json"), ["resample.spacing=[0.5,0.5,0.5]"])
+    with DaskPool(address=address) as pool:
+        report = run_dataset(pipeline, dataset, out, progress=progress, executor=pool)
+    assert killed and report.retried and not report.failed, report
+    assert len(report.written) == CASES
+    manifest = rows(out)
+    assert sorted(r["case"] for r in manifest) == [f"c{i:02d}" for i in range(CASES)]
+    assert all(r["status"] == "written" for r in manifest)
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
+        p.name for p in (reference / "images").iterdir())
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    client.wait_for_workers(2, timeout=120)  # the nannies restart them, for the tests after this one
+
+
+def test_dask_driver_killed_then_run_again_redoes_only_the_rest(dataset, reference, cluster, tmp_path, capsys):
+    """Killed with its own LocalCluster (whose workers must end with it), taken up again on the
+    running cluster: where the cases ran is no part of what they are."""
+    address, _ = cluster
+    out = tmp_path / "out"
+    command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out)]
+    finished = kill_driver_mid_run(medprep(*command, "--cluster", "local:2"), out)
+    written, unchanged = rerun_counts(capsys, *command, "--scheduler", address)
+    assert (written, unchanged) == (CASES - finished, finished)
+    assert_complete(out, reference)
+
+
+@needs_dask
+def test_an_unreachable_scheduler_is_one_clear_line(dataset, tmp_path, capsys, monkeypatch):
+    import MedPrepLib.executor.dask_pool as dask_pool
+
+    monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT", 2)
+    assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(tmp_path / "out"),
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err[0], err
+
+
+@needs_dask
+def test_an_input_one_worker_cannot_see_stops_the_run_naming_it(dataset, tmp_path, capsys):
+    """One worker runs in a mount namespace where the input folder is an empty tmpfs, as on a node
+    that lacks the shared mount: the probe names that worker and the path, and nothing runs."""
+    import logging
+
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -m (root) to give one worker its own view of the file system")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as local:
+        script = (f"mount -t tmpfs tmpfs {dataset / 'images'} && exec {sys.executable} -m distributed.cli.dask_worker "
+                  f"{local.scheduler_address} --nthreads 1 --no-nanny --no-dashboard")
+        blind = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with distributed.Client(local, set_as_default=False) as client:
+                client.wait_for_workers(2, timeout=60)
+                names = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+            out = tmp_path / "out"
+            capsys.readouterr()
+            assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out),
+                         "--scheduler", local.scheduler_address]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            blind_address = [a for n, a in names.items() if not isinstance(n, int)]
+            assert len(err) == 1 and f"Dask worker {blind_address[0]} cannot see" in err[0], err
+            assert str(dataset / "images" / "c00.nii.gz") in err[0]
+            assert not (out / "manifest.csv").exists()
+        finally:
+            blind.kill()
+            blind.wait()
+
+
+# ---------------------------------------------------------------- anonymize
+
+@pytest.fixture(scope="module")
+def dicom_tree(tmp_path_factory) -> Path:
+    from MedPrepLib.sample import write_ct_series
+
+    root = tmp_path_factory.mktemp("dicom")
+    for i in range(4):
+        write_ct_series(root / f"PAT{i}" / "ct", n_slices=40, rows=32, cols=32, spacing=(2, 2, 3), seed=i,
+                        series_uid=f"1.2.826.0.1.3680043.8.498.7{i + 1}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def anonymized(dicom_tree, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("anon") / "out"
+    assert main(["anonymize", str(dicom_tree), str(out), "--key", "k", "-j", "1"]) == 0
+    return out
+
+
+def files(out: Path) -> dict:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("engine", ["builtin", "dask"])
+def test_anonymize_a_killed_worker_batch_runs_again(dicom_tree, anonymized, tmp_path, engine, request):
+    from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer, anonymize_tree
+    from MedPrepLib.executor.local import LocalPool
+
+    if engine == "dask":
+        from MedPrepLib.executor.dask_pool import DaskPool
+
+        address, client = request.getfixturevalue("cluster")
+        pool = DaskPool(address=address)
+    else:
+        pool = LocalPool(2, preload=["MedPrepLib.anonymize.tree"])
+    killed = []
+
+    def progress(done: int, total: int) -> None:
+        if killed:
+            return
+        if engine == "dask":
+            killed.extend(kill_a_busy_dask_worker(client, "_run_span"))
+        else:  # one of them is busy with a batch, the other may be about to be: kill both
+            for pid in pool.worker_pids().values():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with pool:
+        report = anonymize_tree(dicom_tree, tmp_path / "out", Anonymizer(b"k", AnonymizeOptions()), progress, pool)
+    assert killed and report.retried and report.written == 160 and not report.unreadable
+    assert files(tmp_path / "out") == files(anonymized)
+    if engine == "dask":
+        client.wait_for_workers(2, timeout=120)
+
+
+@pytest.mark.parametrize("engine", ["builtin", "dask"])
+def test_anonymize_driver_killed_then_run_again_redoes_only_the_rest(dicom_tree, anonymized, tmp_path, capsys,
+                                                                     engine, request):
+    where = ["-j", "2"] if engine == "builtin" else ["--scheduler", request.getfixturevalue("cluster")[0]]
+    out = tmp_path / "out"
+    command = ["anonymize", str(dicom_tree), str(out), "--key", "k", *where]
+    proc = subprocess.Popen(medprep(*command), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    journal: list = []
+    workers: list = []
+    while time.monotonic() < deadline and proc.poll() is None and not (journal and (workers or engine == "dask")):
+        workers = descendants(proc.pid) or workers
+        journal = [p for p in out.glob(".medprep-staging-*/journal.jsonl") if p.stat().st_size]
+        time.sleep(0.05)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    if engine == "builtin":  # a cluster's workers stay, as they should
+        assert workers and not [p for p in workers if alive(p)], "worker processes outlived their driver"
+    done_before = sum(len(json.loads(line)["done"]) for line in journal[0].read_text().splitlines())
+    assert 0 < done_before < 160
+    capsys.readouterr()
+    assert main(command) == 0
+    assert f"{done_before} files were done by an earlier, interrupted run" in capsys.readouterr().err
+    assert files(out) == files(anonymized)
