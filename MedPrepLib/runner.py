@@ -111,6 +111,10 @@ def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path
         cases = _match_labels(images, label_files, True)
     if not cases:
         raise MedPrepError("no images found", root, "give a folder of .nii/.nii.gz files or a DICOM tree")
+    if labels_dir and not any(c.label for c in cases):
+        raise MedPrepError("no label map in --labels matches an image", labels_dir,
+                           "for DICOM input, label files are not paired yet; for NIfTI, name each label like its "
+                           "image (case.nii.gz -> case.nii.gz or case_seg.nii.gz)")
     seen = set()
     for c in cases:
         if c.case_id in seen:
@@ -474,8 +478,11 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[
 def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: Union[str, Path],
                 workers: Optional[int] = None, qa: bool = False, labels_dir: Optional[Union[str, Path]] = None,
                 split_file: Optional[Union[str, Path]] = None, statistics_file: Optional[Union[str, Path]] = None,
-                progress: Optional[Callable[[str, int, int], None]] = None) -> RunReport:
-    """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation."""
+                progress: Optional[Callable[[str, int, int], None]] = None, dataset: Any = None) -> RunReport:
+    """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation.
+
+    `dataset` (export.DatasetInfo): name, label names and modalities for the nnU-Net dataset.json.
+    """
     started = time.monotonic()
     in_root, out_dir = Path(input_dir), Path(output_dir)
     if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
@@ -492,6 +499,10 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                                (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
             if split_file:
                 apply_split(cases, split_file)
+            if pipeline.output.format == "nnunet":
+                from .export import unlabelled_training
+
+                report.warnings += unlabelled_training(cases)
             workers = pool.limit(len(cases))
             out_dir.mkdir(parents=True, exist_ok=True)
             pipeline.save(out_dir / "pipeline.json")
@@ -558,7 +569,9 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     _write_manifest(manifest_path, [rows[c.case_id] for c in cases])
     if pipeline.output.format == "nnunet":
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
-        _write_nnunet_json(out_dir, pipeline, done_ok, meta)
+        from .export import write_nnunet_dataset_json
+
+        report.warnings += write_nnunet_dataset_json(out_dir, pipeline, done_ok, meta, dataset)
     if qa:
         from .qa import write_index
 
@@ -574,21 +587,3 @@ def _write_manifest(path: Path, rows: List[Dict[str, Any]]) -> None:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],
-                       meta: Dict[str, Dict[str, Any]]) -> None:
-    """dataset.json for the cases now in the output; label values of unchanged cases come from the old one."""
-    from .export import write_dataset_json
-
-    json_path = out_dir / "dataset.json"
-    old = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    labels = {int(v) for v in old.get("labels", {}).values()}
-    channels = list(old.get("channel_names", {}).values())
-    for m in meta.values():
-        labels.update(m["labels"])
-        if not channels:
-            channels = [m["modality"] or "image"]
-    n_training = sum(1 for c in cases if c.training and c.label is not None)
-    write_dataset_json(out_dir, pipeline.name, channels or ["image"], sorted(labels), n_training,
-                       pipeline.output.gz, pipeline.description)
