@@ -28,7 +28,7 @@ def test_channel_names_pick_nnunet_normalisation():
     assert names == ["image"] and "--modality CT" in warnings[0]
     with pytest.raises(MedPrepError, match="names 3 channels but the images have 2"):
         channel_names(raw, 2, [], DatasetInfo(modalities=("A", "B", "C")))
-    assert not load_pipeline("mr-heart").normalizing_steps() == []  # per-subject z-score
+    assert load_pipeline("mr-heart").normalizing_steps() == ["zscore"]  # per-subject z-score
     assert load_pipeline("nnunet-raw").normalizing_steps() == []
 
 
