@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -28,7 +29,8 @@ def plan_with_nnunet(dataset: Path, env: dict) -> dict:
     and experiment planning (no preprocessing), and return its plans file."""
     shutil.copytree(dataset, Path(env["nnUNet_raw"]) / dataset.name)
     number = str(int(dataset.name[len("Dataset"):len("Dataset") + 3]))
-    done = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", number, "--verify_dataset_integrity",
+    command = str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess")  # the venv's, PATH or not
+    done = subprocess.run([command, "-d", number, "--verify_dataset_integrity",
                            "--no_pp", "-npfp", "1"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"nnU-Net refused {dataset.name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return json.loads((Path(env["nnUNet_preprocessed"]) / dataset.name / "nnUNetPlans.json").read_text())
