@@ -43,12 +43,19 @@ lint: install
 clean:
 	rm -rf $(VENV) $(COMPAT) $(CLIENTS) demo-output bench-output .pytest_cache
 
-# MedPrep's Slicer-side code (MedPrep/MedPrepBridge.py) against the real MRML classes of the slicer-core
-# wheel, which is large (VTK and Slicer's libraries, no Qt): its own extra and target.
-.PHONY: test-slicer
+# The Slicer module in Slicer's own Python layer (Testing/Python/slicer_harness): Slicer's parameterNodeWrapper and
+# ScriptedLoadableModule from ../shared/slicer-python over the real MRML classes of the slicer-core wheel (large: VTK
+# and Slicer's libraries, no Qt), Qt from PySide6. Slicer's own wrapper tests, the bridge, the Logic, the Widget with
+# the real .ui and MedPrepTest. Slicer's files need Python 3.10+: main environment only.
+.PHONY: test-slicer panel-picture
 test-slicer: install
 	$(PY) -m pip install --quiet -e ".[slicer-test]"
 	$(PY) -m pytest -q -p no:cacheprovider Testing/Python/slicer_bridge
+
+# Resources/Screenshots/MedPrep-panel.png: the panel after Scan, Load and Apply on the demo data, rendered by the harness.
+panel-picture: install
+	$(PY) -m pip install --quiet -e ".[slicer-test]"
+	$(PY) Testing/Python/slicer_harness/render_panel.py demo-output
 
 # MedPrep's outputs in the real trainers (nnU-Net v2, MONAI, TorchIO) in their own environment. torch
 # is installed first and pinned, as a CPU build, so that nnunetv2 does not pull a CUDA one.

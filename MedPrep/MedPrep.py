@@ -40,6 +40,7 @@ REQUIREMENTS = [
     ("openjpeg", "pylibjpeg-openjpeg>=2.0"),
     ("rle", "pylibjpeg-rle>=2.0"),
     ("isal", "isal>=1.6"),
+    ("highdicom", "highdicom>=0.22"),
 ]
 
 # Packages only some pipeline steps need, installed on demand when a pipeline that uses the step runs:
@@ -51,6 +52,8 @@ STEP_REQUIREMENTS = {
 
 # Node attribute holding what MedPrep knows about a volume it made: source files, metadata, history.
 RECORD_ATTRIBUTE = "MedPrep.record"
+# Segment/ROI names, numbers, colours and codes of a label map read from a DICOM SEG or RTSTRUCT (its JSON rows).
+SEGMENTS_ATTRIBUTE = "MedPrep.segments"
 CUSTOM_PRESET = "(custom)"
 
 logger = logging.getLogger(__name__)
@@ -200,6 +203,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.overlayButton.clicked.connect(self.onOverlay)
         self.ui.saveButton.clicked.connect(self.onSave)
         self.ui.exportPipelineButton.clicked.connect(self.onExportPipeline)
+        self.ui.saveDicomSegButton.clicked.connect(self.onSaveDicomSeg)
         self.ui.cancelButton.clicked.connect(self.progress.cancel)
         self.ui.headerCollapsibleButton.contentsCollapsed.connect(lambda collapsed: self.updateHeaderTable())
 
@@ -233,7 +237,9 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: MedPrepParameterNode | None) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            # exit() has already let go of the node when the module is entered again.
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -324,6 +330,10 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is None:
             return
         self._parameterNode.inputVolume = node
+        labels = self.runTask(_("Loading annotations"), lambda progress: self.logic.loadAnnotations(
+            series, node, self._scan.annotations_of(series)))
+        if labels:
+            self._parameterNode.inputLabel = labels[0]
         if not _path(self._parameterNode.anonymizedFolder):
             self._parameterNode.anonymizedFolder = Path(_path(self._parameterNode.inputFolder) + "-anonymized")
         if not self._parameterNode.saveName:
@@ -365,9 +375,13 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         report = self.runTask(_("Anonymizing"), lambda progress: self.logic.anonymizeFolder(
             _path(p.inputFolder), _path(p.anonymizedFolder), self.logic.anonymizer(p), progress))
         if report is not None:
-            self.ui.statusLabel.setText(_("{files} files of {series} series written, {withheld} series withheld")
-                                        .format(files=report.written, series=report.series_written,
-                                                withheld=len(report.withheld)))
+            parts = [_("{files} files of {series} series written, {withheld} series withheld").format(
+                files=report.written, series=report.series_written, withheld=len(report.withheld))]
+            if report.damaged:  # the damaged-input counts only when there are any, as the CLI's summary
+                parts.append(_("{damaged} files with damaged pixel data withheld").format(damaged=len(report.damaged)))
+            if report.unreadable:
+                parts.append(_("{unreadable} damaged files not read").format(unreadable=len(report.unreadable)))
+            self.ui.statusLabel.setText(", ".join(parts))
 
     # -- Preprocess -----------------------------------------------------------------------------
 
@@ -391,7 +405,14 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyPreprocess(self) -> None:
         p = self._parameterNode
-        steps = self.currentPipelineSteps()
+        # Presets made for datasets (ct-liver, cxr-pneumonia) end with steps fitted on all training cases:
+        # one volume runs the steps before them; Export pipeline keeps them for `medprep run`.
+        steps, leftOut = self.logic.perImageSteps(self.currentPipelineSteps())
+        leftOutText = _("Applied the steps before {steps}, which need a whole dataset: export the pipeline "
+                        "and run it with medprep run").format(steps=", ".join(leftOut))
+        if not steps:
+            self.ui.statusLabel.setText(leftOutText)
+            return
         if not self.ensureRequirements(steps):
             return
         result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
@@ -400,6 +421,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.NodeModify(p.parameterNode):
                 p.outputVolume, p.outputLabel = result
             self.onCompare()
+            if leftOut:
+                self.ui.statusLabel.setText(leftOutText)
 
     # -- Quality check --------------------------------------------------------------------------
 
@@ -420,6 +443,16 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.outputVolume, _path(p.saveFolder), p.saveName, p.outputLabel, p.compress))
         if paths:
             self.ui.statusLabel.setText(_("Saved {files}").format(files=", ".join(str(f.name) for f in paths)))
+
+    def onSaveDicomSeg(self) -> None:
+        p = self._parameterNode
+        path = qt.QFileDialog.getSaveFileName(self.parent, _("Save label map as DICOM SEG"), "", "DICOM (*.dcm)")
+        if not path:
+            return
+        written = self.runTask(_("Saving"), lambda progress: self.logic.saveAsDicomSeg(p.inputLabel, p.inputVolume,
+                                                                                        path))
+        if written:
+            self.ui.statusLabel.setText(_("Saved {files}").format(files=Path(written).name))
 
     def onExportPipeline(self) -> None:
         path = qt.QFileDialog.getSaveFileName(
@@ -501,10 +534,14 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     def scanFolder(folder: str, ignoreDerived: bool = False, progress=None):
         """The image series under `folder` (MedPrepLib.discovery.scan)."""
         from MedPrepLib.discovery import scan
+        from MedPrepLib.errors import MedPrepError
 
         if not folder:
             raise ValueError(_("Choose a DICOM folder first"))
-        return scan(folder, ignore_derived=ignoreDerived, progress=progress)
+        result = scan(folder, ignore_derived=ignoreDerived, progress=progress)
+        if result.n_files == 0:  # as `medprep scan` says it
+            raise MedPrepError("no files found", folder, "check the path")
+        return result
 
     @staticmethod
     def loadSeries(series, name: str | None = None, scene=None) -> vtkMRMLScalarVolumeNode:
@@ -520,6 +557,50 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         for warning in volume.warnings:
             logger.warning(f"{node.GetName()}: {warning}")
         return node
+
+    @staticmethod
+    def loadAnnotations(series, volumeNode, annotations, scene=None) -> list:
+        """A label map node per SEG/RTSTRUCT of `series`, on the grid of its loaded `volumeNode`
+        (same IJKToRAS), as `medprep convert` writes it; segment names etc. kept in a node attribute."""
+        from MedPrepLib.annotations import read_annotation
+        from MedPrepLib.convert import volume_from_series
+
+        scene = scene or slicer.mrmlScene
+        nodes = []
+        if not annotations:
+            return nodes
+        # The volume again for its slice positions and source images (the node keeps only voxels and geometry).
+        volume = volume_from_series(series)
+        for annotation in annotations:
+            labelmap = read_annotation(annotation.path, volume)
+            node = MedPrepBridge.addVolumeNode(
+                scene, labelmap.volume(), scene.GenerateUniqueName(f"{volumeNode.GetName()} {annotation.kind}"),
+                labelmap=True)
+            node.SetAttribute(SEGMENTS_ATTRIBUTE, json.dumps(labelmap.sidecar()["Segments"]))
+            for warning in labelmap.warnings:
+                logger.warning(f"{node.GetName()}: {warning}")
+            nodes.append(node)
+        return nodes
+
+    def saveAsDicomSeg(self, labelNode, volumeNode, path: str, names: list[str] | None = None) -> Path:
+        """A label map or segmentation node as a DICOM SEG referencing the DICOM series `volumeNode` was
+        loaded from. A segmentation's segments become segments 1, 2, ... in its order, with its names."""
+        from MedPrepLib.annotations.export_seg import export_seg, grid_from_files
+
+        files = self.sourceFiles(volumeNode)
+        if labelNode is None or not files:
+            raise ValueError(_("Choose a label map drawn on a volume loaded from DICOM by MedPrep"))
+        if not path:
+            raise ValueError(_("Choose where to save the DICOM SEG"))
+        segments = None
+        if labelNode.IsA("vtkMRMLSegmentationNode"):
+            label, segmentNames = _segmentationAsLabelVolume(labelNode, volumeNode)
+            names = names or segmentNames
+        else:
+            label = MedPrepBridge.volumeFromNode(labelNode)
+            text = labelNode.GetAttribute(SEGMENTS_ATTRIBUTE)
+            segments = json.loads(text) if text else None
+        return export_seg(label, grid_from_files(files), path, names=names, segments=segments, overwrite=True)
 
     @staticmethod
     def sourceFiles(volumeNode) -> list[str]:
@@ -586,6 +667,16 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         from MedPrepLib.preprocess.pipeline import PRESET_DIR, read_document
 
         return list(read_document(PRESET_DIR / f"{name}.yaml")["steps"])
+
+    @staticmethod
+    def perImageSteps(steps: list[dict]) -> tuple[list[dict], list[str]]:
+        """The steps one volume can run (those before the first that needs a whole dataset's statistics),
+        and the names of the steps left for `medprep run`."""
+        from MedPrepLib.preprocess.pipeline import load_pipeline
+
+        statistics = load_pipeline({"steps": steps}).statistics_steps()
+        first = min(statistics, default=len(steps))
+        return list(steps[:first]), [str(step["step"]) for step in steps[first:]]
 
     def preprocess(self, inputVolume, steps: list[dict], inputLabel=None, progress=None,
                    scene=None) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:
@@ -680,6 +771,25 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
             label = self.volumeFromNode(labelNode)
             written.append(write_nifti(label, Path(folder) / f"{name}_label{suffix}", gz=compress, overwrite=True))
         return written
+
+
+def _segmentationAsLabelVolume(segmentationNode, referenceNode):
+    """Every segment of a segmentation node as labels 1, 2, ... on the reference volume's grid, and their names."""
+    segmentation = segmentationNode.GetSegmentation()
+    ids = vtk.vtkStringArray()
+    names = []
+    for i in range(segmentation.GetNumberOfSegments()):
+        ids.InsertNextValue(segmentation.GetNthSegmentID(i))
+        names.append(segmentation.GetNthSegment(i).GetName())
+    scene = segmentationNode.GetScene()
+    labelNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName("MedPrep export"))
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, ids, labelNode, referenceNode):
+            raise ValueError(_("The segmentation could not be exported as a label map"))
+        return MedPrepBridge.volumeFromNode(labelNode), names
+    finally:
+        scene.RemoveNode(labelNode)
 
 
 def _seriesNodeName(series) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from MedPrepLib.volume import Volume
+from MedPrepLib.volume import RGB24, Volume
 
 # Label maps: the smallest integer type that holds the labels keeps files and memory small.
 _LABEL_TYPES = (np.uint8, np.int16, np.int32)
@@ -79,7 +79,11 @@ def updateNodeFromVolume(node, volume: Volume) -> None:
     """
     if volume.is_4d:
         raise ValueError("a 4D (time series) volume does not fit a scalar volume node; split it into 3D volumes")
-    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+    if volume.is_rgb != bool(node.IsA("vtkMRMLVectorVolumeNode")):
+        raise ValueError("a colour (RGB) volume needs a vector volume node, a grey-value one a scalar node")
+    if volume.is_rgb:
+        array = volume.array  # three uint8 components per voxel, as Slicer's DICOM reader gives colour
+    elif node.IsA("vtkMRMLLabelMapVolumeNode"):
         array = labelArray(volume.scaled())
     else:
         array = realWorldArray(volume)
@@ -87,7 +91,8 @@ def updateNodeFromVolume(node, volume: Volume) -> None:
     nz, ny, nx = array.shape
     imageData = vtk.vtkImageData()
     imageData.SetDimensions(nx, ny, nz)
-    scalars = numpy_support.numpy_to_vtk(array.reshape(-1), deep=True)
+    flat = array.view(np.uint8).reshape(-1, 3) if volume.is_rgb else array.reshape(-1)
+    scalars = numpy_support.numpy_to_vtk(flat, deep=True)
     scalars.SetName("ImageScalars")
     imageData.GetPointData().SetScalars(scalars)
     wasModifying = node.StartModify()
@@ -97,8 +102,12 @@ def updateNodeFromVolume(node, volume: Volume) -> None:
 
 
 def addVolumeNode(scene, volume: Volume, name: str, labelmap: bool = False):
-    """A new vtkMRMLScalarVolumeNode (or vtkMRMLLabelMapVolumeNode) in `scene` holding `volume`."""
-    className = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    """A new vtkMRMLScalarVolumeNode (vtkMRMLLabelMapVolumeNode, or vtkMRMLVectorVolumeNode for an
+    RGB colour volume) in `scene` holding `volume`."""
+    if volume.is_rgb and labelmap:
+        raise ValueError("a colour (RGB) volume cannot be a label map")
+    className = ("vtkMRMLLabelMapVolumeNode" if labelmap else
+                 "vtkMRMLVectorVolumeNode" if volume.is_rgb else "vtkMRMLScalarVolumeNode")
     node = scene.AddNewNodeByClass(className, name)
     try:
         updateNodeFromVolume(node, volume)
@@ -143,11 +152,16 @@ def volumeFromNode(node, meta: dict | None = None, stored: dict[str, Any] | None
     imageData = node.GetImageData()
     if imageData is None:
         raise ValueError(f"volume node '{node.GetName()}' has no image data")
-    if imageData.GetNumberOfScalarComponents() != 1:
-        raise ValueError(f"volume node '{node.GetName()}' has {imageData.GetNumberOfScalarComponents()} "
-                         "components per voxel; only scalar volumes are supported")
+    components = imageData.GetNumberOfScalarComponents()
     nx, ny, nz = imageData.GetDimensions()
-    array = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(nz, ny, nx).copy()
+    values = numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars())
+    if components == 3 and values.dtype == np.uint8:
+        array = np.ascontiguousarray(values).copy().view(RGB24).reshape(nz, ny, nx)
+    elif components != 1:
+        raise ValueError(f"volume node '{node.GetName()}' has {components} components per voxel; only "
+                         "scalar volumes and 8-bit RGB colour volumes are supported")
+    else:
+        array = values.reshape(nz, ny, nx).copy()
     ijkToRas = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(ijkToRas)
     affine = _arrayFromMatrix(ijkToRas)

@@ -1,8 +1,9 @@
 """What the MedPrep panel shows, computed from plain data, and applied to widgets by explicit setters.
 
-Kept apart from MedPrep.py so that it runs without Slicer: the functions take simple widgets
-(QTableWidget, QProgressBar, QLabel...) and call only what PythonQt and PySide6 share, so the
-tests drive them with PySide6 widgets loaded from the same .ui file.
+Kept apart from MedPrep.py so that it runs without Slicer: the functions take plain data, or simple
+widgets (QTableWidget, QProgressBar, QLabel...) through their methods only, never PythonQt's property
+attributes, so the tests check the data without Qt and the panel in Slicer's Python layer
+(Testing/Python/slicer_harness).
 """
 from __future__ import annotations
 

@@ -13,8 +13,12 @@ from typing import IO, Any, Iterator, Union
 
 
 @contextlib.contextmanager
-def atomic_path(target: Union[str, Path], overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` when the block succeeds."""
+def atomic_path(target: Union[str, Path], overwrite: bool = False, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target`, with `mode`, when the block succeeds.
+
+    The temporary file is created 0600 and only then given `mode`, whatever the umask: a private
+    file (mode 0o600) is never readable by others, not even while it is being written.
+    """
     target = Path(target)
     if target.exists() and not overwrite:
         raise FileExistsError(str(target))
@@ -24,7 +28,7 @@ def atomic_path(target: Union[str, Path], overwrite: bool = False) -> Iterator[P
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -33,13 +37,14 @@ def atomic_path(target: Union[str, Path], overwrite: bool = False) -> Iterator[P
 
 
 @contextlib.contextmanager
-def atomic_open(target: Union[str, Path], mode: str = "wb", overwrite: bool = False) -> Iterator[IO[Any]]:
-    with atomic_path(target, overwrite=overwrite) as tmp:
+def atomic_open(target: Union[str, Path], mode: str = "wb", overwrite: bool = False,
+                permissions: int = 0o644) -> Iterator[IO[Any]]:
+    with atomic_path(target, overwrite=overwrite, mode=permissions) as tmp:
         with open(tmp, mode) as fh:
             yield fh
 
 
-def write_json(target: Union[str, Path], obj: Any, overwrite: bool = False) -> None:
-    with atomic_open(target, "w", overwrite=overwrite) as fh:
+def write_json(target: Union[str, Path], obj: Any, overwrite: bool = False, permissions: int = 0o644) -> None:
+    with atomic_open(target, "w", overwrite=overwrite, permissions=permissions) as fh:
         json.dump(obj, fh, indent=2, ensure_ascii=False, allow_nan=False, default=str)
         fh.write("\n")

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .assemble import series_to_volume
+from .diffusion import write_gradients
 from .discovery import Series, Skipped, scan
 from .errors import MedPrepError
-from .naming import fields_from_dataset, render_name, unique_name
+from .naming import (INPUT_PATH_PLACEHOLDERS, fields_from_dataset, placeholders, postfix_for, render_name,
+                     unique_name)
 from .nifti import write_nifti
 from .sidecar import dicom_fields, write_sidecar
 from .volume import Volume
@@ -26,11 +28,16 @@ class ConvertOptions:
     overwrite: bool = False
     tilt_correct: bool = False
     equalize_spacing: bool = False
+    annotations: bool = True        # SEG/RTSTRUCT of a series -> <name>_seg / <name>_rtstruct label map + JSON
+    label_onehot: bool = False      # 4D, one volume per segment (overlaps kept) instead of a 3D label map
+    keep_fractions: bool = False    # FRACTIONAL SEG: the fractions (4D float) instead of fraction >= 0.5
     anonymizer: Any = None          # a MedPrepLib.anonymize.Anonymizer; None keeps headers as they are
+    debug: bool = False             # let an internal error (a bug) raise instead of reporting it per series
 
     def params(self) -> Dict[str, Any]:
         d = asdict(self)
         d["anonymize"] = d.pop("anonymizer") is not None
+        del d["debug"]
         return d
 
 
@@ -49,6 +56,8 @@ class ConvertReport:
     skipped: List[Skipped] = field(default_factory=list)     # files that are not images
     failed: List[Skipped] = field(default_factory=list)      # series that could not be converted
     n_files: int = 0
+    internal_errors: int = 0                                 # series lost to a bug, not to their data
+    labelmaps: List[Output] = field(default_factory=list)    # label maps of SEG/RTSTRUCT objects
     # What a message may show: with de-identification, input paths are replaced (see `path_scrubber`).
     redact: Callable[[str], str] = str
 
@@ -66,8 +75,13 @@ def volume_from_series(series: Series, options: Optional[ConvertOptions] = None)
     return vol
 
 
-def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Volume]:
-    """Every series under `path` as a Volume (series that cannot be assembled are left out)."""
+def read_dicom(path: Union[str, Path], ignore_derived: bool = False,
+               warn: Optional[Callable[[str], None]] = None) -> List[Volume]:
+    """Every series under `path` as a Volume.
+
+    A series that cannot be assembled is an error, unless the caller passes `warn`: then it is
+    reported there and left out (a viewer may still want the others).
+    """
     result = scan(path, ignore_derived=ignore_derived)
     if not result.series:
         raise MedPrepError("no DICOM image series found", path, "check the folder")
@@ -75,10 +89,13 @@ def read_dicom(path: Union[str, Path], ignore_derived: bool = False) -> List[Vol
     for s in result.series:
         try:
             volumes.append(volume_from_series(s, ConvertOptions(ignore_derived=ignore_derived)))
-        except MedPrepError:
-            continue
+        except MedPrepError as exc:
+            if warn is None:
+                raise MedPrepError(f"{_series_label(s)} cannot be converted: {exc.what}", exc.path or path,
+                                   exc.hint) from None
+            warn(f"{_series_label(s)} not converted: {exc.one_line()}")
     if not volumes:
-        raise MedPrepError("no series could be converted", path)
+        raise MedPrepError("no series could be converted", path, "see the warnings above")
     return volumes
 
 
@@ -166,16 +183,17 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
         raise MedPrepError("input does not exist", in_path, "give a DICOM folder or file")
     if out_dir.exists() and not out_dir.is_dir():
         raise MedPrepError("output is not a folder", out_dir)
-    if options.anonymizer is not None and "%f" in options.name_template:
-        raise MedPrepError("the %f placeholder (input folder name) cannot be used with --anonymize",
-                           hint="folder names often carry patient names or IDs; use %s, %d, %p or %i")
+    used = placeholders(options.name_template)
+    if options.anonymizer is not None and used & set(INPUT_PATH_PLACEHOLDERS):
+        raise MedPrepError("the %f and %b placeholders (input folder and file name) cannot be used with --anonymize",
+                           hint="file and folder names often carry patient names or IDs; use %s, %d, %p or %i")
     result = scan(in_path, ignore_derived=options.ignore_derived,
                   progress=(lambda d, t: progress("scanning", d, t)) if progress else None)
     report = ConvertReport(skipped=list(result.skipped), n_files=result.n_files)
     if options.anonymizer is not None:
         # File and folder names often carry patient names or IDs: no message names an input path.
         report.redact = path_scrubber(in_path, [f.path for s in result.series for f in s.files] +
-                                      [s.path for s in result.skipped])
+                                      [s.path for s in result.skipped] + [a.path for a in result.annotations])
         if warn is not None:
             warn = _redacted(warn, report.redact)
     if not result.series:
@@ -197,18 +215,28 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             if warn:
                 warn(f"{label} not converted: {exc.one_line()}")
             continue
-        except (ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError, MemoryError) as exc:
+        except MemoryError:
             where = series.files[0].path
-            report.failed.append(Skipped(where, f"{label}: {exc.__class__.__name__}: {exc}"))
+            report.failed.append(Skipped(where, f"{label}: not enough memory"))
             if warn:
-                warn(f"{label} not converted: malformed series ({exc.__class__.__name__}) ({where})")
+                warn(f"{label} not converted: not enough memory to assemble it ({where})")
+            continue
+        except Exception as exc:  # a bug in MedPrep, never blamed on the data; the other series go on
+            if options.debug:
+                raise
+            where = series.files[0].path
+            report.failed.append(Skipped(where, f"{label}: internal error: {exc.__class__.__name__}: {exc}"))
+            report.internal_errors += 1
+            if warn:
+                warn(f"{label} not converted: internal error ({exc.__class__.__name__}: {exc}) ({where}); "
+                     "this is a bug in MedPrep, please report it (`medprep --debug convert ...` shows the traceback)")
             continue
         ds0 = series.first
         if options.anonymizer is not None:
             # Names and sidecar fields come from a de-identified copy; the input stays untouched.
             ds0 = options.anonymizer.anonymize(copy.deepcopy(ds0))
-        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name))
-        name = unique_name(base, taken, series.postfix or None)
+        base = render_name(options.name_template, fields_from_dataset(ds0, folder_name, series.files[0].path.name))
+        name = unique_name(base, taken, postfix_for(options.name_template, series.postfix) or None)
         targets = _targets(out_dir, name, ext, options, label, report, warn)
         if targets is None:
             continue
@@ -220,9 +248,13 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
             vol.meta.update(dicom_fields(ds0))
             vol.warnings = [report.redact(w) for w in vol.warnings]
         corrected = _tilt_spacing_volume(vol, options, series, label, warn)
+        gradients = vol.meta.get("_gradient_table")
+        grid = _annotation_grid(vol, result.annotations_of(series) if options.annotations else [])
         vol.meta = {k: v for k, v in vol.meta.items() if not k.startswith("_")}
         vol.history[-1]["params"] = options.params()
         write_pair(vol, nifti_path, json_path, options.gz)
+        if gradients is not None:
+            write_gradients(gradients, out_dir / name)
         for w in vol.warnings:
             if warn:
                 warn(f"{name}: {w}")
@@ -230,7 +262,64 @@ def convert(in_path: Union[str, Path], out_dir: Union[str, Path], options: Optio
                                      list(vol.warnings)))
         if corrected is not None:
             _write_tilt_spacing(corrected, vol, name, out_dir, ext, taken, options, series, report, warn)
+        if grid is not None:
+            _write_annotations(result.annotations_of(series), grid, name, out_dir, ext, taken, options, series,
+                               report, warn)
+    if options.annotations:
+        for a in result.annotations:
+            if a.missing_reference:
+                report.failed.append(Skipped(a.path, f"{a.kind}: referenced image series not found"))
+                if warn:
+                    warn(report.redact(f"{a.kind} not converted: the image series it references is not among the "
+                                       f"input files ({a.path})"))
     return report
+
+
+def _annotation_grid(vol: Volume, annotations: List[Any]) -> Any:
+    """The image grid the series' annotations go on (taken while the volume keeps its slice positions)."""
+    if not annotations:
+        return None
+    from .annotations import ImageGrid
+
+    return ImageGrid.from_volume(vol)
+
+
+def _write_annotations(annotations: List[Any], grid: Any, name: str, out_dir: Path, ext: str, taken: set,
+                       options: ConvertOptions, series: Series, report: ConvertReport,
+                       warn: Optional[Callable[[str], None]]) -> None:
+    """<image name>_seg / _rtstruct label map NIfTI + JSON for every SEG/RTSTRUCT of the series."""
+    from .annotations import ANNOTATION_SUFFIX, read_annotation, write_labelmap
+
+    for a in annotations:
+        label = f"{a.kind} of {_series_label(series)}"
+        try:
+            labelmap = read_annotation(a.path, grid, keep_fractions=options.keep_fractions)
+        except MedPrepError as exc:
+            report.failed.append(Skipped(a.path, f"{label}: {exc.what}"))
+            if warn:
+                warn(report.redact(f"{label} not converted: {exc.one_line()}"))
+            continue
+        if options.anonymizer is not None:
+            from .annotations import deidentify_names
+
+            deidentify_names(labelmap, a.path, options.anonymizer)
+            labelmap.warnings = [report.redact(w) for w in labelmap.warnings]
+        target_name = unique_name(name + ANNOTATION_SUFFIX[a.kind], taken)
+        targets = _targets(out_dir, target_name, ext, options, label, report, warn)
+        if targets is None:
+            continue
+        nifti_path, json_path = targets
+        write_labelmap(labelmap, nifti_path, json_path, gz=options.gz, onehot=options.label_onehot, overwrite=True)
+        overlap = labelmap.overlap_voxels()
+        notes = list(labelmap.warnings)
+        if overlap and not (options.label_onehot or labelmap.fractional):
+            notes.append(f"{overlap} voxel(s) in more than one segment: the highest number wins "
+                         "(--label-onehot keeps them all)")
+        for w in notes:
+            if warn:
+                warn(f"{target_name}: {w}")
+        report.labelmaps.append(Output(nifti_path, json_path, list(labelmap.volume(options.label_onehot).shape_xyz),
+                                       series.series_number, notes))
 
 
 def _withhold_burned_in(series: Series, anonymizer: Any, label: str, report: ConvertReport,

@@ -51,7 +51,7 @@ def is_dicom(path: Union[str, Path]) -> bool:
 
 # What reading a file's pixel data takes from its header (see pixels.py).
 PIXEL_KEYWORDS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "SamplesPerPixel",
-                  "NumberOfFrames")
+                  "NumberOfFrames", "PhotometricInterpretation", "PlanarConfiguration")
 
 
 def pixel_header(ds: Dataset) -> Dataset:

@@ -1,8 +1,9 @@
 """Find DICOM image series anywhere under a path and split them as dcm2niix would.
 
 Files are recognised by content, never by name. Non-DICOM files, DICOMDIR and non-image objects
-(structured reports, RT structure sets, presentation states, encapsulated documents, raw data)
-are skipped and reported. Frames are grouped by SeriesInstanceUID, then split where one series
+(structured reports, presentation states, encapsulated documents, raw data) are skipped and
+reported; segmentations (SEG) and RT structure sets are listed apart as annotations of the image
+series they reference. Frames are grouped by SeriesInstanceUID, then split where one series
 holds several volumes: different matrix size or orientation, echo number, image kind
 (magnitude/phase/real/imaginary/field map), and derived or localizer images.
 """
@@ -21,6 +22,8 @@ from .frames import Frame, file_frames
 
 KIND_POSTFIX = {"M": "", "P": "_ph", "R": "_real", "I": "_imaginary", "B0": "_fieldmaphz"}
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# Segmentation Storage and RT Structure Set Storage: annotations of image series, listed apart.
+ANNOTATION_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.481.3")
 
 
 @dataclass
@@ -93,10 +96,9 @@ class Series:
         rows, cols = self.size
         mosaic = self.frames[0].mosaic_slices
         if mosaic:
-            import math
+            from .assemble import mosaic_layout
 
-            tiles = math.ceil(math.sqrt(mosaic))
-            rows, cols = rows // tiles, cols // tiles
+            rows, cols = mosaic_layout(self.frames[0], rows, cols)[2:]
         row = {
             "study_date": str(self._get("StudyDate")),
             "modality": self.modality,
@@ -126,6 +128,14 @@ class ScanResult:
     series: List[Series]
     skipped: List[Skipped]
     n_files: int
+    annotations: List[Any] = field(default_factory=list)   # MedPrepLib.annotations.AnnotationObject
+
+    def annotations_of(self, series: Series) -> List[Any]:
+        """The SEG and RTSTRUCT objects that annotate `series`. When one SeriesInstanceUID was split
+        into several volumes, they go with its main part (no postfix), else with its first part."""
+        parts = [s for s in self.series if s.uid == series.uid]
+        main = next((s for s in parts if not s.postfix), parts[0] if parts else series)
+        return [a for a in self.annotations if series.uid in a.referenced_series] if main is series else []
 
     def skipped_by_reason(self) -> Dict[str, int]:
         return count_reasons(self.skipped)
@@ -140,11 +150,17 @@ def count_reasons(skipped: List[Skipped]) -> Dict[str, int]:
     return counts
 
 
-def walk_files(root: Union[str, Path]) -> Iterator[Path]:
-    """Every regular file under root, following directory symlinks once (loops are cut)."""
+def walk_files(root: Union[str, Path],
+               on_error: Optional[Callable[[Path, OSError], None]] = None) -> Iterator[Path]:
+    """Every regular file under root, following directory symlinks once (loops are cut).
+
+    A folder that cannot be listed is passed to `on_error` (the walk goes on); without it, it raises.
+    """
     root = Path(root)
     if root.is_file():
         yield root
+        return
+    if not root.is_dir():  # a device or socket given as the input: nothing to walk
         return
     seen = set()
     stack = [root]
@@ -156,7 +172,10 @@ def walk_files(root: Union[str, Path]) -> Iterator[Path]:
                 continue
             seen.add(real)
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
+        except OSError as exc:
+            if on_error is None:
+                raise
+            on_error(folder, exc)
             continue
         subdirs = []
         for entry in entries:
@@ -170,12 +189,19 @@ def walk_files(root: Union[str, Path]) -> Iterator[Path]:
         stack.extend(reversed(subdirs))
 
 
+def _sop_class(ds) -> str:
+    return str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+               or "")
+
+
 def _non_image_reason(f: DicomFile) -> Optional[str]:
     ds = f.ds
-    sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+    sop = _sop_class(ds)
     media = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if DICOMDIR_CLASS in (sop, media) or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
+    if sop in ANNOTATION_CLASSES:
+        return None  # kept: scan lists them as annotations, anonymize de-identifies them with their images
     if not f.has_pixels:
         if len(ds) == 0:
             return "unreadable DICOM file: empty or truncated data set"
@@ -202,10 +228,21 @@ def read_image_header(path: Path) -> Tuple[Optional[DicomFile], str]:
 def _split_key(fr: Frame) -> Tuple:
     ds = fr.ds
     ori = tuple(round(v, 3) for v in fr.orientation) if fr.orientation else None
+    # A multi-frame object without echo numbers tells its echoes apart by each frame's effective
+    # echo time (MR Echo functional group); split_series numbers them in order of echo time.
+    echo: Any = fr.echo
+    if echo is None and fr.index is not None and fr.echo_time is not None:
+        echo = ("TE", round(fr.echo_time, 4))
     return (
         int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
-        ori, fr.echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
+        ori, echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
     )
+
+
+def _echo_numbers(keys: List[Tuple]) -> Dict[Any, Optional[int]]:
+    """Each split key's echo (key[3]) as a number: echo numbers as they are, echo times ranked."""
+    times = sorted({k[3][1] for k in keys if isinstance(k[3], tuple)})
+    return {k[3]: (times.index(k[3][1]) + 1 if isinstance(k[3], tuple) else k[3]) for k in keys}
 
 
 def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Series]:
@@ -214,17 +251,25 @@ def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Serie
     for fr, key in zip(frames, keys):
         groups.setdefault(key, []).append(fr)
     parts = list(groups.items())
+    numbers = _echo_numbers([k for k, _ in parts])
     if len(parts) == 1:
-        return [Series(uid=uid, frames=frames)]
+        # One volume still says what it is, as dcm2niix names it: a later echo (_e2) and a phase,
+        # real, imaginary or field-map image keep their postfix.
+        key, fr0 = parts[0][0], frames[0]
+        postfix = ""
+        if not fr0.derived and not fr0.localizer:
+            echo = numbers[key[3]]
+            postfix = (f"_e{echo}" if echo is not None and echo > 1 else "") + KIND_POSTFIX.get(fr0.kind, "")
+        return [Series(uid=uid, frames=frames, postfix=postfix)]
     # Several volumes under one UID get dcm2niix's postfixes: _e<n> for echoes (ordinal when the
     # echo numbers do not tell them apart), then the image kind.
     primary = [p for p in parts if not p[1][0].derived and not p[1][0].localizer]
-    echoes = {k[3] for k, _ in primary}
+    echoes = {numbers[k[3]] for k, _ in primary}
     kinds = [k[4] for k, _ in primary]
     multi_echo = len(echoes) > 1 or (len(primary) > 1 and len(set(kinds)) > 1)
     out = []
     ordinal = 0
-    for _key, frs in parts:
+    for key, frs in parts:
         fr0 = frs[0]
         postfix = ""
         if fr0.localizer:
@@ -234,8 +279,8 @@ def split_series(uid: str, frames: List[Frame], keys: List[Tuple]) -> List[Serie
         else:
             ordinal += 1
             if multi_echo:
-                echo = fr0.echo if len(echoes) > 1 and fr0.echo is not None else ordinal
-                postfix = f"_e{echo}"
+                echo = numbers[key[3]]
+                postfix = f"_e{echo if len(echoes) > 1 and echo is not None else ordinal}"
             postfix += KIND_POSTFIX.get(fr0.kind, "")
         out.append(Series(uid=uid, frames=frs, postfix=postfix))
     # Different matrix sizes or orientations that are not told apart otherwise.
@@ -259,12 +304,20 @@ class FileScan:
     series_key: Tuple[str, str] = ("", "")
     split_keys: List[Tuple] = field(default_factory=list)
     reason: str = ""
+    annotation: Any = None          # an AnnotationObject for SEG and RTSTRUCT files
 
 
 def scan_file(path: Path) -> FileScan:
     f, reason = read_image_header(path)
     if f is None:
         return FileScan(path, reason=reason)
+    if _sop_class(f.ds) in ANNOTATION_CLASSES:
+        from .annotations import describe
+
+        try:
+            return FileScan(path, annotation=describe(f.ds, path))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return FileScan(path, reason=f"malformed annotation object: {exc.__class__.__name__}")
     try:
         frames = file_frames(f)
     except Exception as exc:  # noqa: BLE001 - malformed functional groups etc.
@@ -294,17 +347,25 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
     back with its path, offsets and pixel attributes, and reads its header again when asked (see
     DicomFile), which the scan itself does for one file per series only.
     """
-    files = list(walk_files(path))
+    skipped: List[Skipped] = []
+
+    def unreadable(folder: Path, exc: OSError) -> None:
+        skipped.append(Skipped(folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))
+
+    files = list(walk_files(path, on_error=unreadable))
     if map_chunks is None or len(files) < SCAN_ALONE:
         scanned: Iterable[FileScan] = (scan_file(p) for p in files)
     else:
         chunks = [files[i:i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]
         scanned = (one for chunk in map_chunks(scan_files, chunks) for one in chunk)
-    skipped: List[Skipped] = []
     by_uid: "OrderedDict[Tuple[str, str], Tuple[List[Frame], List[Tuple]]]" = OrderedDict()
+    annotations = []
     for i, one in enumerate(scanned):
         if progress:
             progress(i + 1, len(files))
+        if one.annotation is not None:
+            annotations.append(one.annotation)
+            continue
         if one.reason:
             skipped.append(Skipped(one.path, one.reason))
             continue
@@ -321,4 +382,7 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
             series.append(s)
     series.sort(key=lambda s: (s.series_number if s.series_number is not None else 1 << 30,
                                s.postfix, s.uid))
-    return ScanResult(series=series, skipped=skipped, n_files=len(files))
+    present = {s.uid for s in series}
+    for a in annotations:
+        a.missing_reference = not (set(a.referenced_series) & present)
+    return ScanResult(series=series, skipped=skipped, n_files=len(files), annotations=annotations)

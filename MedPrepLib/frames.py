@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from pydicom.dataset import Dataset
 
-from . import siemens
+from . import siemens, uih
 from .dicomfile import DicomFile
 
 Vec3 = Tuple[float, float, float]
@@ -35,8 +35,10 @@ class Frame:
     localizer: bool
     instance: int
     time_key: Tuple[float, ...]   # orders volumes of a time series at one position
-    mosaic_slices: int = 0        # Siemens mosaic: number of slices tiled in this frame
+    mosaic_slices: int = 0        # Siemens mosaic or UIH grid: number of slices tiled in this frame
     mosaic_normal: Optional[Vec3] = None
+    mosaic_grid: Optional[Tuple[int, int]] = None  # (tiles down, across) when not Siemens' square layout
+    tile_positions: Optional[Tuple[Vec3, ...]] = None  # each tile's own ImagePositionPatient (UIH)
     philips_scale_slope: Optional[float] = None
     bvalue: Optional[float] = None
     gradient: Optional[Vec3] = None
@@ -89,7 +91,10 @@ def _seconds(tm: Any) -> float:
     return hh * 3600 + mm * 60 + ss
 
 
-def classify_image_type(image_type: Sequence[str], philips_type: Optional[str] = None) -> str:
+def classify_image_type(image_type: Sequence[str], philips_type: Optional[str] = None,
+                        complex_component: Optional[str] = None) -> str:
+    """"M", "P", "R", "I" or "B0" from ImageType/FrameType, the Philips private image type and, for
+    enhanced frames, ComplexImageComponent (MAGNITUDE, PHASE, REAL, IMAGINARY; PS3.3 C.8.13.3)."""
     values = [str(v).upper() for v in image_type or ()]
     if philips_type:
         p = str(philips_type).upper()
@@ -110,7 +115,12 @@ def classify_image_type(image_type: Sequence[str], philips_type: Optional[str] =
             return "I"
         if v in ("FIELD_MAP", "B0_MAP", "B0"):
             return "B0"
-    return "M"
+    return _COMPLEX_KIND.get(str(complex_component or "").upper(), "M")
+
+
+_COMPLEX_KIND = {"PHASE": "P", "REAL": "R", "IMAGINARY": "I"}
+# Dimension index pointers that locate a frame in space rather than in time or contrast (PS3.3 C.7.6.17).
+_SPATIAL_DIMENSIONS = {0x00209056, 0x00209057, 0x00200032}  # StackID, InStackPositionNumber, ImagePositionPatient
 
 
 def _is_localizer(ds: Dataset, image_type: Sequence[str]) -> bool:
@@ -143,6 +153,29 @@ def _diffusion(ds: Dataset) -> Tuple[Optional[float], Optional[Vec3]]:
     return b, g
 
 
+def _private(ds: Optional[Dataset], group: int, creator: str, element: int) -> Any:
+    """The value of private element `element` (0x00-0xFF) of `creator`'s block in `group`, or None."""
+    if ds is None:
+        return None
+    try:
+        block = ds.private_block(group, creator)
+    except (KeyError, ValueError):
+        return None
+    return block[element].value if element in block else None
+
+
+def _ice_echo(pf: Optional[Dataset]) -> Optional[int]:
+    """Siemens XA echo number: the first number after "X_" of the per-frame ICE dimensions
+    (0021,xx06 of "SIEMENS MR SDI 02"), which XA enhanced objects carry instead of EchoNumbers."""
+    items = _private(pf, 0x0021, "SIEMENS MR SDI 02", 0xFE)
+    try:
+        item = items[0] if items else None
+    except (TypeError, IndexError):
+        return None
+    dims = str(_private(item, 0x0021, "SIEMENS MR SDI 02", 0x06) or "").split("_")
+    return _int(dims[1]) if len(dims) > 2 and dims[0] == "X" else None
+
+
 def _philips_scale(ds: Optional[Dataset]) -> Optional[float]:
     if ds is not None and (0x2005, 0x100E) in ds:
         return _float(ds[0x2005, 0x100E].value)
@@ -155,17 +188,31 @@ def classic_frame(f: DicomFile) -> Frame:
     philips_type = ds[0x2005, 0x1011].value if (0x2005, 0x1011) in ds else None
     bvalue, gradient = _diffusion(ds)
     mosaic_n, mosaic_normal = siemens.mosaic_info(ds)
+    grid = tiles = None
+    if not mosaic_n:
+        mosaic_n = uih.grid_slices(ds)
+        grid = uih.grid_shape(mosaic_n, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)) \
+            if mosaic_n else None
+        if grid is None:
+            mosaic_n = 0
+        else:
+            tiles = uih.slice_positions(ds, mosaic_n)
+            if bvalue is None and gradient is None:
+                bvalue, gradient = uih.diffusion(ds)
     echo = _int(ds.get("EchoNumbers"))
+    # Phases of a multi-phase series (cine, ASL, any TriggerTime series) follow their trigger time,
+    # whatever order their acquisition times and instance numbers are in.
     time_key = (
         float(_int(ds.get("TemporalPositionIdentifier")) or 0),
         float(_int(ds.get("AcquisitionNumber")) or 0),
-        _seconds(ds.get("AcquisitionTime")) + 1e-6 * (_float(ds.get("TriggerTime")) or 0.0),
+        _float(ds.get("TriggerTime")) or 0.0,
+        _seconds(ds.get("AcquisitionTime")),
         float(_int(ds.get("InstanceNumber")) or 0),
     )
     return Frame(
         file=f,
         index=None,
-        position=_floats(ds.get("ImagePositionPatient"), 3),
+        position=_floats(ds.get("ImagePositionPatient"), 3) or (tiles[0] if tiles else None),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2),
         thickness=_float(ds.get("SliceThickness")),
@@ -180,6 +227,8 @@ def classic_frame(f: DicomFile) -> Frame:
         time_key=time_key,
         mosaic_slices=mosaic_n,
         mosaic_normal=mosaic_normal,
+        mosaic_grid=grid,
+        tile_positions=tiles,
         philips_scale_slope=_philips_scale(ds),
         bvalue=bvalue,
         gradient=gradient,
@@ -192,6 +241,12 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     n = _int(ds.get("NumberOfFrames")) or len(per_frame)
     top_type = list(ds.get("ImageType", []) or [])
+    top_echo = _int(ds.get("EchoNumbers"))
+    # Volumes of one object are ordered by their non-spatial dimension index values, the last declared
+    # dimension first (the order dcm2niix gives; dimensions that split the object, such as echo or
+    # image kind, are constant within each volume); then by temporal position and acquisition number.
+    dims = [_int(item.get("DimensionIndexPointer")) for item in ds.get("DimensionIndexSequence") or []]
+    temporal_dims = [k for k, ptr in enumerate(dims) if ptr not in _SPATIAL_DIMENSIONS]
     frames = []
     for i in range(n):
         pf = per_frame[i] if i < len(per_frame) else None
@@ -211,6 +266,11 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
         frame_type = list(ftype.get("FrameType", []) or []) if ftype is not None else top_type
         philips_type = philips[0x2005, 0x1011].value if philips is not None and (0x2005, 0x1011) in philips \
             else None
+        echo = _int(philips.get("EchoNumbers")) if philips is not None else None
+        if echo is None:
+            echo = _ice_echo(pf) if pf is not None else None
+        if echo is None:
+            echo = top_echo
         bvalue = _float(diff.get("DiffusionBValue")) if diff is not None else None
         gradient = None
         if diff is not None:
@@ -219,7 +279,9 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
                 gradient = _floats(gitem.get("DiffusionGradientOrientation"), 3)
         temporal = _int(content.get("TemporalPositionIndex")) if content is not None else None
         acq = _int(content.get("FrameAcquisitionNumber")) if content is not None else None
-        dim = tuple(content.get("DimensionIndexValues") or ()) if content is not None else ()
+        dim = content.get("DimensionIndexValues") if content is not None else None
+        dim = (dim,) if isinstance(dim, int) else tuple(dim or ())  # one value reads as an int
+        order = tuple(float(dim[k]) for k in reversed(temporal_dims) if k < len(dim))
         frames.append(Frame(
             file=f,
             index=i,
@@ -229,14 +291,15 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
             thickness=_float(meas.get("SliceThickness")) if meas is not None else None,
             slope=(_float(pvt.get("RescaleSlope")) or 1.0) if pvt is not None else 1.0,
             intercept=(_float(pvt.get("RescaleIntercept")) or 0.0) if pvt is not None else 0.0,
-            echo=None,
+            echo=echo,
             echo_time=_float(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None,
-            kind=classify_image_type(frame_type, philips_type),
+            kind=classify_image_type(frame_type, philips_type,
+                                     (ftype.get("ComplexImageComponent") if ftype is not None else None)
+                                     or ds.get("ComplexImageComponent")),
             derived=_is_derived(ds, frame_type, bvalue, gradient),
             localizer=_is_localizer(ds, frame_type),
             instance=_int(ds.get("InstanceNumber")) or 0,
-            time_key=(float(temporal or 0), float(acq or 0), float(i), 0.0) if temporal or acq
-            else (float(dim[0]) if dim else 0.0, 0.0, float(i), 0.0),
+            time_key=order + (float(temporal or 0), float(acq or 0), float(i), 0.0),
             philips_scale_slope=_philips_scale(philips),
             bvalue=bvalue,
             gradient=gradient,
@@ -262,7 +325,7 @@ def classic_multiframe(f: DicomFile, first: Frame, n: int) -> List[Frame]:
             normal = np.cross(row, col)
             position = tuple((np.asarray(first.position) + i * step * normal).tolist())
         frames.append(dataclasses.replace(first, index=i, position=position,
-                                          time_key=first.time_key[:3] + (float(i),)))
+                                          time_key=first.time_key[:-1] + (float(i),)))
     return frames
 
 

@@ -10,9 +10,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .volume import LPS_FROM_RAS
+from .affine import LPS_FROM_RAS
 
 POSITION_TOL_MM = 0.01
+# Angle between the slice normal and the line through the slice positions above which a stack is
+# gantry-tilted (sheared); well below anything a scanner tilts by, well above float noise.
+TILT_TOL_DEG = 0.01
 
 
 @dataclass
@@ -20,7 +23,7 @@ class StackGeometry:
     """Where each slice lies along the normal and what that means for the affine."""
 
     affine: np.ndarray                 # voxel -> RAS
-    slice_vector: np.ndarray           # LPS mm between consecutive slices (mean)
+    slice_vector: np.ndarray           # LPS mm between consecutive slices (the affine's slice axis)
     distances: np.ndarray              # sorted distances along the normal
     tilt_deg: float = 0.0
     variable_spacing: bool = False
@@ -49,6 +52,33 @@ def _fmt(values: Sequence[float]) -> str:
     return "\\".join(f"{float(v):g}" for v in values)
 
 
+def sheared_step(gap: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """The slice vector of a gantry-tilted stack: the true displacement between neighbouring slices.
+
+    The bed moves the patient between slices while the slice plane stays tilted, so each slice lies
+    displaced in-plane from the one before; the NIfTI slice axis must carry that displacement (a
+    shear) to put every voxel where the DICOM positions say. This holds whatever the sign of the
+    tilt, the vendor's sign convention for GantryDetectorTilt (0018,1120), or the stored slice
+    order: it comes from ImagePositionPatient and ImageOrientationPatient alone. dcm2niix instead
+    writes the bed direction times the distance along the normal (|gap| x cos(tilt)), which places
+    slice k k x |gap| x (1 - cos(tilt)) short of its position.
+    """
+    return gap if float(gap @ normal) >= 0 else -gap
+
+
+def qform_frame(affine: np.ndarray) -> np.ndarray:
+    """What a qform (rotation and zooms, no shear) can hold of a sheared, gantry-tilted affine: the
+    slice axis replaced by its component along the slice normal. Every slice plane keeps its
+    orientation, position and distance from the next; only the in-plane shift between slices is
+    lost (the sform keeps it). dcm2niix writes the same qform, and pixdim[3] is then the distance
+    between the slice planes."""
+    out = np.array(affine, dtype=float)
+    normal = np.cross(out[:3, 0], out[:3, 1])
+    normal /= np.linalg.norm(normal)
+    out[:3, 2] = normal * float(out[:3, 2] @ normal)
+    return out
+
+
 def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np.ndarray:
     """Label each (sorted) distance with the index of its slice position."""
     labels = np.zeros(len(distances), dtype=int)
@@ -58,8 +88,17 @@ def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np
 
 
 def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float],
-                 positions: np.ndarray, fallback_thickness: Optional[float]) -> StackGeometry:
-    """Affine of a stack of slices whose first voxels lie at `positions` (n x 3, sorted along normal)."""
+                 positions: np.ndarray, fallback_thickness: Optional[float],
+                 anchor_last: bool = False) -> StackGeometry:
+    """Affine of a stack of slices whose first voxels lie at `positions` (n x 3, sorted along the normal
+    or against it).
+
+    The slice axis is dcm2niix's: it starts at the first slice of `positions` or, with `anchor_last`
+    (files stored top-down), at the last one, and steps by that slice's distance to its neighbour,
+    straight along the normal. Averaging over the stack instead differs from dcm2niix
+    by the rounding of the positions (0.01 mm and more). A gantry-tilted stack keeps its true,
+    sheared step from that neighbour (see `sheared_step`), which dcm2niix shortens by cos(tilt).
+    """
     warnings: List[str] = []
     if not valid_orientation(orientation):
         # normal_of gives +z for these too, so the slices were sorted as the axial fallback assumes.
@@ -74,8 +113,9 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
         dr = dc = 1.0
     n = len(positions)
     distances = positions @ normal
+    origin = positions[0]
     if n > 1:
-        vec = (positions[-1] - positions[0]) / (n - 1)
+        through = (positions[-1] - positions[0]) / (n - 1)
         steps = np.diff(distances)
         mean_step = float(np.mean(steps))
         variable = bool(np.max(steps) - np.min(steps) > max(0.01, 0.01 * abs(mean_step)))
@@ -91,12 +131,23 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
                                 + ", ".join(f"{a:.2f}..{b:.2f} mm" for a, b in gaps[:5]))
             warnings.append(f"slice spacing varies from {np.min(steps):.3f} to {np.max(steps):.3f} mm: "
                             "a single affine cannot place every slice exactly (use --equalize-spacing)")
-        along = float(np.dot(vec, normal))
-        off = vec - along * normal
+        # Tilt from the whole stack, where the rounding of single positions averages out.
+        along = float(np.dot(through, normal))
+        off = through - along * normal
         tilt = float(np.degrees(np.arctan2(np.linalg.norm(off), abs(along)))) if along else 90.0
-        if tilt > 0.01:
+        if float(np.linalg.norm(off)) * (n - 1) <= POSITION_TOL_MM:
+            tilt = 0.0      # an in-plane drift within the rounding of the positions is no tilt
+        if tilt > TILT_TOL_DEG:
             warnings.append(f"gantry tilt of {tilt:.2f} degrees: the affine is sheared "
                             "(use --tilt-correct for an orthogonal grid)")
+        first, second = (n - 1, n - 2) if anchor_last else (0, 1)
+        gap = positions[second] - positions[first]
+        # Either way the vector points from the first slice of `positions` towards the last (a
+        # Siemens mosaic stacks them against the orientation's normal).
+        up = normal if along >= 0 else -normal
+        vec = sheared_step(gap, up) if tilt > TILT_TOL_DEG else up * float(np.linalg.norm(gap))
+        if anchor_last:
+            origin = positions[-1] - (n - 1) * vec
     else:
         thickness = fallback_thickness if fallback_thickness and fallback_thickness > 0 else 1.0
         vec = normal * thickness
@@ -105,7 +156,7 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
     lps[:3, 0] = row * dc
     lps[:3, 1] = col * dr
     lps[:3, 2] = vec
-    lps[:3, 3] = positions[0]
+    lps[:3, 3] = origin
     # The LPS/RAS flip is its own inverse.
     return StackGeometry(affine=LPS_FROM_RAS @ lps, slice_vector=vec, distances=distances,
                          tilt_deg=tilt, variable_spacing=variable, gaps=gaps, warnings=warnings)

@@ -16,6 +16,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_path
 from .errors import MedPrepError
+from .geometry import qform_frame
 from .volume import Volume
 
 
@@ -62,8 +63,10 @@ def nifti_header(volume: Volume) -> nib.Nifti1Header:
     if len(shape) == 4:
         zooms.append(float(volume.meta.get("RepetitionTime") or 1.0))
     hdr.set_zooms(zooms[: len(shape)])
-    hdr.set_sform(volume.affine, code=1)
-    hdr.set_qform(volume.affine, code=1)
+    # Code 0 (unknown) where the DICOM did not say where the voxels are in the patient.
+    code = 0 if volume.meta.get("PatientGeometryUnknown") else 1
+    hdr.set_sform(volume.affine, code=code)
+    hdr.set_qform(qform_frame(volume.affine) if volume.is_sheared else volume.affine, code=code)
     hdr.set_xyzt_units("mm", "sec")
     if volume.slope != 1.0 or volume.inter != 0.0:
         hdr["scl_slope"] = volume.slope
@@ -86,8 +89,12 @@ def _write_stream(fh, volume: Volume) -> None:
     arr = volume.array
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    # A strided array (a reoriented view) goes out one outer slice at a time, never copied whole.
-    slabs = [arr] if arr.flags.c_contiguous else arr.reshape((-1,) + arr.shape[-2:])
+    if arr.dtype.names:
+        # RGB24 triplets: memoryview cannot take structured items, their bytes are the same.
+        arr = arr.view(np.uint8) if arr.flags.c_contiguous else np.ascontiguousarray(arr).view(np.uint8)
+    # A strided array (a reoriented view, 3D or 4D) goes out one 2D slice at a time, never copied whole
+    # (reshaping such a view to merge its outer axes would copy all of it).
+    slabs = [arr] if arr.flags.c_contiguous else (arr[index] for index in np.ndindex(*arr.shape[:-2]))
     for slab in slabs:
         mem = memoryview(np.ascontiguousarray(slab).reshape(-1)).cast("B")
         for start in range(0, len(mem), _BLOCK):

@@ -7,12 +7,8 @@ decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when 
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import sys
-import threading
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import pydicom
@@ -20,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from .dicomfile import DicomFile
 from .errors import SeriesError
+from .volume import RGB24
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _PYDICOM_PREAMBLE = "Unable to decode as exceptions were raised by all available plugins: "
@@ -36,6 +33,24 @@ def stored_dtype(ds: Dataset) -> np.dtype:
 
 def samples_per_pixel(ds: Dataset) -> int:
     return int(ds.get("SamplesPerPixel", 1) or 1)
+
+
+def is_colour(ds: Dataset) -> bool:
+    return samples_per_pixel(ds) == 3
+
+
+def as_rgb(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Decoded colour pixels (..., 3) as RGB, whatever the photometric interpretation.
+
+    pydicom 3 converts YBR_FULL / YBR_FULL_422 to RGB while decoding; pydicom 2 leaves that to the
+    caller. YBR_ICT / YBR_RCT (JPEG 2000) come out of the decoder as RGB in both.
+    """
+    photometric = str(ds.get("PhotometricInterpretation", "RGB")).strip().upper()
+    if photometric in ("YBR_FULL", "YBR_FULL_422") and int(pydicom.__version__.split(".")[0]) < 3:
+        from pydicom.pixel_data_handlers.util import convert_color_space
+
+        arr = convert_color_space(arr, photometric, "RGB")
+    return arr
 
 
 def fix_stored_bits(arr: np.ndarray, ds: Dataset) -> None:
@@ -78,35 +93,6 @@ def _native_pixel_span(f: DicomFile, explicit: bool) -> Optional[tuple]:
     return start, length
 
 
-@contextlib.contextmanager
-def _c_stderr_silenced() -> Iterator[None]:
-    """Drop what C decoders (OpenJPEG) print straight to file descriptor 2 on corrupt data.
-
-    The exception they raise says the same thing; the stray lines would break the one-line errors.
-    Only the main thread touches the process-wide descriptor (threads could not restore it safely).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class FrameReader:
     """Reads frames of one series; caches decoded multi-frame files so each is decoded once."""
 
@@ -121,6 +107,11 @@ class FrameReader:
         rows, cols = int(ds.Rows), int(ds.Columns)
         if out.shape != (rows, cols):
             raise SeriesError(f"frame is {rows}x{cols}, expected {out.shape[0]}x{out.shape[1]}", f.path)
+        if out.dtype == RGB24:
+            arr = self._decode(f)
+            frame = arr[frame_index or 0] if arr.ndim == 4 else arr
+            out.view(np.uint8).reshape(rows, cols, 3)[...] = frame
+            return
         ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
         dtype = stored_dtype(ds)
         if ts in NATIVE_LE and samples_per_pixel(ds) == 1 and dtype.itemsize * 8 == int(ds.BitsAllocated):
@@ -152,15 +143,17 @@ class FrameReader:
             return self._decoded[key]
         try:
             full = pydicom.dcmread(str(f.path), force=True)
-            with _c_stderr_silenced():
-                arr = full.pixel_array
+            arr = full.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
             # One line: plug-in errors span several.
             detail = " ".join(str(exc).split()).replace(_PYDICOM_PREAMBLE, "")[:160]
             raise SeriesError(f"cannot decode pixel data ({exc.__class__.__name__}: {detail})", f.path,
                               "the file may be corrupt, or a decoder plug-in is missing") from exc
-        if samples_per_pixel(f.pixel_ds) != 1:
-            raise SeriesError("colour images are not supported", f.path)
+        if is_colour(f.pixel_ds):
+            arr = as_rgb(arr, f.pixel_ds)
+        elif samples_per_pixel(f.pixel_ds) != 1:
+            raise SeriesError(f"{samples_per_pixel(f.pixel_ds)} samples per pixel are not supported", f.path,
+                              "only grey-value (1) and colour (3) images can be converted")
         arr = np.ascontiguousarray(arr)
         if arr.dtype.kind in "iu":
             fix_stored_bits(arr, f.pixel_ds)

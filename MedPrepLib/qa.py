@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
+from .affine import voxel_spacing
 from .atomic import atomic_path, atomic_open
 from .errors import MedPrepError
 from .preprocess.orient import reorient_array
@@ -36,13 +37,13 @@ def mid_slices(array: np.ndarray, affine: np.ndarray) -> Tuple[List[np.ndarray],
     """Axial, coronal and sagittal mid-slices (rows, cols) and their pixel sizes (row mm, col mm)."""
     vol = array[0] if array.ndim == 4 else array
     if 1 in vol.shape:  # a 2D image (radiograph): one panel, as stored
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)[::-1]  # along z, y, x
+        spacing = voxel_spacing(affine)[::-1]  # along z, y, x
         keep = [a for a in range(3) if vol.shape[a] > 1]
         keep = keep if len(keep) == 2 else [1, 2]
         return [vol.reshape([vol.shape[a] for a in keep])], [(spacing[keep[0]], spacing[keep[1]])]
     # LPS voxel order puts patient right on the left and anterior at the top of an axial slice.
     lps, aff = reorient_array(vol, affine, "LPS")
-    sx, sy, sz = np.linalg.norm(aff[:3, :3], axis=0)
+    sx, sy, sz = voxel_spacing(aff)
     nz, ny, nx = lps.shape
     axial = lps[nz // 2]
     coronal = lps[:, ny // 2, :][::-1]

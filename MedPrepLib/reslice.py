@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .volume import LPS_FROM_RAS, Volume
+from .affine import LPS_FROM_RAS
+from .volume import Volume
 
 # In-plane displacement (pixels) over the whole stack below which a stack counts as not tilted:
 # far below anything interpolation could resolve.
@@ -226,6 +227,7 @@ def tilt_and_spacing_correct(volume: Volume, tilt: bool, equalize: bool, *,
     out = volume.with_array(np.ascontiguousarray(data), LPS_FROM_RAS @ lps, slope=volume.slope, inter=volume.inter)
     out.meta["_slice_positions_lps"] = origin + np.outer(targets, along)
     out.meta["_slice_normal"] = stack.normal.copy()
+    out.meta.pop("_slice_sources", None)  # resampled slices no longer are the source images
     out.meta["SliceSpacing"] = float(step)
     tilt_deg = float(np.degrees(np.arctan2(np.hypot(stack.shift_rows[-1] * stack.dr, stack.shift_cols[-1] * stack.dc),
                                            stack.dist[-1])))

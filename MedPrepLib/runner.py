@@ -3,7 +3,8 @@
 Input: a folder of NIfTI images (flat with optional `--labels` folder, `images/` + `labels/`, or
 the nnU-Net/MSD layout `imagesTr/labelsTr/imagesTs`), or a DICOM tree (one case per series).
 Labels are matched by case name: the file name without extension, without a `_0000` channel
-suffix, and for labels without a `_seg`, `_label`, `_mask` suffix.
+suffix, and for labels without a `_seg`, `_label`, `_mask` suffix. In a DICOM tree, a series' SEG
+or RT Structure Set (paired by referenced SeriesInstanceUID) is its label map.
 
 Output folder: the cases in the pipeline's format, `pipeline.json` (the resolved pipeline, for
 replay), `statistics.json` (dataset statistics from the training cases only), `manifest.csv`
@@ -49,6 +50,7 @@ class Case:
     training: bool = True
     series: Any = None               # discovery.Series for DICOM cases
     inputs: List[Path] = field(default_factory=list)
+    label_names: Optional[List[str]] = None  # SEG/RTSTRUCT labels: segments/ROIs kept, numbered 1, 2, ...
 
     def input_bytes(self, stamp: Optional[List[Tuple[str, int, int]]] = None) -> int:
         """Bytes of all input files (from `stamp` if already taken): how large a job the case is."""
@@ -134,8 +136,25 @@ def dicom_cases(root: Path, map_chunks: Optional[Callable] = None,
         digest = hashlib.sha256((s.uid + s.postfix).encode()).hexdigest()[:12]
         files = [f.path for f in s.files]
         folder = Path(os.path.commonpath([str(p.parent) for p in files]))
-        cases.append(Case(f"series-{digest}", folder, None, True, s, files))
+        # The series' SEG or RTSTRUCT (paired by referenced SeriesInstanceUID; SEG first) is its label map.
+        notes = sorted(result.annotations_of(s), key=lambda a: (a.kind != "SEG", str(a.path)))
+        cases.append(Case(f"series-{digest}", folder, notes[0].path if notes else None, True, s, files))
     return cases
+
+
+def read_case_label(case: Case) -> Optional[Volume]:
+    """The case's label map: a NIfTI file, or its series' SEG/RTSTRUCT put on the series' grid."""
+    if case.label is None:
+        return None
+    if case.series is None or NIFTI_RE.search(case.label.name):
+        return read_label(case.label)
+    from .annotations import read_annotation
+    from .convert import volume_from_series
+
+    labelmap = read_annotation(case.label, volume_from_series(case.series))
+    if case.label_names:
+        labelmap = labelmap.select(case.label_names)
+    return labelmap.volume()
 
 
 def apply_split(cases: List[Case], split_file: Union[str, Path]) -> None:
@@ -286,7 +305,7 @@ def _fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int
     """(True, this case's share of the statistics) or (False, why it could not give one)."""
     try:
         _limit_threads(workers)
-        label = read_label(case.label) if case.label else None
+        label = read_case_label(case)
         keep = None
         if stage is not None and stage.index == index:
             def keep(image: Volume, prepared_label: Optional[Volume]) -> None:
@@ -314,7 +333,7 @@ def _case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str,
         if staged is not None:
             (source, label), first = staged, stage.index
         else:
-            label = read_label(case.label) if case.label else None
+            label = read_case_label(case)
             source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
         out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
         del source, staged  # the input, unless kept for the QA picture, goes before the writing
@@ -478,6 +497,7 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, workers: Union[
 def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: Union[str, Path],
                 workers: Optional[int] = None, qa: bool = False, labels_dir: Optional[Union[str, Path]] = None,
                 split_file: Optional[Union[str, Path]] = None, statistics_file: Optional[Union[str, Path]] = None,
+                label_names: Optional[List[str]] = None,
                 progress: Optional[Callable[[str, int, int], None]] = None, dataset: Any = None) -> RunReport:
     """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation.
 
@@ -499,6 +519,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                                (lambda d, t: progress("DICOM headers", d, t)) if progress else None)
             if split_file:
                 apply_split(cases, split_file)
+            for c in cases:
+                c.label_names = list(label_names) if label_names else None
             if pipeline.output.format == "nnunet":
                 from .export import unlabelled_training
 
@@ -534,7 +556,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             base = _digest([pipeline.digest(), {str(k): v for k, v in report.statistics.items()}, qa])
             for c in cases:
                 stamp = stamps[c.case_id]
-                fingerprint = _digest([base, c.training, stamp])
+                fingerprint = _digest([base, c.training, stamp] + ([c.label_names] if c.label_names else []))
                 row = {"case": c.case_id, "split": "train" if c.training else "test",
                        "image_in": _relative(c.image, in_root), "label_in": _relative(c.label, in_root),
                        "fingerprint": fingerprint}

@@ -8,7 +8,8 @@ headers is obviously fake unless the caller passes its own `patient` fields.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -209,6 +210,8 @@ def write_series(
     series_uid: str | None = None,
     frame_of_reference_uid: str | None = None,
     extra: dict[str, Any] | None = None,
+    slice_positions: Sequence[Sequence[float]] | None = None,
+    instance_numbers: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write `volume` as classic single-frame DICOM files, one per slice, into `out_dir`.
 
@@ -227,6 +230,9 @@ def write_series(
     file_names: "sequential" (IM00001.dcm...), "uid" (<SOPInstanceUID>.dcm) or "shuffled-noext"
         (I00042..., not in slice order, no extension).
     extra: keyword -> value set on every file last, overriding anything above; None removes the element.
+    slice_positions: ImagePositionPatient of each slice (n_z x 3), replacing origin + k * sz * normal,
+        e.g. for a gantry-tilted stack whose slices are displaced in-plane (see `write_tilted_ct`).
+    instance_numbers: InstanceNumber of each file (time-major for 4D), instead of 1, 2, 3, ...
     Returns the written paths in slice order (time-major for 4D).
     """
     modality = modality.upper()
@@ -254,6 +260,14 @@ def write_series(
         raise ValueError("row_dir and col_dir must be orthogonal")
     normal = np.cross(row, col)
     origin = np.asarray(origin_lps, dtype=float)
+    if slice_positions is None:
+        positions = origin + np.outer(np.arange(n_z) * sz, normal)
+    else:
+        positions = np.asarray(slice_positions, dtype=float)
+        if positions.shape != (n_z, 3):
+            raise ValueError(f"slice_positions must be {n_z} x 3, got shape {positions.shape}")
+    if instance_numbers is not None and len(instance_numbers) != n_t * n_z:
+        raise ValueError(f"instance_numbers needs {n_t * n_z} values, got {len(instance_numbers)}")
     signed, bits = _stored_range(volume4, slope, intercept)
     dtype = np.int16 if signed else np.uint16
     identity = dict(DEMO_PATIENT)
@@ -338,10 +352,10 @@ def write_series(
             ds.PixelData = stored.tobytes()
             if ts not in _UNCOMPRESSED:
                 ds.compress(ts, stored)
-            ds.InstanceNumber = i + 1
+            ds.InstanceNumber = int(instance_numbers[i]) if instance_numbers is not None else i + 1
             ds.AcquisitionNumber = t + 1
             if spec["plane"]:
-                pos = origin + k * sz * normal
+                pos = positions[k]
                 ds.ImagePositionPatient = [round(float(v), 6) for v in pos]
                 ds.SliceLocation = round(float(pos @ normal), 6)
             if n_t > 1:
@@ -360,6 +374,148 @@ def write_series(
             _write(path, ds)
             paths.append(path)
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Enhanced (multi-frame) MR
+
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+_COMPONENT = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}
+# DimensionIndexPointer -> FunctionalGroupPointer of the dimensions write_enhanced_mr declares.
+_DIMENSIONS = (
+    ("StackID", "FrameContentSequence"),
+    ("InStackPositionNumber", "FrameContentSequence"),
+    ("EffectiveEchoTime", "MREchoSequence"),
+    ("ComplexImageComponent", "MRImageFrameTypeSequence"),
+)
+
+
+def _item(**values: Any) -> Dataset:
+    ds = Dataset()
+    for key, value in values.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def write_enhanced_mr(
+    path: PathLike,
+    images: dict[tuple[int, str], np.ndarray],
+    *,
+    echo_times: Sequence[float],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    origin_lps: Sequence[float] = (0.0, 0.0, 0.0),
+    row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+    col_dir: Sequence[float] = (0.0, 1.0, 0.0),
+    scaling: Sequence[tuple[float, float]] = ((1.0, 0.0),),
+    frame_order: str = "dimension",
+    dimension_index: bool = True,
+    positions: bool = True,
+    series_number: int = 1,
+    series_description: str = "MedPrep synthetic enhanced MR",
+    series_uid: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write one Enhanced MR Image Storage object (one file, one frame per slice and image) to `path`.
+
+    images: (echo index, kind) -> real-world values of shape (z, y, x); echo index counts from 1 and
+        picks the frame's EffectiveEchoTime from `echo_times` (the object has no echo numbers, as the
+        standard's MR Echo functional group has none); kind is "M", "P", "R" or "I"
+        (ComplexImageComponent MAGNITUDE, PHASE, REAL, IMAGINARY).
+    spacing, origin_lps, row_dir, col_dir: as in `write_series`; slice k of every image lies at
+        origin + k * sz * (row_dir x col_dir).
+    scaling: (RescaleSlope, RescaleIntercept) pairs given to the frames in turn, in the Pixel Value
+        Transformation functional group of each frame; stored = round((value - intercept) / slope)
+        as int16. With one pair every frame shares it.
+    frame_order: "dimension" (images in the order given, slices in order) or "shuffled" (a fixed
+        permutation drawn from `seed`: readers must order frames by their own attributes).
+    dimension_index: declare the Dimension Index (stack, in-stack position, echo time, image kind)
+        and give every frame its DimensionIndexValues.
+    positions: False leaves out Plane Position and Orientation (a non-conformant object whose frames
+        have no place in the patient).
+    """
+    keys = list(images)
+    first = np.asarray(images[keys[0]])
+    n_z, rows, cols = first.shape
+    row = _unit(row_dir, "row_dir")
+    col = _unit(col_dir, "col_dir")
+    normal = np.cross(row, col)
+    sx, sy, sz = (float(v) for v in spacing)
+    origin = np.asarray(origin_lps, dtype=float)
+    kinds = sorted({k for _, k in keys})
+
+    frames = [(e, kind, z) for e, kind in keys for z in range(n_z)]
+    if frame_order == "shuffled":
+        frames = [frames[i] for i in np.random.default_rng(seed).permutation(len(frames))]
+    elif frame_order != "dimension":
+        raise ValueError(f"frame_order must be 'dimension' or 'shuffled', got {frame_order!r}")
+
+    per_frame = []
+    pixels = []
+    for i, (e, kind, z) in enumerate(frames):
+        slope, intercept = scaling[i % len(scaling)]
+        values = np.asarray(images[(e, kind)][z], dtype=np.float64)
+        stored = np.rint((values - intercept) / slope)
+        if stored.min() < -32768 or stored.max() > 32767:
+            raise ValueError(f"echo {e} {kind} slice {z}: values do not fit int16 with slope {slope}")
+        pixels.append(stored.astype("<i2"))
+        content = _item(StackID="1", InStackPositionNumber=z + 1, TemporalPositionIndex=1)
+        if dimension_index:
+            content.DimensionIndexValues = [1, z + 1, e, kinds.index(kind) + 1]
+        fg = _item(
+            FrameContentSequence=[content],
+            MREchoSequence=[_item(EffectiveEchoTime=float(echo_times[e - 1]))],
+            MRImageFrameTypeSequence=[_item(FrameType=["ORIGINAL", "PRIMARY", kind, "NONE"],
+                                            PixelPresentation="MONOCHROME", VolumetricProperties="VOLUME",
+                                            VolumeBasedCalculationTechnique="NONE",
+                                            ComplexImageComponent=_COMPONENT[kind], AcquisitionContrast="T1")],
+            PixelValueTransformationSequence=[_item(RescaleSlope=slope, RescaleIntercept=intercept,
+                                                    RescaleType="US")],
+        )
+        if positions:
+            pos = origin + z * sz * normal
+            fg.PlanePositionSequence = [_item(ImagePositionPatient=[round(float(v), 6) for v in pos])]
+        per_frame.append(fg)
+
+    shared = _item(PixelMeasuresSequence=[_item(PixelSpacing=[sy, sx], SliceThickness=sz,
+                                                SpacingBetweenSlices=sz)])
+    if positions:
+        shared.PlaneOrientationSequence = [
+            _item(ImageOrientationPatient=[round(float(v), 10) for v in np.concatenate([row, col])])]
+    sop_uid = generate_uid()
+    ds = _item(
+        SpecificCharacterSet="ISO_IR 100",
+        ImageType=["ORIGINAL", "PRIMARY", "T1", "MIXED" if len(kinds) > 1 else "NONE"],
+        SOPClassUID=ENHANCED_MR_STORAGE, SOPInstanceUID=sop_uid,
+        StudyDate=_DATE, SeriesDate=_DATE, ContentDate=_DATE, AcquisitionDateTime=_DATE + _TIME,
+        StudyTime=_TIME, SeriesTime=_TIME, ContentTime=_TIME,
+        AccessionNumber="DEMO0001", Modality="MR", Manufacturer="MedPrep",
+        ManufacturerModelName="Synthetic phantom", ReferringPhysicianName="",
+        StudyDescription="MedPrep synthetic study", SeriesDescription=series_description,
+        ProtocolName=series_description, **DEMO_PATIENT,
+        StudyInstanceUID=generate_uid(), SeriesInstanceUID=series_uid or generate_uid(),
+        FrameOfReferenceUID=generate_uid(), StudyID="1", SeriesNumber=int(series_number), InstanceNumber=1,
+        ContentQualification="PRODUCT", MRAcquisitionType="3D", MagneticFieldStrength=3,
+        SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", NumberOfFrames=len(frames),
+        Rows=rows, Columns=cols, BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=1,
+        BurnedInAnnotation="NO", LossyImageCompression="00",
+        SharedFunctionalGroupsSequence=[shared], PerFrameFunctionalGroupsSequence=per_frame,
+    )
+    if dimension_index:
+        organization = generate_uid()
+        ds.DimensionOrganizationSequence = [_item(DimensionOrganizationUID=organization)]
+        ds.DimensionIndexSequence = [
+            _item(DimensionOrganizationUID=organization, DimensionIndexPointer=tag_for_keyword(pointer),
+                  FunctionalGroupPointer=tag_for_keyword(group))
+            for pointer, group in _DIMENSIONS]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = np.stack(pixels).tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, ds)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,6 +663,95 @@ def write_ct_series(out_dir: PathLike, n_slices: int = 300, rows: int = 512, col
 
 
 # ---------------------------------------------------------------------------------------------
+# Gantry-tilted CT
+
+# GantryDetectorTilt (0018,1120) is nominal ("not intended for mathematical computations", PS3.3
+# C.8.15.3.3) and its sign is the vendor's: GE writes +18.5 for slices whose column direction points
+# to the feet (ImageOrientationPatient 1\0\0\0\0.948\-0.317 in the GE HiSpeed series of dcm_qa_ct),
+# Philips the opposite sign for the same geometry (dcm2niix negates Philips' value before correcting:
+# nii_dicom_batch.cpp, nii_saveNII3Dtilt, "see 'Manix' example from Osirix").
+_TILT_SIGN = {"GE": 1.0, "PHILIPS": -1.0}
+_TILT_VENDOR = {"GE": ("GE MEDICAL SYSTEMS", "LightSpeed16"), "PHILIPS": ("Philips", "Brilliance 64")}
+
+
+@dataclass
+class TiltedStack:
+    """Where every voxel of a series written by `write_tilted_ct` lies (LPS mm), in bed order."""
+
+    paths: list[Path]            # one file per slice, slice 0 (lowest bed position) first
+    row: np.ndarray              # direction of increasing column index
+    col: np.ndarray              # direction of increasing row index (tilted out of the axial plane)
+    positions: np.ndarray        # ImagePositionPatient of each slice (n x 3)
+    spacing: tuple[float, float]  # mm between columns, between rows
+    gantry_tilt_tag: float       # GantryDetectorTilt as the vendor writes it
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row, self.col)
+
+    def voxel_lps(self, shape: tuple[int, int]) -> np.ndarray:
+        """LPS position of every voxel of slices `shape` (rows, cols) large: (z, y, x, 3)."""
+        j, i = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+        inplane = j[..., None] * self.spacing[1] * self.col + i[..., None] * self.spacing[0] * self.row
+        return self.positions[:, None, None, :] + inplane[None]
+
+
+def tilted_orientation(tilt_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of an axial slice plane tilted by `tilt_deg` about the patient's
+    left-right axis (positive: the column direction, anterior to posterior, leans to the feet)."""
+    t = np.radians(tilt_deg)
+    return np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(t), -np.sin(t)])
+
+
+def write_tilted_ct(out_dir: PathLike, tilt_deg: float, field: Callable[[np.ndarray], np.ndarray], *,
+                    vendor: str = "GE", order: str = "ascending", rows: int = 32, cols: int = 16,
+                    spacing: Sequence[float] = (0.7, 0.5, 2.0), bed_z: Sequence[float] | None = None,
+                    n_slices: int = 8, origin_lps: Sequence[float] = (-5.0, -8.0, 20.0),
+                    **write_series_kwargs: Any) -> TiltedStack:
+    """Write an axial CT acquired with the gantry tilted by `tilt_deg` (either sign), sampling `field`.
+
+    As on the scanner, the slice plane is tilted (`tilted_orientation`) while the bed moves the
+    patient along LPS z, so slice k lies at origin + bed_z[k] * z: displaced in-plane from the slice
+    before by bed step x sin(tilt), the sheared stack every gantry-tilted CT is. `field` maps LPS
+    positions (..., 3) to HU; each voxel holds it at the voxel's position, so where every value
+    belongs is known exactly. `vendor` ("GE" or "Philips") sets Manufacturer and the sign of
+    GantryDetectorTilt by that vendor's convention (see `_TILT_SIGN`). `order` is how InstanceNumber
+    runs against the bed: "ascending", "descending" or "shuffled" (a fixed permutation).
+    spacing: (between columns, between rows, bed step); `bed_z` overrides the bed steps (variable
+    spacing). Returns the geometry written.
+    """
+    key = vendor.upper()
+    if key not in _TILT_SIGN:
+        raise ValueError(f"vendor must be 'GE' or 'Philips', got {vendor!r}")
+    dc, dr, step = (float(v) for v in spacing)
+    z = np.arange(n_slices) * step if bed_z is None else np.asarray(bed_z, dtype=float)
+    row, col = tilted_orientation(tilt_deg)
+    positions = np.asarray(origin_lps, dtype=float) + np.outer(z, [0.0, 0.0, 1.0])
+    stack = TiltedStack(paths=[], row=row, col=col, positions=positions, spacing=(dc, dr),
+                        gantry_tilt_tag=round(_TILT_SIGN[key] * float(tilt_deg), 6))
+    values = np.asarray(field(stack.voxel_lps((rows, cols))), dtype=float)
+    n = len(z)
+    if order == "ascending":
+        numbers = list(range(1, n + 1))
+    elif order == "descending":
+        numbers = list(range(n, 0, -1))
+    elif order == "shuffled":
+        numbers = [int(v) + 1 for v in np.random.default_rng(n).permutation(n)]
+    else:
+        raise ValueError(f"order must be 'ascending', 'descending' or 'shuffled', got {order!r}")
+    manufacturer, model = _TILT_VENDOR[key]
+    extra = {"Manufacturer": manufacturer, "ManufacturerModelName": model,
+             "GantryDetectorTilt": stack.gantry_tilt_tag}
+    extra.update(write_series_kwargs.pop("extra", None) or {})
+    kwargs: dict[str, Any] = {"modality": "CT", "intercept": -1024.0, "slope": 1.0,
+                              "series_description": f"tilted CT {tilt_deg:+g} deg", "extra": extra}
+    kwargs.update(write_series_kwargs)
+    stack.paths = write_series(out_dir, values, spacing=(dc, dr, step), row_dir=row, col_dir=col,
+                               slice_positions=positions, instance_numbers=numbers, **kwargs)
+    return stack
+
+
+# ---------------------------------------------------------------------------------------------
 # Chest X-ray phantom
 
 
@@ -613,3 +858,139 @@ def write_cxr(out_dir: PathLike, rows: int = 2048, cols: int = 2048, photometric
     }
     kwargs.update(write_series_kwargs)
     return write_series(out_dir, image[None], **kwargs)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Vendor layouts the conformance data lacks variants of: UIH grids, colour images, multi-phase series
+
+
+def write_uih_grid(out_dir: PathLike, volume: np.ndarray, *, spacing: Sequence[float] = (2.0, 2.0, 3.0),
+                   origin_lps: Sequence[float] = (0.0, 0.0, 0.0), row_dir: Sequence[float] = (1.0, 0.0, 0.0),
+                   col_dir: Sequence[float] = (0.0, 1.0, 0.0), bvalues: Sequence[float] | None = None,
+                   gradients: Sequence[Sequence[float]] | None = None, series_number: int = 1) -> list[Path]:
+    """Write a (t, z, y, x) uint16 volume as United Imaging grids: one file per time point, its z
+    slices tiled row by row, ceil(sqrt(z)) across, in UIH's private "Image Private Header" block
+    (0065,xx50 number of images, 0065,xx51 one item per tile with its ImagePositionPatient, and
+    0065,xx09 / 0065,xx37 b-value and image-space gradient when given). No top-level position.
+    """
+    volume = np.asarray(volume)
+    n_t, n_z, rows, cols = volume.shape
+    across = int(np.ceil(np.sqrt(n_z)))
+    down = int(np.ceil(n_z / across))
+    row, col = _unit(row_dir, "row_dir"), _unit(col_dir, "col_dir")
+    normal = np.cross(row, col)
+    sx, sy, sz = (float(v) for v in spacing)
+    origin = np.asarray(origin_lps, dtype=float)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in range(n_t):
+        grid = np.zeros((down * rows, across * cols), dtype=np.uint16)
+        for k in range(n_z):
+            r, c = divmod(k, across)
+            grid[r * rows:(r + 1) * rows, c * cols:(c + 1) * cols] = volume[t, k]
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = _MODALITIES["MR"]["sop_class"]
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = _MODALITIES["MR"]["sop_class"]
+        for key, value in DEMO_PATIENT.items():
+            setattr(ds, key, value)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "VFRAME"]
+        ds.Modality, ds.Manufacturer, ds.ProtocolName = "MR", "UIH", "dti_grid"
+        ds.StudyDate, ds.StudyTime = "***", "132222"  # de-identified date, as UIH exports often have
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.SeriesNumber, ds.InstanceNumber = series_number, t + 1
+        ds.ImageOrientationPatient = [round(float(v), 10) for v in np.concatenate([row, col])]
+        ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [sy, sx], sz, sz
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = grid.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        block = ds.private_block(0x0065, "Image Private Header", create=True)
+        block.add_new(0x50, "DS", str(n_z))
+        items = []
+        for k in range(n_z):
+            item = Dataset()
+            item.ImagePositionPatient = [round(float(v), 6) for v in origin + k * sz * normal]
+            items.append(item)
+        block.add_new(0x51, "SQ", items)
+        if bvalues is not None:
+            block.add_new(0x09, "FD", float(bvalues[t]))
+        if gradients is not None:
+            block.add_new(0x37, "FD", [float(v) for v in gradients[t]])
+        ds.PixelData = grid.tobytes()
+        path = out / f"{t + 1:08d}.dcm"
+        _write(path, ds)
+        paths.append(path)
+    return paths
+
+
+def write_rgb_series(out_dir: PathLike, rgb: np.ndarray, *, planar: int = 0, photometric: str = "RGB",
+                     spacing: Sequence[float] = (1.0, 1.0, 2.0), origin_lps: Sequence[float] = (0.0, 0.0, 0.0),
+                     series_number: int = 1) -> list[Path]:
+    """Write a (z, y, x, 3) uint8 RGB volume as colour Secondary Capture files, one per slice.
+
+    planar: PlanarConfiguration 0 (R,G,B interleaved per pixel) or 1 (one plane per colour).
+    photometric: "RGB", or "YBR_FULL" to store the same colours as Y, Cb, Cr (PS3.3 C.7.6.3.1.2).
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    n_z, rows, cols, _ = rgb.shape
+    sx, sy, sz = (float(v) for v in spacing)
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n_z):
+        pixels = rgb[k]
+        if photometric == "YBR_FULL":
+            try:
+                from pydicom.pixels import convert_color_space
+            except ImportError:  # pydicom 2
+                from pydicom.pixel_data_handlers.util import convert_color_space
+            pixels = convert_color_space(pixels, "RGB", "YBR_FULL")
+        stored = np.ascontiguousarray(pixels.transpose(2, 0, 1) if planar else pixels)
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        for key, value in DEMO_PATIENT.items():
+            setattr(ds, key, value)
+        ds.Modality, ds.Manufacturer, ds.SeriesDescription = "OT", "MedPrep", "colour map"
+        ds.StudyDate, ds.StudyTime = _DATE, _TIME
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [float(origin_lps[0]), float(origin_lps[1]), float(origin_lps[2]) + k * sz]
+        ds.PixelSpacing, ds.SliceThickness = [sy, sx], sz
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, photometric, planar
+        ds.Rows, ds.Columns = rows, cols
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = stored.tobytes()
+        path = out / f"RGB{k + 1:05d}.dcm"
+        _write(path, ds)
+        paths.append(path)
+    return paths
+
+
+def write_multiphase(out_dir: PathLike, phases: np.ndarray, trigger_times: Sequence[float],
+                     slopes: Sequence[float], **kwargs: Any) -> list[Path]:
+    """Write a (t, z, y, x) real-valued series as classic files, one per slice and phase, with a
+    TriggerTime per phase and a RescaleSlope that changes from phase to phase.
+
+    Each phase goes to its own subfolder; acquisition times run against the trigger times and
+    instance numbers restart per phase, so only the trigger time orders the phases.
+    """
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    paths: list[Path] = []
+    n_t = len(phases)
+    for t in range(n_t):
+        clock = (datetime.datetime(2024, 1, 1, 12) + datetime.timedelta(seconds=10.0 * (n_t - t))).strftime("%H%M%S")
+        paths += write_series(Path(out_dir) / f"phase{t}", phases[t], modality="MR", slope=float(slopes[t]),
+                              study_uid=study_uid, series_uid=series_uid, frame_of_reference_uid=frame_uid,
+                              extra={"TriggerTime": float(trigger_times[t]), "AcquisitionTime": clock},
+                              **kwargs)
+    return paths

@@ -13,7 +13,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from .affine import LPS_FROM_RAS, affine_from_sitk, set_sitk_geometry, sitk_geometry, voxel_spacing
+
+__all__ = ["LPS_FROM_RAS", "RGB24", "Volume"]
+
+# NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
 @dataclass
@@ -27,6 +32,11 @@ class Volume:
     history: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
+    def is_rgb(self) -> bool:
+        """RGB24 colour voxels (a structured dtype of three uint8 fields, as NIfTI stores them)."""
+        return self.array.dtype.names is not None
+
+    @property
     def is_4d(self) -> bool:
         return self.array.ndim == 4
 
@@ -37,7 +47,7 @@ class Volume:
 
     @property
     def spacing(self) -> Tuple[float, float, float]:
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return tuple(float(v) for v in voxel_spacing(self.affine))
 
     @property
     def is_sheared(self) -> bool:
@@ -50,13 +60,6 @@ class Volume:
             return self.array
         return self.array.astype(dtype) * dtype(self.slope) + dtype(self.inter)
 
-    def lps_geometry(self) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
-        """(origin, spacing, direction) in ITK's LPS convention."""
-        lps = LPS_FROM_RAS @ self.affine
-        spacing = np.linalg.norm(lps[:3, :3], axis=0)
-        direction = lps[:3, :3] / spacing
-        return tuple(lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(direction.ravel().tolist())
-
     def to_sitk(self, scaled: bool = True):
         """A SimpleITK image (3D, or 4D for time series) with the same geometry, LPS as ITK wants."""
         import SimpleITK as sitk
@@ -64,18 +67,24 @@ class Volume:
         if self.is_sheared:
             raise ValueError("sheared (gantry-tilted) volume: correct the tilt before using it as an ITK image")
         arr = self.scaled() if scaled else self.array
-        origin, spacing, direction = self.lps_geometry()
+        if self.is_rgb:
+            # A colour image is a 3-component uint8 vector image in ITK, as ITK's DICOM reader gives it.
+            if self.is_4d:
+                raise ValueError("a 4D colour volume has no SimpleITK form")
+            img = sitk.GetImageFromArray(np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape + (3,)),
+                                         isVector=True)
+            set_sitk_geometry(img, self.affine)
+            return img
         img = sitk.GetImageFromArray(arr, isVector=False)
         if arr.ndim == 4:
+            origin, spacing, direction = sitk_geometry(self.affine)
             img.SetOrigin(origin + (0.0,))
             img.SetSpacing(spacing + (float(self.meta.get("RepetitionTime", 1.0) or 1.0),))
             d = np.eye(4)
             d[:3, :3] = np.reshape(direction, (3, 3))
             img.SetDirection(tuple(d.ravel().tolist()))
         else:
-            img.SetOrigin(origin)
-            img.SetSpacing(spacing)
-            img.SetDirection(direction)
+            set_sitk_geometry(img, self.affine)
         return img
 
     @classmethod
@@ -84,14 +93,10 @@ class Volume:
         import SimpleITK as sitk
 
         arr = sitk.GetArrayFromImage(image)
-        dim = image.GetDimension()
-        spacing = np.array(image.GetSpacing()[:3])
-        origin = np.array(image.GetOrigin()[:3])
-        direction = np.reshape(image.GetDirection(), (dim, dim))[:3, :3]
-        lps = np.eye(4)
-        lps[:3, :3] = direction * spacing
-        lps[:3, 3] = origin
-        return cls(array=arr, affine=LPS_FROM_RAS @ lps, meta=dict(meta or {}),
+        if image.GetNumberOfComponentsPerPixel() == 3 and arr.dtype == np.uint8:
+            arr = np.ascontiguousarray(arr).view(RGB24)[..., 0]
+        affine = affine_from_sitk(image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+        return cls(array=arr, affine=affine, meta=dict(meta or {}),
                    history=list(history or []))
 
     def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":

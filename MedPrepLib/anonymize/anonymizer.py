@@ -5,11 +5,15 @@ so per data set the work is one pass over its elements, recursing into sequences
 Attributes the table does not list are judged by their VR, so that nothing identifying slips
 through because the table missed it: unlisted person names and dates are treated like listed
 ones, and unlisted UIDs are remapped unless they name a class or transfer syntax.
+
+An option's C (clean) is carried out only where there is a rewrite that leaves no identity:
+dates shifted per patient (DA, DT; times stay, as the shift is whole days), sequences cleaned item
+by item with the same table. No program can prove free text, AE titles or binary timestamps free of
+identity, so for those a C falls back to the Basic Profile action (remove, empty or dummy).
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Dict, List, Optional, Pattern, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
@@ -41,18 +45,6 @@ _DUMMY: Dict[str, Any] = {
 _TEXT_VRS = frozenset(("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
                        "UC", "UI", "UR", "UT"))
 _BYTES_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "UN"))
-_CLEANED_TEXT_VRS = frozenset(("LO", "LT", "SH", "ST", "UC", "UT", "PN", "CS", "AE"))
-
-# The top-level values that identify a patient: scrubbed out of free text by the Clean options.
-IDENTITY_KEYWORDS = (
-    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "PatientBirthDate", "PatientAddress", "PatientTelephoneNumbers",
-    "IssuerOfPatientID", "AccessionNumber", "StudyID", "MedicalRecordLocator", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy", "InstitutionName",
-    "InstitutionAddress", "StationName",
-)
-
-
 def _dictionary_vr(tag: int) -> str:
     try:
         return dictionary_VR(tag).split(" or ")[0]  # "US or SS": either does for an empty or dummy value
@@ -83,19 +75,9 @@ def _one_or_many(values: List[str]) -> Any:
 class _Patient:
     """What the walk of one data set needs to know about its patient."""
 
-    def __init__(self, pseudonym: str, days: Optional[int], terms: List[str]):
+    def __init__(self, pseudonym: str, days: Optional[int]):
         self.pseudonym = pseudonym
         self.days = days
-        self.terms = terms
-        self._pattern: Optional[Pattern[str]] = None
-
-    def scrub(self, text: str) -> str:
-        if not self.terms:
-            return text
-        if self._pattern is None:
-            alternatives = "|".join(re.escape(t) for t in sorted(self.terms, key=len, reverse=True))
-            self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-        return " ".join(self._pattern.sub(" ", text).split())
 
 
 class Anonymizer:
@@ -114,7 +96,6 @@ class Anonymizer:
         self.patients: Dict[str, Dict[str, Any]] = {}
         self._rules: Dict[int, str] = {}
         self._keep_private = self.profile.private == "C"
-        self._cleans_text = "C" in self.profile.actions.values()
         self._codes = self.options.method_codes()
 
     # -- mappings ---------------------------------------------------------------------------
@@ -139,24 +120,14 @@ class Anonymizer:
         return self.keys.pseudonym(self._patient_key(ds)[0])
 
     def patient(self, ds: Dataset) -> _Patient:
-        """The patient of a data set: pseudonym, date offset and identifying terms."""
+        """The patient of a data set: pseudonym and date offset."""
         key, pid, name = self._patient_key(ds)
         pseudonym = self.keys.pseudonym(key)
         days = self.keys.day_offset(key) if self.options.shift_dates else None
         if key not in self.patients:
             self.patients[key] = {"PatientID": pid, "PatientName": name, "pseudonym": pseudonym,
                                   "date_shift_days": days}
-        terms: List[str] = []
-        if self._cleans_text:
-            for keyword in IDENTITY_KEYWORDS:
-                elem = ds.data_element(keyword)
-                if elem is None:
-                    continue
-                for value in _values(elem.value):
-                    # Name components are scrubbed one by one, as they appear in free text.
-                    parts = [value] + (re.split(r"[\^=\s]+", value) if elem.VR == "PN" else [])
-                    terms.extend(p.strip() for p in parts if len(p.strip()) >= 2)
-        return _Patient(pseudonym, days, sorted(set(terms)))
+        return _Patient(pseudonym, days)
 
     # -- the walk ---------------------------------------------------------------------------
     def anonymize(self, ds: Dataset) -> Dataset:
@@ -312,22 +283,22 @@ class Anonymizer:
         elif action == "Z":
             ds[tag] = DataElement(tag, vr, _empty(vr))
         elif action == "C":
-            self._clean(ds, tag, elem, patient)
+            if not self._clean(ds, tag, elem, patient):
+                self._apply(ds, tag, self.profile.basic_action(tag), patient)
         else:
             del ds[tag]  # no rewrite known to be safe for this combination: never keep by accident
 
-    def _clean(self, ds: Dataset, tag: BaseTag, elem: DataElement, patient: _Patient) -> None:
+    def _clean(self, ds: Dataset, tag: BaseTag, elem: DataElement, patient: _Patient) -> bool:
+        """Carry out C where a rewrite exists; False when the value cannot be cleaned."""
         vr = elem.VR
-        if vr in ("DA", "DT"):
-            if patient.days is None:  # nothing to shift by: the value cannot stay
-                del ds[tag]
-                return
-            shift = shift_date if vr == "DA" else shift_datetime
-            shifted = [shift(v, patient.days) for v in _values(elem.value)]
-            if any(s is None for s in shifted):
-                ds[tag] = DataElement(tag, vr, "")
-            elif shifted:
-                elem.value = _one_or_many([s for s in shifted if s is not None])
-        elif vr in _CLEANED_TEXT_VRS and elem.value is not None:
-            cleaned = [patient.scrub(v) for v in _values(elem.value)]
-            elem.value = _one_or_many(cleaned) if cleaned else ""
+        if patient.days is None or vr not in ("DA", "DT", "TM") or isinstance(elem.value, (bytes, bytearray)):
+            return False
+        if vr == "TM":
+            return True  # the shift is whole days: times stay as they are
+        shift = shift_date if vr == "DA" else shift_datetime
+        shifted = [shift(v, patient.days) for v in _values(elem.value)]
+        if any(s is None for s in shifted):
+            ds[tag] = DataElement(tag, vr, "")  # a date that cannot be read cannot be shifted either
+        elif shifted:
+            elem.value = _one_or_many([s for s in shifted if s is not None])
+        return True

@@ -1,8 +1,8 @@
 """The PS3.15 Annex E options a user can ask for, and how they are recorded in the output."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Tuple
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, List, Tuple
 
 from ..errors import MedPrepError
 
@@ -25,17 +25,42 @@ _OPTIONS = (
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 
 
+def _option(label: str, help: str, exclusive: str = "", choices: Tuple[str, ...] = (),
+            default: Any = False, copy_only: bool = False) -> Any:
+    """A user-facing option: its CLI flag (from the field name), checkbox label and help text live here only.
+
+    `exclusive` names a group of options that exclude each other; `copy_only` marks an option that
+    only a de-identified DICOM copy has (not `convert --anonymize`)."""
+    return field(default=default, metadata={"label": label, "help": help, "exclusive": exclusive,
+                                            "choices": choices, "copy_only": copy_only})
+
+
 @dataclass(frozen=True)
 class AnonymizeOptions:
-    shift_dates: bool = False
-    keep_dates: bool = False
-    retain_patient_characteristics: bool = False
-    retain_device_identity: bool = False
-    retain_institution_identity: bool = False
-    clean_descriptors: bool = False
-    keep_private: bool = False
-    keep_uids: bool = False
-    on_burned_in: str = "skip"
+    """The de-identification options. `medprep anonymize`/`convert --anonymize` build their flags and the
+    Slicer panel its controls from these fields (`user_options`), so each is described once, here."""
+
+    shift_dates: bool = _option(
+        "Shift dates", "shift dates by a per-patient offset derived from the key (intervals kept)", "dates")
+    keep_dates: bool = _option("Keep dates", "retain full dates", "dates")
+    retain_patient_characteristics: bool = _option(
+        "Retain patient characteristics", "keep sex, age, size, weight (needed for PET SUV)")
+    retain_device_identity: bool = _option("Retain device identity", "keep scanner identity")
+    retain_institution_identity: bool = _option("Retain institution identity", "keep institution identity")
+    clean_descriptors: bool = _option(
+        "Clean descriptors", "keep the coded sequences this option lists, each item cleaned; free-text "
+        "descriptions cannot be proven free of identity, so they are removed as without it")
+    keep_private: bool = _option(
+        "Keep safe private attributes",
+        "keep a safelist of private attributes (default: remove every private attribute)")
+    keep_uids: bool = _option("Keep UIDs", "retain the original UIDs")
+    on_burned_in: str = _option(
+        "Burned-in identity", "series whose pixels may show identity (BurnedInAnnotation, ultrasound, "
+        "secondary capture, scans): skip with a warning (default), keep, or fail",
+        choices=BURNED_IN_POLICIES, default="skip")
+    keep_damaged_pixels: bool = _option(
+        "Keep damaged pixel data", "also write files whose pixel data is cut short or does not match Rows x "
+        "Columns x frames x bits (default: withhold them; they are reported either way)", copy_only=True)
 
     def __post_init__(self) -> None:
         if self.shift_dates and self.keep_dates:
@@ -60,3 +85,8 @@ class AnonymizeOptions:
         if self.keep_dates:
             return "UNMODIFIED"
         return "MODIFIED" if self.shift_dates else "REMOVED"
+
+
+def user_options() -> List[Field]:
+    """The option fields in the order a user sees them, each with label, help, exclusive group and choices."""
+    return list(fields(AnonymizeOptions))

@@ -5,6 +5,9 @@ usable: "X unless Z or D is required for IOD conformance" becomes X, "Z unless D
 "X unless replacement of contained UIDs is required" (reference sequences) becomes U, so that the
 references survive with their UIDs remapped like everywhere else. Patient name and ID get the
 keyed pseudonym (P) that the product promises instead of an empty value.
+
+An option's C (clean, or for dates: modify) is honoured only where a value can really be rewritten;
+everywhere else the attribute gets its Basic Profile action (`basic_action`): clean never means keep.
 """
 from __future__ import annotations
 
@@ -18,6 +21,18 @@ from .options import AnonymizeOptions
 RESOLVE = {"X": "X", "Z": "Z", "D": "D", "K": "K", "C": "C", "U": "U",
            "Z/D": "Z", "X/Z": "X", "X/D": "X", "X/Z/D": "X", "X/Z/U*": "U"}
 PSEUDONYM_TAGS = (0x00100010, 0x00100020)  # PatientName, PatientID
+_BASIC = {tag: RESOLVE[a] for tag, a in table.BASIC.items()}
+_BASIC_MASKED = [(v, m, RESOLVE[a]) for v, m, a in table.BASIC_MASKED]
+
+
+def _lookup(actions: Dict[int, str], masked: List[Tuple[int, int, str]], tag: int) -> str:
+    found = actions.get(tag)
+    if found is not None:
+        return found
+    for value, mask, action in masked:
+        if tag & mask == value:
+            return action
+    return ""
 
 
 @dataclass
@@ -28,13 +43,12 @@ class Profile:
 
     def action(self, tag: int) -> str:
         """The action for a tag, or "" when the table does not list it."""
-        found = self.actions.get(tag)
-        if found is not None:
-            return found
-        for value, mask, action in self.masked:
-            if tag & mask == value:
-                return action
-        return ""
+        return _lookup(self.actions, self.masked, tag)
+
+    @staticmethod
+    def basic_action(tag: int) -> str:
+        """The Basic Profile action: what a C that cannot be carried out falls back to (X if unlisted)."""
+        return _lookup(_BASIC, _BASIC_MASKED, tag) or "X"
 
 
 def _combine(current: str, option: str) -> str:
@@ -45,8 +59,8 @@ def _combine(current: str, option: str) -> str:
 
 
 def compile_profile(options: AnonymizeOptions) -> Profile:
-    actions = {tag: RESOLVE[a] for tag, a in table.BASIC.items()}
-    masked = [(v, m, RESOLVE[a]) for v, m, a in table.BASIC_MASKED]
+    actions = dict(_BASIC)
+    masked = list(_BASIC_MASKED)
     private = table.BASIC_PRIVATE
     retained = set()
     for column in options.columns():

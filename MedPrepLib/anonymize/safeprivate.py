@@ -21,6 +21,10 @@ SAFE_PRIVATE: FrozenSet[Tuple[str, int, int]] = frozenset({
     ("SIEMENS MR HEADER", 0x0019, 0x29),  # MosaicRefAcqTimes
     # (Not the CSA header version (0029,xx09): Siemens writes a date there, often the study date.)
     ("SIEMENS CSA HEADER", 0x0029, 0x10),  # CSA image header (per-image geometry, mosaic, diffusion)
+    # Siemens XA enhanced: the per-frame private item and in it the ICE dimensions, whose first loop
+    # counter is the echo number (XA objects carry no EchoNumbers; the item's other elements go).
+    ("SIEMENS MR SDI 02", 0x0021, 0xFE),  # per-frame private sequence
+    ("SIEMENS MR SDI 02", 0x0021, 0x06),  # ICE dims "X_<echo>_..."
     # GE: diffusion b-value and gradient.
     ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b-value)
     ("GEMS_ACQU_01", 0x0019, 0xBB),  # user data 20 (gradient x)
@@ -35,6 +39,11 @@ SAFE_PRIVATE: FrozenSet[Tuple[str, int, int]] = frozenset({
     ("Philips MR Imaging DD 001", 0x2005, 0xB1),  # DiffusionDirectionAP
     ("Philips MR Imaging DD 001", 0x2005, 0xB2),  # DiffusionDirectionFH
     ("Philips MR Imaging DD 005", 0x2005, 0x0F),  # per-frame private sequence (items are cleaned too)
+    # United Imaging: the grid (mosaic) layout and diffusion (see MedPrepLib/uih.py).
+    ("Image Private Header", 0x0065, 0x09),  # diffusion b-value
+    ("Image Private Header", 0x0065, 0x37),  # diffusion gradient direction (image space)
+    ("Image Private Header", 0x0065, 0x50),  # NumberOfImagesInGrid
+    ("Image Private Header", 0x0065, 0x51),  # per-slice positions of the grid (items are cleaned too)
 })
 
 

@@ -8,6 +8,10 @@ is done are the decisions that need whole series taken (series that may show ide
 pixels are withheld) and the files renamed to paths made of the new identifiers only:
 OUT/<patient pseudonym>/<study UID>/<series UID>/<SOP instance UID>.dcm. An interrupted run
 leaves no partial file under a final name. The input is only ever read.
+
+Damaged inputs are reported, never passed on in silence: a file whose pixel data is cut short or
+does not match its image attributes is withheld (unless the options keep it), and a file named
+like DICOM that cannot be read counts as damaged, not as one more non-DICOM file.
 """
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ from ..discovery import read_image_header, walk_files
 from ..errors import MedPrepError
 from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
+from .pixelcheck import pixel_problem
 from .rawpixels import copy_extent, pixel_extent, write_header
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
-_DAMAGED = ("unreadable", "cannot read", "malformed")
+_DAMAGED = ("unreadable", "cannot read", "malformed", "empty", "image without")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
@@ -52,6 +58,8 @@ class TreeReport:
     not_dicom: int = 0
     not_images: Dict[str, int] = field(default_factory=dict)  # reason -> count (SR, DICOMDIR, ...)
     unreadable: List[Tuple[Path, str]] = field(default_factory=list)
+    # Files whose pixel data is incomplete: withheld, or written when the options keep them.
+    damaged: List[Tuple[Path, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +72,7 @@ class _Done:
     series_number: Optional[int] = None
     modality: str = ""
     burned_in: str = ""  # why its pixels may show identity (then it was not written)
+    damaged: str = ""  # why its pixel data is incomplete
     parts: Tuple[str, ...] = ()  # output path components, all replacements
     staged: bool = False
 
@@ -95,16 +104,33 @@ def _staged(staging: Path, index: int) -> Path:
     return staging / f"{index}.dcm"
 
 
+def _skip_reason(path: Path, reason: str) -> str:
+    """A file named like DICOM that has no DICOM content is a damaged DICOM file, not just "not DICOM"."""
+    if reason != "not DICOM" or path.suffix.lower() not in _DICOM_SUFFIXES:
+        return reason
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return "empty file named like DICOM"
+    return "unreadable file named like DICOM: no DICOM header"
+
+
 def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, check_burned_in: bool) -> _Done:
     f, reason = read_image_header(path)
     if f is None:
-        return _Done(index, skipped=reason)
+        return _Done(index, skipped=_skip_reason(path, reason))
     ds = f.ds
     done = _Done(index, series=(str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("SeriesNumber", ""))),
                  series_number=_int(ds.get("SeriesNumber")), modality=str(ds.get("Modality", "") or ""))
     done.burned_in = (burned_in_reason(ds) or "") if check_burned_in else ""
     if done.burned_in:
         return done  # its series is withheld: no need to write it
+    try:
+        # Objects without pixel data (RT structure sets) have none to be cut short.
+        done.damaged = (pixel_problem(f) or "") if f.has_pixels else ""
+    except OSError as exc:
+        return _Done(index, skipped=f"unreadable DICOM ({exc.__class__.__name__})")
+    if done.damaged and not anonymizer.options.keep_damaged_pixels:
+        return done
     done.parts = (_name(anonymizer.pseudonym(ds)),) + tuple(
         _name(anonymizer.uid(str(ds.get(k, "") or ""))) for k in ("StudyInstanceUID", "SeriesInstanceUID",
                                                                     "SOPInstanceUID"))
@@ -223,7 +249,9 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     """
     in_path, out_dir = Path(in_path), Path(out_dir)
     _check_paths(in_path, out_dir)
-    paths = list(walk_files(in_path))
+    unreadable_folders: List[Tuple[Path, str]] = []
+    paths = list(walk_files(in_path, on_error=lambda folder, exc: unreadable_folders.append(
+        (folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))))
     policy = anonymizer.options.on_burned_in
     created = not out_dir.exists()
     try:
@@ -232,7 +260,7 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     except OSError as exc:
         raise MedPrepError(f"cannot create the output folder: {exc.strerror or exc}", out_dir,
                            "choose a folder you can write to") from None
-    report = TreeReport()
+    report = TreeReport(unreadable=unreadable_folders)
     done: List[_Done] = []
     batches = _batches(anonymizer, paths, staging, policy != "keep", jobs)
     try:
@@ -265,6 +293,8 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
         raise
     shutil.rmtree(staging, ignore_errors=True)  # what is left there belongs to withheld series
     for d in done:
+        if d.damaged:
+            report.damaged.append((paths[d.index], d.damaged))
         if not d.skipped:
             continue
         if d.skipped == "not DICOM":
@@ -277,9 +307,13 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
 
 
 def write_mapping(path: Union[str, Path], anonymizer: Anonymizer) -> None:
-    """The original-to-pseudonym table (patients and UIDs); identifying by nature."""
+    """The original-to-pseudonym table (patients and UIDs); identifying by nature.
+
+    Mode 0600 whatever the umask, written through a 0600 temporary file in the destination folder
+    (then renamed), so that no copy readable by others ever exists, in that folder or elsewhere.
+    """
     write_json(path, {
         "warning": MAPPING_WARNING,
         "patients": list(anonymizer.patients.values()),
         "uids": anonymizer.uids,
-    }, overwrite=True)
+    }, overwrite=True, permissions=0o600)

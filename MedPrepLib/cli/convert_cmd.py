@@ -22,9 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="IN", help="DICOM folder (searched recursively) or file")
     p.add_argument("output", metavar="OUT_DIR", help="output folder")
     p.add_argument("--name", default="%s_%d", metavar="TEMPLATE",
-                   help="file name template with dcm2niix placeholders: %%p protocol, %%s series number, "
-                        "%%d description, %%t date-time, %%f folder, %%v vendor, %%e echo, %%i patient ID, "
-                        "%%n patient name (default: %%s_%%d, no identity)")
+                   help="file name template with dcm2niix's -f placeholders, e.g. %%p protocol, %%s series "
+                        "number, %%d description, %%t study date-time, %%m manufacturer, %%e echo, %%x study ID, "
+                        "%%z sequence name; %%i patient ID and %%n patient name only when asked for; all of "
+                        "%%a %%b %%c %%d %%e %%f %%g %%i %%j %%k %%l %%m %%n %%o %%p %%r %%s %%t %%u %%v %%x %%y %%z "
+                        "(default: %%s_%%d, no identity)")
     p.add_argument("--no-gz", action="store_true", help="write .nii instead of .nii.gz")
     p.add_argument("--ignore-derived", action="store_true",
                    help="skip derived and localizer images (like dcm2niix -i y)")
@@ -33,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write a gantry-tilt corrected volume (_Tilt) where the series is tilted")
     p.add_argument("--equalize-spacing", action="store_true",
                    help="also write an equidistant resampled volume (_Eq) where slice spacing varies")
+    p.add_argument("--no-annotations", action="store_true",
+                   help="do not convert DICOM SEG / RT Structure Sets into label maps beside their images")
+    p.add_argument("--label-onehot", action="store_true",
+                   help="label maps as 4D, one volume per segment/ROI (overlaps kept) instead of 3D "
+                        "(where segments overlap, the highest number wins)")
+    p.add_argument("--keep-fractions", action="store_true",
+                   help="FRACTIONAL SEG: keep the fractions (4D float) instead of thresholding at 0.5")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     anon = p.add_argument_group("de-identification (with --anonymize; see `medprep anonymize --help`)")
     anon.add_argument("--anonymize", action="store_true",
@@ -45,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     render_name(args.name, {})   # a bad --name template fails now, before any scanning or output folder
     options = ConvertOptions(name_template=args.name, gz=not args.no_gz, ignore_derived=args.ignore_derived,
                              overwrite=args.overwrite, tilt_correct=args.tilt_correct,
-                             equalize_spacing=args.equalize_spacing,
-                             anonymizer=anonymizer_from_args(args) if args.anonymize else None)
+                             equalize_spacing=args.equalize_spacing, annotations=not args.no_annotations,
+                             label_onehot=args.label_onehot, keep_fractions=args.keep_fractions,
+                             anonymizer=anonymizer_from_args(args) if args.anonymize else None,
+                             debug=getattr(args, "debug", False))
     bars = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -90,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         for out in report.written:
             shape = "x".join(str(s) for s in out.shape)
             print(f"wrote {out.nifti} ({shape})")
+        for out in report.labelmaps:
+            print(f"wrote {out.nifti} (label map, {'x'.join(str(s) for s in out.shape)})")
         skipped = count_reasons(report.skipped)
         parts = [f"{len(report.written)} series written"]
         if report.failed:
@@ -97,4 +110,4 @@ def run(args: argparse.Namespace) -> int:
         if skipped:
             parts.append("skipped files: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         print("; ".join(parts), file=sys.stderr)
-    return 0
+    return 2 if report.internal_errors else 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..dicomfile import is_dicom, read_header
+from ..discovery import walk_files
 from ..errors import MedPrepError, NotDicomError
 from ..header import ITEM_TAG, HeaderRow, check_keyword, filter_rows, header_rows, parse_tag
 
@@ -77,14 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dicom_files(root: Path) -> Iterator[Path]:
-    """DICOM files under root in sorted order (folders walked in sorted order, too)."""
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(folder) / name
-            # is_file() leaves out pipes and devices, which could block a read.
-            if path.is_file() and is_dicom(path):
-                yield path
+    """DICOM files under root in the order every command walks a tree (sorted, files before subfolders)."""
+    def unreadable(folder: Path, exc: OSError) -> None:
+        print(f"medprep: warning: cannot list folder {folder}: {exc.strerror or exc.__class__.__name__}",
+              file=sys.stderr)
+
+    return (p for p in walk_files(root, on_error=unreadable) if is_dicom(p))
 
 
 def _print_table(path: Path, rows: list[HeaderRow], out: TextIO) -> None:

@@ -20,6 +20,7 @@ COMMANDS = [
     "scan_cmd",
     "header_cmd",
     "convert_cmd",
+    "export_seg_cmd",
     "demo_cmd",
     "anonymize_cmd",
     "preprocess_cmd",
@@ -36,7 +37,7 @@ def _modules_for(argv: Optional[List[str]]) -> List[str]:
     should not pay for the others' start-up.
     """
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    module = f"{words[0]}_cmd" if words else None
+    module = f"{words[0].replace('-', '_')}_cmd" if words else None
     return [module] if module in COMMANDS else COMMANDS
 
 
@@ -76,8 +77,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the user gets one line; --debug shows the rest
         if args.debug:
             raise
-        print(f"medprep: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
+        print(f"medprep: internal error: {type(exc).__name__}: {exc}; this is a bug in MedPrep, please report it "
+              "(run with --debug for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--qa", action="store_true", help="write qa/CASE.png per case and qa/index.html")
     parser.add_argument("--labels", metavar="DIR", help="folder of label maps named like the images")
     parser.add_argument("--label-names", metavar="A,B,...",
-                        help="names of label values 1, 2, ... for dataset.json, e.g. liver,tumour")
+                        help="names of label values 1, 2, ... (dataset.json), e.g. liver,tumour; DICOM input: keep "
+                             "these SEG segments / RTSTRUCT ROIs (by name, case-insensitive) as labels 1, 2, ... "
+                             "(default: every one, numbered by segment/ROI number)")
     parser.add_argument("--modality", metavar="M[,M...]",
                         help="nnU-Net layout: the modality of the images (CT, MR, ...; one for all channels or one "
                              "per channel) where no DICOM header or sidecar gives it; it names the dataset.json "
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_dataset(pipeline, args.input_dir, output_dir, workers=args.workers, qa=args.qa,
                          labels_dir=args.labels, split_file=args.split, statistics_file=args.statistics,
-                         progress=progress, dataset=dataset)
+                         label_names=list(dataset.label_names) or None, progress=progress, dataset=dataset)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
     for case, error in report.failed:

@@ -55,6 +55,19 @@ def _table(rows: List[Dict[str, Any]], show_phi: bool) -> str:
                      for c in cells)
 
 
+def _annotation_table(annotations: List[Any], series: List[Any]) -> str:
+    """SEG/RTSTRUCT objects: what they annotate (the image series' number) and their segment names."""
+    numbers = {s.uid: s.series_number for s in series}
+    cells = [["Kind", "Series", "Annotates", "Count", "Names"]]
+    for a in annotations:
+        found = [str(numbers[u]) for u in a.referenced_series if u in numbers]
+        target = ("series " + ",".join(found)) if found else "MISSING (referenced images not found)"
+        cells.append([a.kind, "" if a.series_number is None else str(a.series_number), target,
+                      str(len(a.names)), ", ".join(a.names)])
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    return "\n".join("  ".join([c[i].ljust(widths[i]) for i in range(4)] + [c[4][:80]]).rstrip() for c in cells)
+
+
 def run(args: argparse.Namespace) -> int:
     bar = Progress("scanning", enabled=None if not args.quiet and not args.json else False)
     result = scan(args.path, ignore_derived=args.ignore_derived, progress=bar)
@@ -62,17 +75,28 @@ def run(args: argparse.Namespace) -> int:
     if result.n_files == 0:
         raise MedPrepError("no files found", args.path, "check the path")
     rows = [s.summary(show_phi=args.show_phi) for s in result.series]
+    notes = [a.summary(show_phi=args.show_phi) for a in result.annotations]
     skipped = count_reasons(result.skipped)
     skipped_text = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-    if not rows:
+    if not rows and not notes:
         raise MedPrepError(f"no DICOM image series found among {result.n_files} file(s) (skipped: {skipped_text})",
                            args.path, "check the folder")
     if args.json:
-        json.dump({"series": rows, "files": result.n_files, "skipped": skipped}, sys.stdout, indent=2, default=str)
+        json.dump({"series": rows, "annotations": notes, "files": result.n_files, "skipped": skipped}, sys.stdout,
+                  indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        print(_table(rows, args.show_phi))
+        if rows:
+            print(_table(rows, args.show_phi))
+        if notes:
+            if rows:
+                print()
+            print(_annotation_table(result.annotations, result.series))
         summary = f"{len(rows)} series in {result.n_files} files"
+        if notes:
+            missing = sum(1 for a in result.annotations if a.missing_reference)
+            summary += f"; {len(notes)} annotation object(s)" + (
+                f", {missing} whose referenced images are missing" if missing else "")
         if skipped:
             summary += f"; skipped: {skipped_text}"
         print(summary, file=sys.stderr)

@@ -1,11 +1,11 @@
-"""Voxel grids (shape plus affine) and their conversion to SimpleITK's LPS geometry."""
+"""Voxel grids (shape plus affine) as SimpleITK images: memory order, new grids of the same axes."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple
 
 import numpy as np
 
-from ..volume import LPS_FROM_RAS
+from ..affine import axis_directions, set_sitk_geometry
 
 
 def to_sitk(array: np.ndarray, affine: np.ndarray):
@@ -13,7 +13,7 @@ def to_sitk(array: np.ndarray, affine: np.ndarray):
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(array)
-    set_geometry(img, affine)
+    set_sitk_geometry(img, affine)
     return img
 
 
@@ -41,32 +41,10 @@ def storage_order(array: np.ndarray, affine: np.ndarray) -> Tuple[np.ndarray, np
     return np.ascontiguousarray(array), affine @ index @ perm
 
 
-def sitk_geometry(affine: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
-    """(origin, spacing, direction) in ITK's LPS convention for a RAS affine."""
-    lps = LPS_FROM_RAS @ affine
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    return (tuple(lps[:3, 3].tolist()), tuple(spacing.tolist()),
-            tuple((lps[:3, :3] / spacing).ravel().tolist()))
-
-
-def set_geometry(img, affine: np.ndarray) -> None:
-    origin, spacing, direction = sitk_geometry(affine)
-    img.SetOrigin(origin)
-    img.SetSpacing(spacing)
-    img.SetDirection(direction)
-
-
-def affine_from_sitk(origin: Sequence[float], spacing: Sequence[float], direction: Sequence[float]) -> np.ndarray:
-    lps = np.eye(4)
-    lps[:3, :3] = np.reshape(direction, (3, 3))[:3, :3] * np.asarray(spacing[:3])
-    lps[:3, 3] = origin[:3]
-    return LPS_FROM_RAS @ lps
-
-
 def centred_affine(affine: np.ndarray, size: Sequence[int], new_spacing: Sequence[float],
                    new_size: Sequence[int]) -> np.ndarray:
     """The affine of a grid with the same axes and centre as (`affine`, `size`) but new spacing and size."""
-    unit = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    unit = axis_directions(affine)
     centre = affine[:3, :3] @ ((np.asarray(size, float) - 1) / 2) + affine[:3, 3]
     out = np.eye(4)
     out[:3, :3] = unit * np.asarray(new_spacing, float)

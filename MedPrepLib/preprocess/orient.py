@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..affine import axis_directions
 from ..volume import Volume
 from .registry import register
 
@@ -27,7 +28,7 @@ class OrientParams:
 
 def world_axes(affine: np.ndarray) -> List[Tuple[int, int]]:
     """For voxel axes i, j, k: the (world axis, sign) each points along most closely."""
-    cosines = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    cosines = axis_directions(affine)
     taken: List[Optional[Tuple[int, int]]] = [None, None, None]
     used = set()
     # Most decisive voxel axis first, so an oblique axis cannot steal another's world axis.

@@ -233,6 +233,14 @@ def _refresh_meta(image: Volume, spec: StepSpec) -> None:
 Source = Union[Volume, Callable[[], Volume]]
 
 
+def _refuse_colour(image: Volume, step: Step) -> None:
+    # The steps compute on one value per voxel; averaging or resampling R, G and B as one number
+    # would give nonsense rather than an error.
+    if image.is_rgb:
+        raise MedPrepError(f"step '{step.spec.name}' cannot take a colour (RGB) image",
+                           hint="preprocess grey-value images only; colour maps are converted, not preprocessed")
+
+
 def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int, Step]],
               statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
     statistics = statistics or {}
@@ -240,6 +248,7 @@ def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int,
         image = image()
     check_label_grid(image, label, "before preprocessing")
     for index, step in steps:
+        _refuse_colour(image, step)
         params = _with_statistics(step, statistics.get(index))
         image, label = step.spec.apply(image, label, params)
         _refresh_meta(image, step.spec)
@@ -279,6 +288,7 @@ def fit_case(image: Source, label: Optional[Volume], pipeline: Pipeline, index: 
     if keep is not None:
         keep(image, label)
     step = pipeline.steps[index]
+    _refuse_colour(image, step)
     return step.spec.fit(image, label, _with_statistics(step, (statistics or {}).get(index)))
 
 

@@ -22,9 +22,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..affine import LPS_FROM_RAS, affine_from_sitk
 from ..errors import MedPrepError
-from ..volume import LPS_FROM_RAS, Volume
-from .grid import affine_from_sitk, centred_affine, to_sitk
+from ..volume import Volume
+from .grid import centred_affine, to_sitk
 from .masks import intensities
 from .registry import register
 from .resample import LABEL_INTERPOLATORS, resample_filter

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from .grid import affine_from_sitk, centred_affine, storage_order, to_sitk
+from ..affine import affine_from_sitk, sitk_geometry, voxel_spacing
+from .grid import centred_affine, storage_order, to_sitk
 from .registry import register
 
 INTERPOLATORS = ["linear", "bspline", "nearest"]
@@ -99,7 +100,6 @@ def resample_filter(size: Sequence[int], out_affine: np.ndarray, interpolator: s
     """A SimpleITK resampler onto (`size`, `out_affine`), identity transform unless one is set."""
     import SimpleITK as sitk
 
-    from .grid import sitk_geometry
 
     origin, spacing, direction = sitk_geometry(out_affine)
     f = sitk.ResampleImageFilter()
@@ -163,8 +163,8 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
     if array.ndim == 4:
         return np.stack([resample_array(a, affine, size, out_affine, interpolator, through_plane, threshold,
                                         fill, out_dtype) for a in array])
-    src_spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    dst_spacing = np.linalg.norm(out_affine[:3, :3], axis=0)
+    src_spacing = voxel_spacing(affine)
+    dst_spacing = voxel_spacing(out_affine)
     same_axes = np.allclose(affine[:3, :3] / src_spacing, out_affine[:3, :3] / dst_spacing, atol=1e-6)
     axis = separate_axis(src_spacing, dst_spacing, threshold) if same_axes else None
     if axis is None or interpolator == through_plane:

@@ -5,19 +5,22 @@ RadiopharmaceuticalInformationSequence, DX, an enhanced multi-frame MR, and an u
 that must be withheld for burned-in annotation). Every attribute of PS3.15 Table E.1-1 gets a
 marker value of its VR; private blocks, nested sequences, the preamble and the file and folder
 names carry markers too. `Planted.needles` lists every byte string that must not appear anywhere
-in a de-identified output.
+in a de-identified output; `Planted.markers` gives each table attribute's own marker, so that an
+output made with Annex E options can be checked attribute by attribute against the option columns
+(`leaks`).
 """
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from pydicom import __version__ as PYDICOM_VERSION
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -85,6 +88,7 @@ class Planted:
     needles: List[bytes] = field(default_factory=list)
     uids: List[str] = field(default_factory=list)
     files: Dict[str, dict] = field(default_factory=dict)  # SOP instance UID -> facts about the file
+    markers: Dict[int, bytes] = field(default_factory=dict)  # table attribute -> its own planted marker
 
     def add(self, text: str) -> None:
         if text.encode() not in self.needles:
@@ -159,7 +163,12 @@ def plant(ds: Dataset, planted: Planted, uid: _Uids) -> None:
     for i, (tag, vr) in enumerate(table_tags()):
         if tag >> 16 in (0x0000, 0x0002) or tag in ds:  # command set and file meta: not in a data set
             continue
-        ds[tag] = DataElement(tag, vr, _marker(i, tag, vr, planted, uid))
+        value = _marker(i, tag, vr, planted, uid)
+        ds[tag] = DataElement(tag, vr, value)
+        if vr in ("DS", "IS"):
+            planted.markers[tag] = str(value).encode()
+        elif vr not in ("DA", "DT", "TM", "UI", "AS", "US", "SS", "UL", "SL", "AT", "FL", "FD"):
+            planted.markers[tag] = f"{MARK}{i:04d}".encode()  # text, bytes, URL and nested items carry it
     # Private attributes: one unknown block (removed even with --keep-private) and one safelisted.
     block = ds.private_block(0x0011, f"{MARK} CREATOR", create=True)
     block.add_new(0x01, "LO", f"{MARK}PRIVATE value")
@@ -190,10 +199,10 @@ def _base(modality: str, sop_class: str, patient: str, study: Tuple[str, str, st
     ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime, ds.ContentTime = "081500", "082000", "082512.5", "083000"
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
     ds.SeriesNumber = series_number
-    ds.StudyDescription = f"{MARK} study of {PATIENTS[patient]['PatientName'].split('^')[0]}"
-    ds.SeriesDescription = f"{MARK} series {series_number} {PATIENTS[patient]['PatientName'].split('^')[0]}"
-    ds.ImageComments = f"{MARK} comment: patient {PATIENTS[patient]['PatientID']} looked anxious"
-    ds.InstitutionName = f"{MARK} General Hospital"
+    ds.StudyDescription = f"{MARK}STUDY study of {PATIENTS[patient]['PatientName'].split('^')[0]}"
+    ds.SeriesDescription = f"{MARK}SERIES series {series_number} {PATIENTS[patient]['PatientName'].split('^')[0]}"
+    ds.ImageComments = f"{MARK}COMMENT comment: patient {PATIENTS[patient]['PatientID']} looked anxious"
+    ds.InstitutionName = f"{MARK}INSTITUTION General Hospital"
     ds.PatientSex, ds.PatientAge, ds.PatientWeight, ds.PatientSize = "F", "041Y", "71.5", "1.68"
     ds.Rows = ds.Columns = SIZE
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -219,6 +228,8 @@ def _write(ds: Dataset, path: Path) -> None:
 def write_planted_tree(root: Path, with_table: bool = True) -> Planted:
     """Write the tree under root/in and describe it; `with_table` plants every E.1-1 attribute."""
     planted = Planted(root=root / "in")
+    planted.markers.update({0x00081030: f"{MARK}STUDY".encode(), 0x0008103E: f"{MARK}SERIES".encode(),
+                            0x00204000: f"{MARK}COMMENT".encode(), 0x00080080: f"{MARK}INSTITUTION".encode()})
     uid = _Uids(planted)
     for text in [MARK, *NAME_PARTS] + [p["PatientID"] for p in PATIENTS.values()] + \
             [p["PatientBirthDate"] for p in PATIENTS.values()] + [s[1] for s in STUDIES] + [s[2] for s in STUDIES]:
@@ -315,6 +326,65 @@ def write_planted_tree(root: Path, with_table: bool = True) -> Planted:
     broken = planted.root / f"broken_{MARK}.dcm"
     broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f" + b"1.2")
     return planted
+
+
+# Each Annex E option of MedPrep and the Table E.1-1 column it applies.
+OPTION_COLUMNS = {
+    "shift_dates": "retain_modified_dates", "keep_dates": "retain_full_dates",
+    "retain_patient_characteristics": "retain_patient_characteristics",
+    "retain_device_identity": "retain_device_id", "retain_institution_identity": "retain_institution_id",
+    "clean_descriptors": "clean_descriptors", "keep_private": "retain_safe_private", "keep_uids": "retain_uid",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def option_columns() -> Dict[str, List[Tuple[int, int, str]]]:
+    """Each option column of Table E.1-1 as (value, mask, action) rows.
+
+    From the shared reference table when present, else from the product's generated table.
+    """
+    ref = REFERENCE / "ps315_table_e1_1.json"
+    if ref.is_file():
+        columns: Dict[str, List[Tuple[int, int, str]]] = {}
+        for name, rows in json.loads(ref.read_text())["options"].items():
+            columns[name] = []
+            for text, action in rows.items():
+                if text == "PRIVATE":
+                    continue
+                text = text.lower()
+                value = int(text.replace("x", "0"), 16)
+                mask = int("".join("0" if c == "x" else "f" for c in text), 16)
+                columns[name].append((value, mask, action))
+        return columns
+    from MedPrepLib.anonymize import table_e1_1
+
+    return {name: [(t, 0xFFFFFFFF, a) for t, a in rows.items()] + table_e1_1.OPTIONS_MASKED.get(name, [])
+            for name, rows in table_e1_1.OPTIONS.items()}
+
+
+def kept_by(options: Dict[str, bool]) -> Callable[[int], bool]:
+    """Whether a column of the options in force says K (keep) for a tag."""
+    columns = option_columns()
+    rows = [r for o, on in options.items() if on and o in OPTION_COLUMNS for r in columns[OPTION_COLUMNS[o]]]
+    keep = {v for v, m, a in rows if a == "K" and m == 0xFFFFFFFF}
+    masked = [(v, m) for v, m, a in rows if a == "K" and m != 0xFFFFFFFF]
+    return lambda tag: tag in keep or any(tag & m == v for v, m in masked)
+
+
+def forbidden(planted: Planted) -> List[bytes]:
+    """Values no option may keep: the patient's name, IDs, birth date, accession numbers, private text."""
+    return [n.encode() for n in NAME_PARTS] + [p[k].encode() for p in PATIENTS.values()
+                                               for k in ("PatientID", "PatientBirthDate")] + \
+        [s[2].encode() for s in STUDIES] + \
+        [f"{MARK}{what}".encode() for what in ("PRIVATE", "PRIVSEQ", "SIEMENS", "-PREAMBLE", "AET")]
+
+
+def leaks(data: bytes, planted: Planted, kept: Callable[[int], bool]) -> List[str]:
+    """The planted values found in `data` that the options in force do not keep."""
+    data = data.lower()
+    found = [f"{tag:08X} {keyword_for_tag(tag) or '(new attribute)'}" for tag, marker in planted.markers.items()
+             if marker.lower() in data and not kept(tag)]
+    return found + [n.decode() for n in forbidden(planted) if n.lower() in data]
 
 
 def scan_for_needles(out_dir: Path, needles: List[bytes]) -> List[Tuple[str, bytes]]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
+import itertools
 import json
 from pathlib import Path
 from typing import Dict, Iterator, List
@@ -261,6 +263,79 @@ def test_input_is_never_modified(planted, tmp_path):
     assert {p: p.read_bytes() for p in planted.root.rglob("*") if p.is_file()} == before
 
 
+# -- every option combination, attribute by attribute ---------------------------------------------
+
+FLAGS = ("retain_patient_characteristics", "retain_device_identity", "retain_institution_identity",
+         "clean_descriptors", "keep_private", "keep_uids")
+
+
+def option_sets() -> Iterator[Dict[str, bool]]:
+    """Every combination the CLI offers: no dates, shifted or full dates, times every subset of the rest."""
+    for dates in ({}, {"shift_dates": True}, {"keep_dates": True}):
+        for chosen in itertools.product((False, True), repeat=len(FLAGS)):
+            yield {**dates, **{f: True for f, on in zip(FLAGS, chosen) if on}}
+
+
+def _label(options: Dict[str, bool]) -> str:
+    return "+".join(sorted(options)) or "basic"
+
+
+def test_every_option_combination_keeps_only_what_its_columns_keep(planted):
+    """A planted value may survive only where a column of the options in force says K (keep).
+
+    Every Table E.1-1 attribute carries its own marker (free text, AE titles, binary timestamps,
+    sequences, numbers), so a value that an option marks C (clean, or for dates: modify) but that
+    cannot be modified shows up here under the attribute's name. All 192 combinations run in
+    process on one planted file reduced to what they concern: the marked attributes that some option
+    column lists, the patient's identity and the private blocks (the other attributes get their
+    Basic Profile action under any option: the tree runs above and below check them).
+    """
+    listed = {v for rows in pp.option_columns().values() for v, _, _ in rows}
+    ds = pydicom.dcmread(next(f["path"] for f in planted.files.values() if f["modality"] == "PT"))
+    identity = {0x00080016, 0x00080018, 0x00080050, 0x00100010, 0x00100020, 0x00100030}
+    for elem in list(ds):
+        if not (elem.tag.is_private or elem.tag in identity or (elem.tag in planted.markers and elem.tag in listed)):
+            del ds[elem.tag]
+    raw = io.BytesIO()
+    pydicom.dcmwrite(raw, ds)
+    found = {}
+    for options in option_sets():
+        ds = pydicom.dcmread(io.BytesIO(raw.getvalue()))
+        Anonymizer(pp.KEY, AnonymizeOptions(**options)).anonymize(ds)
+        out = io.BytesIO()
+        pydicom.dcmwrite(out, ds)
+        leaks = pp.leaks(out.getvalue(), planted, pp.kept_by(options))
+        if leaks:
+            found[_label(options)] = leaks
+    assert found == {}
+
+
+def test_the_attribute_check_sees_kept_and_leaked_values(planted):
+    # The check above is only worth something if it sees a planted value and honours a K.
+    raw = next(iter(planted.files.values()))["path"].read_bytes()
+    assert set(pp.leaks(raw, planted, pp.kept_by({}))) >= {"00102110 Allergies", "00340007 FrameOriginTimestamp",
+                                                           "00081030 StudyDescription"}
+    assert "00080080 InstitutionName" not in pp.leaks(raw, planted, pp.kept_by({"retain_institution_identity": True}))
+    assert len(planted.markers) > 400
+
+
+@pytest.mark.parametrize("flags", [
+    ["--shift-dates", "--retain-patient-characteristics", "--clean-descriptors", "--keep-private"],
+    ["--keep-dates", "--retain-device-identity", "--retain-institution-identity", "--keep-uids"],
+    ["--shift-dates", "--retain-patient-characteristics", "--retain-device-identity",
+     "--retain-institution-identity", "--clean-descriptors", "--keep-private", "--keep-uids"],
+])
+def test_option_combinations_through_the_cli(planted, tmp_path, flags):
+    out = tmp_path / "o"
+    assert main(["anonymize", str(planted.root), str(out), "--key", "k", *flags]) == 0
+    options = {f[2:].replace("-", "_"): True for f in flags}
+    kept = pp.kept_by(options)
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(files) == 15
+    assert {str(p): pp.leaks(p.read_bytes(), planted, kept) for p in files} == {str(p): [] for p in files}
+    assert pp.scan_for_needles(out, pp.forbidden(planted)) == []
+
+
 # -- options --------------------------------------------------------------------------------------
 
 def _day(value: str) -> datetime.date:
@@ -309,13 +384,22 @@ def test_keep_dates_and_patient_characteristics(planted, tmp_path):
         AnonymizeOptions(shift_dates=True, keep_dates=True)
 
 
-def test_clean_descriptors_scrubs_identity_from_kept_text(planted, tmp_path):
-    out, _, _ = run(planted, tmp_path, "clean", clean_descriptors=True)
-    needles = [n.encode() for n in pp.NAME_PARTS] + [p["PatientID"].encode() for p in pp.PATIENTS.values()]
-    assert pp.scan_for_needles(out, needles) == []
+def test_clean_never_keeps_what_cannot_be_cleaned(planted, tmp_path):
+    """Free text marked C is removed as in the Basic Profile; sequences marked C are cleaned item by item;
+    binary timestamps marked C by --shift-dates get the Basic Profile's dummy or go."""
+    out, _, _ = run(planted, tmp_path, "clean", clean_descriptors=True, retain_patient_characteristics=True,
+                    shift_dates=True)
     for path in out.rglob("*.dcm"):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        assert ds.SeriesDescription == f"PHIMARK series {ds.SeriesNumber}"
+        for keyword in ("SeriesDescription", "StudyDescription", "ImageComments", "Allergies", "PatientState",
+                        "SpecialNeeds", "PreMedication", "CertifiedTimestamp"):
+            assert keyword not in ds, keyword
+        assert 0x00100042 not in ds  # SexParametersForClinicalUseCategoryComment
+        assert ds.FrameOriginTimestamp == b"\0" * 8  # D: a dummy, never the original bytes
+        item = ds.AdmittingDiagnosesCodeSequence[0]
+        assert "OperatorsName" not in item and str(item.ReferencedSOPInstanceUID).startswith("2.25.")
+        assert "PHIMARK" not in str(item)
+        assert (ds.PatientSex, ds.PatientAge) == ("F", "041Y")  # K: kept as they are
 
 
 def test_keep_private_keeps_only_the_safelist(planted, tmp_path):
@@ -336,7 +420,7 @@ def test_keep_uids_retains_them(planted, tmp_path):
 def test_device_and_institution_options(planted, tmp_path):
     out, _, _ = run(planted, tmp_path, "inst", retain_institution_identity=True, retain_device_identity=True)
     ds = pydicom.dcmread(next(out.rglob("*.dcm")), stop_before_pixels=True)
-    assert ds.InstitutionName == "PHIMARK General Hospital"
+    assert ds.InstitutionName == "PHIMARKINSTITUTION General Hospital"
     assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113109", "113112"]
 
 
@@ -371,6 +455,39 @@ def test_cli_writes_mapping_and_warns(planted, tmp_path, capsys):
     assert main(["anonymize", str(planted.root), str(again), "--key", "secret", "--shift-dates"]) == 0
     assert sorted(p.relative_to(again) for p in again.rglob("*.dcm")) == \
         sorted(p.relative_to(tmp_path / "o") for p in (tmp_path / "o").rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_mapping_is_private_whatever_the_umask(planted, tmp_path, monkeypatch, umask):
+    """The mapping re-identifies patients: 0600, also while written, and never a copy elsewhere."""
+    import os
+    import stat
+    import types
+
+    import MedPrepLib.atomic as atomic
+
+    writing = []
+
+    def dump(obj, fh, **kwargs):  # where and with which mode the mapping is while being written
+        writing.append((Path(fh.name).parent, stat.S_IMODE(os.fstat(fh.fileno()).st_mode)))
+        json.dump(obj, fh, **kwargs)
+
+    monkeypatch.setattr(atomic, "json", types.SimpleNamespace(dump=dump))
+    mapping = tmp_path / "keys" / "map.json"
+    mapping.parent.mkdir()
+    mapping.write_text("{}")
+    mapping.chmod(0o644)  # an older, readable mapping is replaced by a private one
+    previous = os.umask(umask)
+    try:
+        assert main(["anonymize", str(planted.root), str(tmp_path / "o"), "--key", "k", "--mapping",
+                     str(mapping)]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(mapping.stat().st_mode) == 0o600
+    assert writing == [(mapping.parent, 0o600)]
+    assert [p.name for p in mapping.parent.iterdir()] == ["map.json"]
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.suffix == ".json"]
+    assert json.loads(mapping.read_text())["patients"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -414,9 +531,11 @@ def test_uid_attribute_written_with_another_vr_is_still_remapped():
     ds.PatientName = "Qqjohn^Zyxwvdoe"
     ds.add_new(0x300A0054, "LO", "1.2.826.0.1.3680043.10.999.77")
     anonymizer.anonymize(ds)
-    value = ds[0x300A0054].value if 0x300A0054 in ds else None
-    assert value is None or (value.startswith("2.25.") and "999.77" not in value)
-    assert value == anonymizer.uid("1.2.826.0.1.3680043.10.999.77") or value is None
+    # Table E.1-1 says U (replace by a consistent UID): kept, and replaced by the keyed UID of the
+    # original, so that references to it still agree.
+    assert 0x300A0054 in ds
+    assert ds[0x300A0054].value == anonymizer.uid("1.2.826.0.1.3680043.10.999.77")
+    assert ds[0x300A0054].value.startswith("2.25.")
 
 
 def test_cli_names_unreadable_input_files_only_when_asked(planted, tmp_path, capsys):
@@ -436,3 +555,16 @@ def test_cli_names_unreadable_input_files_only_when_asked(planted, tmp_path, cap
     assert "PHIMARK" not in err
     assert main(["anonymize", str(tree), str(tmp_path / "o2"), "--key", "k", "--show-paths"]) == 0
     assert "DOE^PHIMARK-FOLDER" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["shift_dates", "clean_descriptors"])
+def test_text_cleaning_options_work_on_headers_without_every_identity_attribute(option):
+    """Found by the Slicer panel's preview on the demo CT, which has no OtherPatientIDs."""
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "MRN-12345"
+    ds.StudyDescription = "CT for Doe"
+    ds.StudyDate = "20240131"
+    Anonymizer(b"key", AnonymizeOptions(**{option: True})).anonymize(ds)
+    assert "Doe" not in str(ds.get("PatientName", "")) and ds.PatientIdentityRemoved == "YES"
+    assert "Doe" not in str(ds.get("StudyDescription", ""))

@@ -26,6 +26,7 @@ from MedPrepLib.discovery import read_image_header
 # set -> the parts of its In/ folder that are anonymized and converted (None: all of it)
 SETS = {
     "dcm_qa_12bit": None, "dcm_qa_ct_ge": None, "dcm_qa_enh": None, "dcm_qa_ge": None, "dcm_qa_ts": None,
+    "dcm_qa_uih": ["DTI_132225"],
     "dcm_qa_nih": ["20180918Si"],
     "dcm_qa_orientation": ["Orientation/axmb/AxAsc36mb2a", "Orientation/ax/axasc35"],
     "dcm_qa_philips": ["Magdeburg_2014"],

@@ -549,14 +549,22 @@ def test_corrupt_compressed_pixel_data(tmp_path, convert, kind):
     run = convert(inp)
     assert run.rc == 0
     assert f"{STEM}.nii.gz" in run.niftis()
-    if len(run.niftis()) == 1:
-        # Series 2 could not be decoded: one warning line naming the file.
+    if kind != "j2k_tiles_garbled":
+        # Series 2 cannot be decoded: it is left out with one warning line naming the file.
+        assert len(run.niftis()) == 1
         named = _named(run, paths[1])
-        assert named and "series 2" in named[0], run.err
+        assert named and "series 2" in named[0] and "cannot decode pixel data" in named[0], run.err
     else:
-        # A tolerant decoder returned an image: it must have the right shape.
+        # JPEG 2000 carries no checksum of its tile data: a well-formed codestream whose tiles hold
+        # noise decodes (OpenJPEG reports nothing), so what can be checked is that the series keeps its
+        # shape and its other slices. A known limit, stated in the README.
+        assert len(run.niftis()) == 2
         other = [n for n in run.niftis() if not n.startswith(STEM)][0]
-        assert nib.load(str(run.out_dir / other)).shape == (64, 64, 3)
+        img = nib.load(str(run.out_dir / other))
+        assert img.shape == (64, 64, 3)
+        stored = np.asanyarray(img.dataobj)
+        np.testing.assert_array_equal(stored[:, :, 0].T, vol[0])
+        np.testing.assert_array_equal(stored[:, :, 2].T, vol[2])
 
 
 def _patch_length(path: Path, tag_vr: bytes, length: int = 0xFFFFFFF0) -> None:
@@ -663,7 +671,8 @@ def test_messy_folder_in_a_real_process(tmp_path):
     (inp / "junk").write_bytes(os.urandom(2000))
     os.symlink("..", inp / "good" / "up")
     if sample.can_encode(JPEG2000Lossless):
-        # The OpenJPEG decoder prints its own complaints to fd 2; they must not reach the user.
+        # A decoder that printed its own complaints to fd 2 (C code, beyond Python's reach) would show
+        # here: MedPrep does not redirect the process's stderr, which would silence other threads.
         j2k = sample.write_series(inp / "j2k", np.zeros((1, 64, 64), np.uint16), modality="MR",
                                   series_number=3, transfer_syntax=JPEG2000Lossless)
         _edit(j2k[0], lambda ds: setattr(ds, "PixelData", encapsulate([b"\xff\x4f\xff\xd9"])))
@@ -674,3 +683,44 @@ def test_messy_folder_in_a_real_process(tmp_path):
     _check_promises(0, r.stderr, inp, tmp_path / "out", before, listing, tmp_path)
     assert sorted(os.listdir(tmp_path / "out")) == [f"{STEM}.json", f"{STEM}.nii.gz"]
     assert _named(Run(0, r.stdout, r.stderr, tmp_path / "out"), bad[0])
+
+
+# -- a bug is never blamed on the data ---------------------------------------------------------------
+
+def test_an_internal_error_is_reported_as_a_bug_not_as_bad_data(tmp_path, capsys, monkeypatch):
+    """A programming error while assembling one series is named as a MedPrep bug, the other series
+    are still written, the exit status is 2; with --debug the traceback is raised."""
+    from MedPrepLib import convert as convert_module
+
+    _series(tmp_path / "in" / "a", series_number=1)
+    _series(tmp_path / "in" / "b", series_number=2)
+    real = convert_module.series_to_volume
+
+    def flaky(series):
+        if series.series_number == 2:
+            raise TypeError("unsupported operand type(s)")
+        return real(series)
+
+    monkeypatch.setattr(convert_module, "series_to_volume", flaky)
+    rc = cli_main.main(["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == [f"{STEM}.nii.gz"]
+    (line,) = [ln for ln in err.splitlines() if "series 2" in ln]
+    assert "internal error (TypeError" in line and "please report it" in line and "malformed" not in line
+    with pytest.raises(TypeError):
+        cli_main.main(["--debug", "convert", str(tmp_path / "in"), str(tmp_path / "out2"), "--quiet"])
+
+
+def test_read_dicom_never_drops_a_series_in_silence(tmp_path):
+    from MedPrepLib.convert import read_dicom
+    from MedPrepLib.errors import MedPrepError
+
+    _series(tmp_path / "a", series_number=1)
+    paths = _series(tmp_path / "b", series_number=2)
+    _edit(paths[2], lambda ds: setattr(ds, "PixelData", ds.PixelData[:100]))  # cut short: cannot be read
+    with pytest.raises(MedPrepError, match="series 2"):
+        read_dicom(tmp_path)
+    said: List[str] = []
+    volumes = read_dicom(tmp_path, warn=said.append)
+    assert len(volumes) == 1 and len(said) == 1 and "series 2 not converted" in said[0]

@@ -18,7 +18,9 @@ from MedPrepLib.naming import (
     FALLBACK_NAME,
     MAX_NAME_BYTES,
     MAX_VALUE_CHARS,
+    PLACEHOLDERS,
     fields_from_dataset,
+    postfix_for,
     render_name,
     safe_name,
     unique_name,
@@ -72,7 +74,7 @@ def test_padding_applies_to_numbers_only():
     assert render_name("%4s", {"series_number": "abc"}) == "abc"
 
 
-@pytest.mark.parametrize("template", ["%z", "%p_%", "%4p", "%9%", "%/"])
+@pytest.mark.parametrize("template", ["%h", "%w", "%p_%", "%4p", "%9%", "%/"])
 def test_unknown_placeholder_is_a_clear_error(template):
     with pytest.raises(MedPrepError) as info:
         render_name(template, FIELDS)
@@ -255,13 +257,14 @@ def test_fields_from_dataset():
              StudyTime="121229.940000", Manufacturer="SIEMENS", EchoNumbers=[2, 3], PatientID="P1",
              PatientName="Doe^John")
     fields = fields_from_dataset(ds, "mr_0003")
-    assert fields == {
+    assert {k: v for k, v in fields.items() if v is not None} == {
         "protocol_name": "EPI PE=AP",
         "series_number": "3",
         "series_description": "desc",
         "datetime": "20180918121230",  # dcm2niix rounds the fractional seconds
         "folder_name": "mr_0003",
         "vendor": "Siemens",
+        "vendor_short": "Si",
         "echo_number": "2",
         "patient_id": "P1",
         "patient_name": "Doe^John",
@@ -270,14 +273,69 @@ def test_fields_from_dataset():
 
 
 def test_fields_fallbacks():
+    # dcm2niix: no ProtocolName -> SeriesDescription -> SequenceName (not for Siemens, whose sequence
+    # name changes within a DWI series); %t uses the study date and time only.
     ds = _mr(SequenceName="*tfl3d1", SeriesDate="20200101", SeriesTime="1212")
     fields = fields_from_dataset(ds, None)
     assert fields["protocol_name"] == "*tfl3d1"
-    assert fields["datetime"] == "20200101121200"
+    assert fields["datetime"] is None
     assert render_name("%p", fields) == "_tfl3d1"
+    assert fields_from_dataset(_mr(SeriesDescription="t2 tse", SequenceName="x"), None)["protocol_name"] == "t2 tse"
+    assert fields_from_dataset(_mr(Manufacturer="SIEMENS", SequenceName="*ep_b1000#2"), None)["protocol_name"] is None
     empty = fields_from_dataset(Dataset(), "")
-    assert set(empty.values()) == {None}
-    assert render_name("%p_%s_%t_%v", empty) == FALLBACK_NAME
+    assert set(empty.values()) == {None, "NA"}  # %m and %v are "NA" when the manufacturer is unknown
+    assert render_name("%p_%s_%t", empty) == FALLBACK_NAME
+    assert render_name("%v_%m", empty) == "NA_NA"
+    assert fields_from_dataset(_mr(Manufacturer="Hitachi Medical Corporation"), None)["vendor"] == "NA"
+
+
+@pytest.mark.parametrize("date, time, expected", [
+    ("20180925", "132222", "20180925132222"),
+    ("***", "132222", "132222"),       # de-identified date: dcm2niix writes the time alone
+    (None, "134431.5", "134432"),      # no date: the time alone, rounded
+    ("20180925", None, "20180925000000"),
+    (None, None, None),
+])
+def test_study_time_without_a_date(date, time, expected):
+    ds = Dataset()
+    if date is not None:
+        _raw(ds, 0x00080020, "DA", date.encode().ljust(8))
+    if time is not None:
+        _raw(ds, 0x00080030, "TM", time.encode() + (b" " if len(time) % 2 else b""))
+    assert fields_from_dataset(ds, None)["datetime"] == expected
+
+
+def test_every_dcm2niix_placeholder():
+    ds = _mr(ProtocolName="prot", SeriesDescription="desc", SeriesNumber=5, StudyDate="20240101",
+             StudyTime="101010", Manufacturer="UIH", EchoNumbers=3, PatientID="PID", PatientName="Doe^J",
+             ImageComments="note", AccessionNumber="ACC9", SeriesInstanceUID="1.2.3", StudyInstanceUID="1.2.4",
+             PerformedProcedureStepDescription="brain", InstanceNumber=17, AcquisitionNumber=2, StudyID="S7",
+             TemporalPositionIdentifier=4, SequenceName="epi_dti", ReceiveCoilName="HEAD32",
+             ScanningSequence=["EP", "SE"])
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.5"
+    fields = fields_from_dataset(ds, "folder", "IM0001.dcm")
+    expected = {"a": "HEAD32", "b": "IM0001.dcm", "c": "note", "d": "desc", "e": "3", "f": "folder", "g": "ACC9",
+                "i": "PID", "j": "1.2.3", "k": "1.2.4", "l": "brain", "m": "UI", "n": "Doe^J", "o": "1.2.5",
+                "p": "prot", "q": "EP\\SE", "r": "17", "s": "5", "t": "20240101101010", "u": "2", "v": "UIH", "x": "S7",
+                "y": "4", "z": "epi_dti"}
+    assert set(expected) == set(PLACEHOLDERS)
+    for letter, value in expected.items():
+        assert render_name(f"%{letter}", fields) == safe_name(value), letter
+    assert render_name("%m_%s", fields) == "UI_5"
+    assert render_name("%3s_%3r_%3y", fields) == "005_017_004"
+
+
+def test_echo_postfix_is_left_out_when_the_template_names_the_echo():
+    assert postfix_for("%p_%s", "_e2_ph") == "_e2_ph"
+    assert postfix_for("%p_%e", "_e2_ph") == "_ph"
+    assert postfix_for("%p_%E", "_e12") == ""
+
+
+def test_ge_run_number_for_y():
+    ds = _mr(Manufacturer="GE MEDICAL SYSTEMS", TemporalPositionIdentifier=4)
+    ds.private_block(0x0019, "GEMS_ACQU_01", create=True).add_new(0xA2, "SL", 12)
+    assert fields_from_dataset(ds, None)["run_number"] == "12"
 
 
 def _raw(ds: Dataset, tag: int, vr: str, value: bytes) -> None:
@@ -297,7 +355,7 @@ def test_fields_from_invalid_values():
     assert fields["series_number"] == "abc"
     assert fields["echo_number"] == "1"
     assert fields["datetime"] is None
-    assert fields["vendor"] is None
+    assert fields["vendor"] == "NA"  # an unreadable manufacturer is an unknown one, as in dcm2niix
     name = render_name("%p_%s", fields)
     _assert_safe(name)
     assert name.startswith("T1") and name.endswith("(_abc")
@@ -315,6 +373,8 @@ CONFORMANCE_SETS = {
     "dcm_qa_ct_ge": ("%p_%s", ["", "_Tilt_Eq_1"]),
     "dcm_qa_philips": ("%p_%s", [""]),
     "dcm_qa_ge": ("%d_%s", [""]),
+    # StudyDate is "***" there: %t is the study time alone, which keeps two runs of series 12 apart.
+    "dcm_qa_uih": ("%p_%s_%t", [""]),
 }
 
 

@@ -71,3 +71,29 @@ def test_damaged_files_give_one_clear_error(tmp_path, damage):
     bad.write_bytes(gzip.compress(payload))
     with pytest.raises(MedPrepError, match="cannot read NIfTI"):
         read_nifti(bad)
+
+
+@pytest.mark.parametrize("shape", [(30, 40, 50), (3, 30, 40, 50)])
+def test_a_reoriented_view_is_written_without_a_whole_copy(tmp_path, shape):
+    """A permuted and flipped view (what `orient` returns) is written slice by slice: exact voxels,
+    and the writer's peak allocation stays far below the array's size."""
+    import io
+    import tracemalloc
+
+    from MedPrepLib.nifti import _write_stream
+
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    view = np.flip(np.swapaxes(base, -1, -3), -2)  # strided, not C-contiguous
+    assert not view.flags.c_contiguous
+    vol = Volume(view, np.diag([2.0, 1.0, 1.5, 1.0]))
+    sink = io.BytesIO()
+    tracemalloc.start()
+    try:
+        _write_stream(sink, vol)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - len(sink.getvalue()) < view.nbytes / 4, f"peak {peak} bytes for a {view.nbytes}-byte array"
+    path = tmp_path / "v.nii"
+    path.write_bytes(sink.getvalue())
+    np.testing.assert_array_equal(read_nifti(path).array, view)

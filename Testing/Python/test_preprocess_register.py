@@ -53,7 +53,8 @@ def sitk_resample(array, affine, size_xyz, out_affine, image_to_source_ras, near
     """`array` (on `affine`) sampled at the output voxels mapped through `image_to_source_ras`."""
     import SimpleITK as sitk
 
-    from MedPrepLib.preprocess.grid import sitk_geometry, to_sitk
+    from MedPrepLib.affine import sitk_geometry
+    from MedPrepLib.preprocess.grid import to_sitk
 
     lps = LPS_FROM_RAS @ image_to_source_ras @ LPS_FROM_RAS
     transform = sitk.AffineTransform(3)

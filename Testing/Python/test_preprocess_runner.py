@@ -206,10 +206,24 @@ def test_qa_command(tmp_path):
     png = tmp_path / "qa" / "x.png"
     assert main(["qa", str(tmp_path / "img.nii.gz"), str(tmp_path / "img.nii.gz"), str(png),
                  "--label", str(tmp_path / "lab.nii.gz")]) == 0
+    plain = tmp_path / "qa" / "plain.png"
+    assert main(["qa", str(tmp_path / "img.nii.gz"), str(tmp_path / "img.nii.gz"), str(plain)]) == 0
     from PIL import Image
 
-    with Image.open(png) as im:
-        assert im.width >= 560 and im.height > 200
+    with Image.open(png) as im, Image.open(plain) as im_plain:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+        rgb_plain = np.asarray(im_plain.convert("RGB")).astype(int)
+    assert rgb.shape == rgb_plain.shape and rgb.shape[1] >= 560
+    red = (rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2])) > 60  # label 1 is drawn in red over grey
+    rows = np.nonzero(red.any(axis=1))[0]
+    assert red.sum() > 100, "the label is not drawn"
+    assert rows.min() > rgb.shape[0] // 2, "the label must be drawn on the output row only"
+    assert not ((rgb_plain[..., 0] - np.maximum(rgb_plain[..., 1], rgb_plain[..., 2])) > 60).any()
+    # The input row is the same picture with or without a label, and it shows the slices.
+    top = slice(0, int(rgb.shape[0] * 0.45))  # title and input row
+    assert np.array_equal(rgb[top], rgb_plain[top])
+    grey = rgb_plain[rgb.shape[0] // 4, :, 0]
+    assert grey.max() - grey.min() > 100, "the slices are not drawn"
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -120,3 +120,27 @@ def test_a_series_sent_to_another_process_reads_its_headers_there(tree: Path) ->
     path.write_bytes(path.read_bytes() + b"\0\0")
     with pytest.raises(NotDicomError, match="changed after the folder was scanned"):
         volume_from_series(changed)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_skipped_in_silence(tmp_path, monkeypatch):
+    import os
+
+    from MedPrepLib import discovery, sample
+
+    vol = np.zeros((2, 8, 8), np.int16)
+    sample.write_series(tmp_path / "ok", vol, modality="CT")
+    sample.write_series(tmp_path / "locked", vol, modality="CT", series_number=2)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):  # tests run as root, who may list any folder: refuse it here
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(discovery.os, "scandir", scandir)
+    result = discovery.scan(tmp_path)
+    assert len(result.series) == 1
+    assert [(p.name, r) for p, r in ((s.path, s.reason) for s in result.skipped)] == \
+        [("locked", "unreadable folder: Permission denied")]
+    with pytest.raises(PermissionError):
+        list(discovery.walk_files(tmp_path))  # a walk without a handler does not hide it either

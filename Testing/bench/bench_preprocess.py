@@ -19,7 +19,7 @@ import SimpleITK as sitk
 import timing
 from MedPrepLib.nifti import read_nifti, write_nifti
 from MedPrepLib.preprocess import load_pipeline, run_pipeline
-from MedPrepLib.preprocess.grid import set_geometry
+from MedPrepLib.affine import set_sitk_geometry
 from MedPrepLib.sample import ct_phantom
 from MedPrepLib.volume import LPS_FROM_RAS, Volume
 
@@ -41,7 +41,7 @@ def paired(ours: Callable[[], object], anchor: Callable[[], object], repeats: in
 def sitk_call(array: np.ndarray, affine: np.ndarray, op: Callable) -> Callable[[], np.ndarray]:
     def call() -> np.ndarray:
         img = sitk.GetImageFromArray(array)
-        set_geometry(img, affine)
+        set_sitk_geometry(img, affine)
         return sitk.GetArrayFromImage(op(img))
     return call
 

@@ -134,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         fh.write(f"# MedPrep benchmarks ({meta['date']}, {'quick' if args.quick else 'full'})\n\n")
         fh.write(markdown_table(rows) + "\n")
     print(f"\nwrote {OUTPUT / 'results.json'} and {OUTPUT / 'results.md'}")
+    if not args.quick and not args.only and not failed:
+        import results_doc  # the committed record and the README's figures come from full runs only
+
+        results_doc.publish({"meta": meta, "rows": rows})
+        print(f"wrote {results_doc.RESULTS_MD.relative_to(ROOT)} and the README's benchmark table")
     if failed:
         print(f"run_bench: benchmark module(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""Tests of MedPrep's Slicer-side code against the MRML classes of the slicer-core wheel (no Qt)."""
+"""Tests of MedPrep's Slicer-side code: the bridge against slicer-core's MRML classes, and the module
+(Widget, Logic, MedPrepTest) in Slicer's own Python layer through Testing/Python/slicer_harness."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 MODULE_DIR = Path(__file__).resolve().parents[3] / "MedPrep"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # slicer_harness
 
 
 def _slicer_core():
@@ -41,3 +43,14 @@ def bridge(slicer):
     import MedPrepBridge
 
     return MedPrepBridge
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """`slicer`, `qt` and `ctk` as a scripted module sees them in Slicer (see slicer_harness); skips with the reason."""
+    import slicer_harness
+
+    reason = slicer_harness.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return slicer_harness.install()

@@ -200,3 +200,17 @@ def test_stored_values_come_back_exactly_for_medpreplib_steps(scene, bridge):
     node = bridge.addVolumeNode(scene, pet, "pet")
     np.testing.assert_array_equal(bridge.volumeFromNode(node, stored=bridge.storedRescale(pet)).scaled(),
                                   pet.scaled(np.float32))
+
+
+def test_rgb_volumes_become_vector_nodes_and_come_back_unchanged(scene, bridge):
+    from MedPrepLib.volume import RGB24, Volume
+
+    array = np.random.default_rng(2).integers(0, 256, size=(2, 3, 4, 3)).astype(np.uint8).view(RGB24)[..., 0]
+    affine = np.diag([0.5, 0.6, 2.0, 1.0])
+    node = bridge.addVolumeNode(scene, Volume(array=array, affine=affine), "colour")
+    assert node.IsA("vtkMRMLVectorVolumeNode") and node.GetImageData().GetNumberOfScalarComponents() == 3
+    back = bridge.volumeFromNode(node)
+    assert back.is_rgb and np.array_equal(back.array, array)
+    np.testing.assert_allclose(back.affine, affine)
+    with pytest.raises(ValueError, match="label map"):
+        bridge.addVolumeNode(scene, Volume(array=array, affine=affine), "colour", labelmap=True)

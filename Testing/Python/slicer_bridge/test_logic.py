@@ -1,16 +1,11 @@
-"""MedPrepLogic on a real MRML scene (slicer-core), with the Qt-only parts of Slicer replaced by stand-ins.
-
-slicer-core has MRML and slicer.util but no Qt, so `qt`, `slicer.i18n`, `slicer.parameterNodeWrapper`
-and `slicer.ScriptedLoadableModule` are given minimal stand-ins; everything the Logic does with
-nodes, MedPrepLib and files is real. The views (showSideBySide, showOverlay) need the application
-and are covered by MedPrepTest inside Slicer only.
+"""MedPrepLogic on a real MRML scene, in Slicer's own Python layer (Testing/Python/slicer_harness): the real
+ScriptedLoadableModuleLogic and parameter node wrapper over slicer-core. The views (showSideBySide,
+showOverlay) are checked on the harness's slice logics in test_module_panel.py.
 """
 from __future__ import annotations
 
 import json
 import sys
-import types
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,40 +20,29 @@ from MedPrepLib.volume import Volume
 vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
 
 
-def _standin_modules(slicer) -> dict:
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    i18n.translate = lambda context, text: text
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = wrapper.WithinRange = lambda *args: None
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
-                 "ScriptedLoadableModuleTest"):
-        setattr(scripted, name, type(name, (), {"__init__": lambda self, *args: None}))
-    return {"qt": types.ModuleType("qt"), "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper,
-            "slicer.ScriptedLoadableModule": scripted}
+@pytest.fixture
+def MedPrep(harness):
+    import slicer_harness
+
+    slicer_harness.loadMedPrep()
+    harness.mrmlScene.Clear(0)
+    return sys.modules["MedPrep"]
 
 
 @pytest.fixture
-def MedPrep(slicer, scene, monkeypatch):
-    for name, module in _standin_modules(slicer).items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    monkeypatch.delitem(sys.modules, "MedPrep", raising=False)
-    import MedPrep
-
-    return MedPrep
+def scene(harness):
+    return harness.mrmlScene
 
 
-def options(**changes) -> SimpleNamespace:
-    """The parameter-node fields the Logic reads, as plain attributes."""
-    values = {field: False for field in ("shiftDates", "keepDates", "retainPatientCharacteristics",
-                                         "retainDeviceIdentity", "retainInstitutionIdentity", "cleanDescriptors",
-                                         "keepPrivate", "keepUIDs")}
+def options(MedPrep, **changes):
+    """The module's parameter node with the anonymization and header fields the Logic reads."""
+    parameters = MedPrep.MedPrepLogic().getParameterNode()
+    values = {field: False for field in MedPrep.presenter.ANONYMIZE_OPTIONS}
     values.update(anonymizationKey="project-key", headerSearch="", headerShowPrivate=True)
     values.update(changes)
-    return SimpleNamespace(**values)
+    for name, value in values.items():
+        parameters.setValue(name, value)
+    return parameters
 
 
 def ijk_to_ras(node) -> np.ndarray:
@@ -84,10 +68,11 @@ def test_scan_load_header_and_anonymize(MedPrep, scene, ct, tmp_path):
     assert len(logic.sourceFiles(node)) == 6
     assert len(node.GetAttribute("DICOM.instanceUIDs").split()) == 6
 
-    params = options()
+    params = options(MedPrep)
     rows = {r.keyword: r.value for r in logic.headerRows(node)}
     assert rows["PatientID"] == "MRN-12345"
-    assert [r.keyword for r in logic.filterRows(logic.headerRows(node), options(headerSearch="MRN-"))] == ["PatientID"]
+    searched = logic.filterRows(logic.headerRows(node), options(MedPrep, headerSearch="MRN-"))
+    assert [r.keyword for r in searched] == ["PatientID"]
     before, after = logic.previewAnonymization(node, logic.anonymizer(params))
     assert {r.keyword: r.value for r in before}["PatientID"] == "MRN-12345"
     assert "MRN-12345" not in {r.keyword: r.value for r in after}["PatientID"]
@@ -98,7 +83,7 @@ def test_scan_load_header_and_anonymize(MedPrep, scene, ct, tmp_path):
     assert not any(b"MRN-12345" in p.read_bytes() or b"Doe^Jane" in p.read_bytes() for p in written)
 
     with pytest.raises(MedPrepError, match="exclude"):
-        logic.anonymizer(options(shiftDates=True, keepDates=True))
+        logic.anonymizer(options(MedPrep, shiftDates=True, keepDates=True))
 
 
 def test_preprocess_matches_medprep_run_and_leaves_the_input_alone(MedPrep, scene, ct, tmp_path):
@@ -188,3 +173,34 @@ def test_parameter_node_annotations_resolve(MedPrep):
     assert hints["inputVolume"] is MedPrep.vtkMRMLScalarVolumeNode
     assert hints["inputLabel"] is MedPrep.vtkMRMLLabelMapVolumeNode
     assert typing.get_origin(hints["orientation"]) is typing.Annotated
+
+
+def test_rgb_series_loads_as_a_vector_volume(MedPrep, scene, tmp_path):
+    """Colour FA maps, secondary captures: three components per voxel in a vector volume node, as
+    Slicer's own DICOM reader loads them, with the same geometry as the NIfTI MedPrep writes."""
+    rgb = np.random.default_rng(0).integers(0, 256, size=(3, 5, 4, 3)).astype(np.uint8)
+    sample.write_rgb_series(tmp_path / "rgb", rgb, planar=1, spacing=(0.5, 0.7, 2.0))
+    logic = MedPrep.MedPrepLogic()
+    series = logic.scanFolder(str(tmp_path / "rgb")).series[0]
+    node = logic.loadSeries(series, scene=scene)
+    assert node.IsA("vtkMRMLVectorVolumeNode")
+    image = node.GetImageData()
+    assert image.GetDimensions() == (4, 5, 3) and image.GetNumberOfScalarComponents() == 3
+    values = vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(3, 5, 4, 3)
+    np.testing.assert_array_equal(values, rgb)
+    np.testing.assert_allclose(ijk_to_ras(node), volume_from_series(series).affine, atol=1e-9)
+
+
+def test_per_image_steps_stop_at_the_first_step_that_needs_a_dataset(MedPrep):
+    logic = MedPrep.MedPrepLogic
+    steps, leftOut = logic.perImageSteps(logic.presetSteps("ct-liver"))
+    assert [s["step"] for s in steps] == ["modality_lut", "orient", "resample", "clip"]
+    assert leftOut == ["dataset_zscore"]
+    clip = {"step": "clip", "min": 0.0, "max": 1.0}
+    assert logic.perImageSteps([{"step": "dataset_zscore"}, clip]) == ([], ["dataset_zscore", "clip"])
+    assert logic.perImageSteps([clip]) == ([clip], [])
+
+
+def test_scanning_a_folder_without_files_is_an_error_like_medprep_scan(MedPrep, tmp_path):
+    with pytest.raises(MedPrepError, match="no files found"):
+        MedPrep.MedPrepLogic.scanFolder(str(tmp_path))
