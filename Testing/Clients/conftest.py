@@ -6,6 +6,7 @@ never in the main suite. Every image is tiny, so that nnU-Net's fingerprint and 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,14 @@ def nnunet_env(tmp_path_factory) -> dict:
         env[key] = str(base / key)
     env["nnUNet_n_proc_DA"] = "1"
     return env
+
+
+@pytest.fixture(scope="session")
+def dicom_tree_with_seg(dicom_tree, converted_dicom_dataset, tmp_path_factory) -> Path:
+    """The DICOM tree with each series' labels as a DICOM SEG (`medprep export-seg`) beside it."""
+    root = tmp_path_factory.mktemp("dicom_seg")
+    for i in range(4):
+        shutil.copytree(dicom_tree / f"case{i}", root / f"case{i}")
+        medprep("export-seg", str(converted_dicom_dataset / "labels" / f"liver_{i + 1}.nii.gz"),
+                str(dicom_tree / f"case{i}"), str(root / f"case{i}" / "seg.dcm"), "--names", "liver,tumour")
+    return root

@@ -168,3 +168,20 @@ def test_npy_outputs_load_in_monai_and_torchio_on_the_nifti_grid(nifti_dataset, 
             tio.Subject(image=image, label=label).check_consistent_space()
             np.testing.assert_array_equal(label.data.numpy()[0].transpose(2, 1, 0),
                                           np.asarray(nib.load(str(nii_label)).dataobj))
+
+
+def test_dicom_tree_with_seg_becomes_an_nnunet_training_set(dicom_tree_with_seg, tmp_path, nnunet_env):
+    """A hospital-style tree (CT series + their SEG) straight into nnU-Net: every case in imagesTr."""
+    out = tmp_path / "seg"
+    medprep("run", "nnunet-raw", str(dicom_tree_with_seg), str(out), "--workers", "1",
+            "--dataset-id", "504", "--dataset-name", "LiverSeg", *LIVER)
+    dataset = out / "Dataset504_LiverSeg"
+    ds = json.loads((dataset / "dataset.json").read_text())
+    assert ds["channel_names"] == {"0": "CT"} and ds["numTraining"] == 4
+    assert ds["labels"] == {"background": 0, "liver": 1, "tumour": 2}
+    assert not (dataset / "imagesTs").exists()
+    plans = plan_with_nnunet(dataset, nnunet_env)
+    assert normalisation_of(plans) == {("CTNormalization",)}
+    assert len(pairs(dataset)) == 4
+    for image, label in pairs(dataset):
+        check_monai_and_torchio(image, label, hu=True)
