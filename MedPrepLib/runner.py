@@ -115,8 +115,8 @@ def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path
         raise MedPrepError("no images found", root, "give a folder of .nii/.nii.gz files or a DICOM tree")
     if labels_dir and not set(_niftis(Path(labels_dir))) & {c.label for c in cases}:
         raise MedPrepError("no label map in --labels matches an image", labels_dir,
-                           "for DICOM input, label files are not paired yet; for NIfTI, name each label like its "
-                           "image (case.nii.gz -> case.nii.gz or case_seg.nii.gz)")
+                           "a DICOM tree takes its labels from its SEG/RTSTRUCT, not from files (yet); for NIfTI, "
+                           "name each label like its image (case.nii.gz -> case.nii.gz or case_seg.nii.gz)")
     seen = set()
     for c in cases:
         if c.case_id in seen:
