@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-compat bench lint clean
+.PHONY: install demo test test-compat test-clients bench lint clean
 
 install: $(STAMP)
 
@@ -41,7 +41,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(COMPAT) demo-output bench-output .pytest_cache
+	rm -rf $(VENV) $(COMPAT) $(CLIENTS) demo-output bench-output .pytest_cache
 
 # The Slicer module in Slicer's own Python layer (Testing/Python/slicer_harness): Slicer's parameterNodeWrapper and
 # ScriptedLoadableModule from ../shared/slicer-python over the real MRML classes of the slicer-core wheel (large: VTK
@@ -56,3 +56,21 @@ test-slicer: install
 panel-picture: install
 	$(PY) -m pip install --quiet -e ".[slicer-test]"
 	$(PY) Testing/Python/slicer_harness/render_panel.py demo-output
+
+# MedPrep's outputs in the real trainers (nnU-Net v2, MONAI, TorchIO) in their own environment. torch
+# is installed first and pinned, as a CPU build, so that nnunetv2 does not pull a CUDA one.
+CLIENTS := .venv-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed
+TORCH_VERSION ?= 2.13.0
+.PHONY: test-clients
+test-clients: $(CLIENTS_STAMP)
+	$(CLIENTS)/bin/python -m pytest -q -p no:cacheprovider Testing/Clients
+
+$(CLIENTS_STAMP): pyproject.toml
+	@test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	@$(CLIENTS)/bin/python -m pip install -qq --upgrade pip >$(CLIENTS)/pip.log 2>&1 || true
+	@$(CLIENTS)/bin/python -m pip install -qq "torch==$(TORCH_VERSION)" >>$(CLIENTS)/pip.log 2>&1 || \
+	  { echo "make test-clients: cannot install torch==$(TORCH_VERSION) (a CPU build) into $(CLIENTS): see $(CLIENTS)/pip.log, or set TORCH_VERSION" >&2; exit 1; }
+	@$(CLIENTS)/bin/python -m pip install -qq "torch==$(TORCH_VERSION)" -e ".[clients]" >>$(CLIENTS)/pip.log 2>&1 || \
+	  { echo "make test-clients: cannot install nnunetv2, monai and torchio into $(CLIENTS): see $(CLIENTS)/pip.log" >&2; exit 1; }
+	@touch $@

@@ -115,6 +115,10 @@ def find_cases(input_dir: Union[str, Path], labels_dir: Optional[Union[str, Path
         cases = _match_labels(images, label_files, True)
     if not cases:
         raise MedPrepError("no images found", root, "give a folder of .nii/.nii.gz files or a DICOM tree")
+    if labels_dir and not set(_niftis(Path(labels_dir))) & {c.label for c in cases}:
+        raise MedPrepError("no label map in --labels matches an image", labels_dir,
+                           "name each label like its image (case.nii.gz -> case.nii.gz or case_seg.nii.gz); for a "
+                           "DICOM tree give a table of case id -> label file (--labels TABLE.csv) or SEG/RTSTRUCT")
     seen = set()
     for c in cases:
         if c.case_id in seen:

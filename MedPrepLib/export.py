@@ -2,14 +2,23 @@
 nnU-Net / Medical Segmentation Decathlon layout (imagesTr, labelsTr, imagesTs, dataset.json).
 
 Every image gets a JSON sidecar with its provenance (the pipeline steps from `volume.history`);
-NumPy outputs also carry their geometry there (affine, spacing), since .npy has no header.
+NumPy outputs also carry their geometry there (affines, spacing, orientation), since .npy has no header.
+
+nnU-Net v2 picks its intensity normalisation from each channel's name in dataset.json
+(nnunetv2/preprocessing/normalization/map_channel_name_to_normalization.py, names compared
+case-insensitively): "CT" is its CT scheme (foreground percentiles, mean and std of the training
+set), "noNorm" none at all, "rescale_to_0_1" and "rgb_to_0_1" rescaling, anything else per-image
+z-score. A channel is named "noNorm" when the pipeline has already standardised the intensities,
+and by its modality (CT, MR, ...) otherwise.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,8 +71,24 @@ def channels_first(array: np.ndarray) -> np.ndarray:
 
 
 def _geometry(volume: Volume) -> Dict[str, Any]:
-    return {"affine_ras": np.round(volume.affine, 6).tolist(), "spacing_xyz": list(volume.spacing),
-            "axes": "channel, z, y, x" if volume.array.shape[-3] > 1 else "channel, y, x"}
+    """Where the voxels of a channels-first array are: what a loader needs to put them back in space.
+
+    `affine_ras` maps NIfTI voxel indices (x, y, z) to RAS millimetres; `array_affine_ras` maps the
+    array's own spatial indices ((z, y, x), or (y, x, 0) for one slice) to RAS, which is the affine
+    MONAI (MetaTensor) and TorchIO (ScalarImage) take together with the array as it is stored.
+    """
+    import nibabel as nib
+
+    flat = volume.array.shape[-3] == 1
+    # array axis order -> NIfTI index order: (z, y, x) reversed, or for one slice (y, x, z).
+    columns = [1, 0, 2] if flat else [2, 1, 0]
+    array_affine = volume.affine.copy()
+    array_affine[:, :3] = volume.affine[:, columns]
+    return {"affine_ras": np.round(volume.affine, 6).tolist(),
+            "array_affine_ras": np.round(array_affine, 6).tolist(),
+            "spacing_xyz": list(volume.spacing),
+            "orientation_xyz": "".join(nib.aff2axcodes(volume.affine)),
+            "axes": "channel, y, x" if flat else "channel, z, y, x"}
 
 
 def _save_npy(path: Path, array: np.ndarray, overwrite: bool) -> None:
@@ -193,15 +218,151 @@ def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optio
     return written
 
 
-def write_dataset_json(out_dir: Union[str, Path], name: str, channels: List[str], labels: List[int],
-                       n_training: int, gz: bool = True, description: str = "") -> Path:
-    """nnU-Net v2's dataset.json (channel names, label values, training count, file ending)."""
-    label_names = {"background": 0}
-    label_names.update({f"label_{v}": int(v) for v in sorted(set(labels)) if v != 0})
+# ---------------------------------------------------------------- nnU-Net v2 datasets
+
+NNUNET_NO_NORM = "noNorm"
+_DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_CHANNEL_FILE_RE = re.compile(r"_\d{4}\.nii(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a user says about a dataset that the images do not: its name, what the label values
+    are (1, 2, ... in order) and the modality of each channel (one for all, or one per channel)."""
+    name: Optional[str] = None
+    label_names: Tuple[str, ...] = ()
+    modalities: Tuple[str, ...] = ()
+
+
+def nnunet_dataset_dir(out_dir: Union[str, Path], dataset_id: int, name: str) -> Path:
+    """OUT/DatasetNNN_Name, the folder nnU-Net v2 looks for under nnUNet_raw."""
+    if not 1 <= dataset_id <= 999:
+        raise MedPrepError(f"the nnU-Net dataset id must be 1 to 999, got {dataset_id}",
+                           hint="nnU-Net names datasets DatasetNNN_Name with a three-digit id")
+    if not _DATASET_NAME_RE.match(name):
+        raise MedPrepError(f"the dataset name '{name}' is not usable in a folder name",
+                           hint="use letters, digits, '-' and '_' (e.g. Liver)")
+    return Path(out_dir) / f"Dataset{dataset_id:03d}_{name}"
+
+
+def parse_names(text: Optional[str], what: str, unique: bool = True) -> Tuple[str, ...]:
+    """A comma-separated command-line list (label names, modalities); empty entries are refused."""
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise MedPrepError(f"{what} has an empty entry: '{text}'", hint="separate the names by single commas")
+    if unique and len(set(n.casefold() for n in names)) != len(names):
+        raise MedPrepError(f"{what} names one twice: '{text}'")
+    return names
+
+
+def channel_names(pipeline: Any, n_channels: int, found: Sequence[str],
+                  info: DatasetInfo) -> Tuple[List[str], List[str]]:
+    """(dataset.json channel names, warnings) for `pipeline`'s outputs.
+
+    `found` is the modality the images carry (DICOM Modality, or the sidecar's), "" when unknown.
+    """
+    warnings: List[str] = []
+    given = list(info.modalities)
+    if len(given) == 1:
+        given *= n_channels
+    if given and len(given) != n_channels:
+        raise MedPrepError(f"--modality names {len(given)} channels but the images have {n_channels}",
+                           hint="give one modality for all channels or one per channel")
+    modalities = given or [m or "" for m in (list(found) or [""])[:1] * n_channels]
+    normalizing = pipeline.normalizing_steps()
+    if normalizing:
+        return [NNUNET_NO_NORM] * n_channels, warnings
+    if not all(modalities):
+        warnings.append("the modality of the images is unknown (no DICOM header or JSON sidecar says it): "
+                        "dataset.json names the channel 'image', for which nnU-Net z-scores each image; "
+                        "pass --modality CT (or MR, ...) to let nnU-Net choose its normalisation for it")
+    return [m or "image" for m in modalities], warnings
+
+
+def label_table(values: Iterable[int], names: Sequence[str]) -> Tuple[Dict[str, int], List[str]]:
+    """dataset.json "labels": background 0, then 1..N named by `names` (else label_N), consecutive
+    as nnU-Net requires even where a value occurs in no case; and warnings."""
+    values = sorted(set(int(v) for v in values) - {0})
+    top = max(values + [len(names)])
+    table = {"background": 0}
+    unnamed = []
+    for v in range(1, top + 1):
+        name = names[v - 1] if v <= len(names) else f"label_{v}"
+        if v > len(names) and names:
+            unnamed.append(v)
+        table[name] = v
+    warnings = []
+    if unnamed:
+        warnings.append(f"label value(s) {', '.join(map(str, unnamed))} found in the label maps have no name in "
+                        f"--label-names ({len(names)} given): dataset.json calls them label_N")
+    absent = [names[v - 1] for v in range(1, len(names) + 1) if v not in values]
+    if absent and values:
+        warnings.append(f"no label map holds {', '.join(absent)} (--label-names), listed in dataset.json anyway")
+    return table, warnings
+
+
+def unlabelled_training(cases: Iterable[Any]) -> List[str]:
+    """Warnings for training cases without a label map: the nnU-Net layout puts them in imagesTs."""
+    missing = [c.case_id for c in cases if c.training and c.label is None]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return [f"{len(missing)} training image(s) have no label map and go to imagesTs, not imagesTr: {shown}; "
+            "give their labels (--labels DIR, files named like the images, optionally with _seg) "
+            "or mark them as test cases (--split)"]
+
+
+def write_dataset_json(out_dir: Union[str, Path], name: str, channels: List[str], labels: Dict[str, int],
+                       n_training: int, gz: bool = True, description: str = "",
+                       extra: Optional[Dict[str, Any]] = None) -> Path:
+    """nnU-Net v2's dataset.json (channel names, labels, training count, file ending); `extra` goes
+    under "medprep" (nnU-Net reads only its own keys)."""
     doc = {"name": name, "description": description,
            "channel_names": {str(i): c for i, c in enumerate(channels)},
-           "labels": label_names, "numTraining": int(n_training),
+           "labels": labels, "numTraining": int(n_training),
            "file_ending": ".nii.gz" if gz else ".nii"}
+    if extra:
+        doc["medprep"] = extra
     target = Path(out_dir) / "dataset.json"
     write_json(target, doc, overwrite=True)
     return target
+
+
+def write_nnunet_dataset_json(out_dir: Union[str, Path], pipeline: Any, cases: Sequence[Any],
+                              results: Dict[str, Dict[str, Any]], info: Optional[DatasetInfo] = None) -> List[str]:
+    """dataset.json for the cases now in `out_dir` (nnU-Net layout); returns warnings.
+
+    `results` holds what this run's case jobs returned ("labels", "modality", "outputs"); what the
+    cases skipped as unchanged had (label values, modality) comes from the previous dataset.json.
+    """
+    info = info or DatasetInfo()
+    json_path = Path(out_dir) / "dataset.json"
+    try:
+        old = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
+    except ValueError:
+        old = {}
+    old_extra = old.get("medprep") or {}
+    values = set(old_extra.get("label_values", []))
+    found = list(old_extra.get("modalities", []))
+    n_channels = int(old_extra.get("channels", 1))
+    for r in results.values():
+        values.update(r["labels"])
+        if r.get("modality") and not found:
+            found = [r["modality"]]
+        n_channels = sum(1 for p in r["outputs"] if _CHANNEL_FILE_RE.search(str(p))) or n_channels
+    channels, warnings = channel_names(pipeline, n_channels, found, info)
+    labels, label_warnings = label_table(values, info.label_names)
+    n_training = sum(1 for c in cases if c.training and c.label is not None)
+    modalities = list(info.modalities) or found
+    extra = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest(), "channels": n_channels,
+             "modalities": modalities, "normalized_by": pipeline.normalizing_steps(),
+             "label_values": sorted(values)}
+    description = pipeline.description
+    if extra["normalized_by"]:
+        description = (f"{description}; " if description else "") + \
+            f"intensities already standardised by MedPrep ({', '.join(extra['normalized_by'])}): channels noNorm"
+    write_dataset_json(out_dir, info.name or pipeline.name, channels, labels, n_training, pipeline.output.gz,
+                       description, extra)
+    return warnings + label_warnings

@@ -139,12 +139,13 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
                 progress: Optional[Callable[[str, int, int], None]] = None,
                 executor: Optional[Executor] = None, label_table: Optional[LabelTableOptions] = None,
                 split: Optional[SplitSpec] = None, boxes: Optional[BoxOptions] = None,
-                label_names: Optional[List[str]] = None) -> RunReport:
+                label_names: Optional[List[str]] = None, dataset: Any = None) -> RunReport:
     """Run `pipeline` over every case of `input_dir` into `output_dir`; see the module documentation.
 
     The jobs run on `executor` (left open), or on a local pool of `workers` processes made for the run.
     Labels come from `labels_dir` (label maps named like the images) or `label_table`, boxes and
-    points from `boxes`; the splits from `split_file` or `split` (see `splits`).
+    points from `boxes`; the splits from `split_file` or `split` (see `splits`). `dataset`
+    (export.DatasetInfo): name, label names and modalities for the nnU-Net dataset.json.
     """
     in_root, out_dir = Path(input_dir).absolute(), Path(output_dir).absolute()
     if out_dir.resolve() == in_root.resolve() or in_root.resolve() in out_dir.resolve().parents:
@@ -157,7 +158,8 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         with make_executor(workers, preload=DICOM_PRELOAD if dicom else PRELOAD) as pool:
             return run_dataset(pipeline, in_root, out_dir, qa=qa, labels_dir=labels_dir, split_file=split_file,
                                statistics_file=statistics_file, progress=progress, executor=pool,
-                               label_table=label_table, split=split, boxes=boxes, label_names=label_names)
+                               label_table=label_table, split=split, boxes=boxes, label_names=label_names,
+                               dataset=dataset)
     started = time.monotonic()
     if not in_root.is_dir():
         raise MedPrepError("input folder does not exist", in_root, "give a folder of NIfTI files or a DICOM tree")
@@ -180,6 +182,10 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             c.label_names = list(label_names) if label_names else None
         rows_by_id = attach_annotations(cases, label_table, boxes, report)
         split_cases(cases, out_dir, split_file, split, rows_by_id, report)
+        if pipeline.output.format == "nnunet":
+            from .export import unlabelled_training
+
+            report.warnings += unlabelled_training(cases)
         executor.limit(len(cases))
         pipeline.save(out_dir / "pipeline.json")
 
@@ -259,29 +265,13 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     if boxes is not None:
         write_boxes(out_dir, cases, rows, meta, report)
     if pipeline.output.format == "nnunet":
+        from .export import write_nnunet_dataset_json
+
         done_ok = [c for c in cases if rows[c.case_id]["status"] in ("written", "unchanged")]
-        _write_nnunet_json(out_dir, pipeline, done_ok, meta)
+        report.warnings += write_nnunet_dataset_json(out_dir, pipeline, done_ok, meta, dataset)
     if qa:
         from .qa import write_index
 
         write_index(out_dir / "qa", [c.case_id for c in cases if (out_dir / "qa" / f"{c.case_id}.png").is_file()])
     report.seconds = time.monotonic() - started
     return report
-
-
-def _write_nnunet_json(out_dir: Path, pipeline: pl.Pipeline, cases: List[Case],
-                       meta: Dict[str, Dict[str, Any]]) -> None:
-    """dataset.json for the cases now in the output; label values of unchanged cases come from the old one."""
-    from .export import write_dataset_json
-
-    json_path = out_dir / "dataset.json"
-    old = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    labels = {int(v) for v in old.get("labels", {}).values()}
-    channels = list(old.get("channel_names", {}).values())
-    for m in meta.values():
-        labels.update(m["labels"])
-        if not channels:
-            channels = [m["modality"] or "image"]
-    n_training = sum(1 for c in cases if c.training and c.label is not None)
-    write_dataset_json(out_dir, pipeline.name, channels or ["image"], sorted(labels), n_training,
-                       pipeline.output.gz, pipeline.description)

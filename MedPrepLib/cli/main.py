@@ -25,6 +25,7 @@ COMMANDS = [
     "anonymize_cmd",
     "preprocess_cmd",
     "run_cmd",
+    "stats_cmd",
     "qa_cmd",
 ]
 

@@ -28,6 +28,19 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, positional: bool = F
                         help="statistics.json of a `medprep run` for steps that need dataset statistics")
 
 
+def missing_statistics(pipeline, source: str):
+    """(message, where, hint) for a pipeline whose dataset statistics were not given: which values of
+    which step, and the two ways to get them."""
+    index = pipeline.statistics_steps()[0]
+    step = pipeline.steps[index]
+    fitted = [name for name in step.spec.fitted if getattr(step.params, name) is None]
+    sets = " ".join(f"--set {step.spec.name}.{name}=..." for name in fitted)
+    return (f"step {index + 1} '{step.spec.name}' needs dataset statistics ({', '.join(fitted)}) from the training "
+            "cases", source,
+            f"pass --statistics FILE: the statistics.json of a `medprep run {source}` over the training set, or "
+            f"`medprep stats {source} TRAINING_DIR stats.json`; or give the values: {sets}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preprocess", help="preprocess one image (and its label map) with a pipeline",
@@ -53,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline or args.preset, args.overrides)
     statistics = load_statistics(args.statistics, pipeline) if args.statistics else None
     if pipeline.statistics_steps() and statistics is None:
-        step = pipeline.steps[pipeline.statistics_steps()[0]].spec.name
-        raise MedPrepError(f"step '{step}' needs dataset statistics", args.pipeline or args.preset,
-                           "pass --statistics FILE from a `medprep run`, or set them with --set")
+        raise MedPrepError(*missing_statistics(pipeline, args.pipeline or args.preset))
     suffix_of(args.output)
     outputs = [Path(args.output)] + ([Path(args.label[1])] if args.label else [])
     for out in outputs:

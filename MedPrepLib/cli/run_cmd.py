@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="name DICOM cases after their id (id) or a hash of the series (hash); auto: the id "
                              "for --case-id stem, a hash for the identifying DICOM fields")
     labels.add_argument("--label-names", metavar="A,B,...",
-                        help="DICOM input: keep these SEG segments / RTSTRUCT ROIs (by name, case-insensitive) as "
-                             "labels 1, 2, ... (default: every one, numbered by segment/ROI number)")
+                        help="names of label values 1, 2, ... (dataset.json), e.g. liver,tumour; DICOM input: keep "
+                             "these SEG segments / RTSTRUCT ROIs (by name, case-insensitive) as labels 1, 2, ... "
+                             "(default: every one, numbered by segment/ROI number)")
     labels.add_argument("--require-labels", action="store_true",
                         help="stop if a case has no label or a label matches no case")
     labels.add_argument("--boxes", metavar="TABLE|COCO.json",
@@ -63,6 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep each patient's (study's, column value's) cases in one split")
     parser.add_argument("--layout", choices=LAYOUTS,
                         help="files: images/CASE; classes: SPLIT/LABEL/CASE.npy (torchvision DatasetFolder)")
+    nnunet = parser.add_argument_group("nnU-Net layout (output.format=nnunet)")
+    nnunet.add_argument("--modality", metavar="M[,M...]",
+                        help="the modality of the images (CT, MR, ...; one for all channels or one per channel) "
+                             "where no DICOM header or sidecar gives it; it names the dataset.json channels, from "
+                             "which nnU-Net picks its normalisation")
+    nnunet.add_argument("--dataset-id", type=int, metavar="NNN",
+                        help="write OUTPUT_DIR/DatasetNNN_NAME (with --dataset-name)")
+    nnunet.add_argument("--dataset-name", metavar="NAME", help="the dataset's name, e.g. Liver")
     add_pipeline_arguments(parser, positional=True)
     parser.set_defaults(func=run)
 
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..boxes import BoxOptions
     from ..cases import LabelTableOptions, is_dicom_tree, is_label_table
     from ..errors import MedPrepError
+    from ..export import DatasetInfo, nnunet_dataset_dir, parse_names
     from ..preprocess import load_pipeline
     from ..progress import Progress
     from ..runner import DICOM_PRELOAD, PRELOAD, run_dataset
@@ -102,6 +112,19 @@ def run(args: argparse.Namespace) -> int:
     if spec is not None and spec.stratify == "label" and table is None:
         raise MedPrepError("--stratify label needs class labels", hint="give --labels TABLE.csv")
     dicom = Path(args.input_dir).is_dir() and is_dicom_tree(Path(args.input_dir))
+    output_dir = args.output_dir
+    nnunet_only = [flag for flag, value in (("--modality", args.modality), ("--dataset-id", args.dataset_id),
+                                            ("--dataset-name", args.dataset_name)) if value is not None]
+    if nnunet_only and pipeline.output.format != "nnunet":
+        raise MedPrepError(f"{nnunet_only[0]} is for the nnU-Net layout, and the pipeline writes "
+                           f"{pipeline.output.format}", args.pipeline, "add --set output.format=nnunet")
+    if (args.dataset_id is None) != (args.dataset_name is None):
+        raise MedPrepError("--dataset-id and --dataset-name go together",
+                           hint="e.g. --dataset-id 17 --dataset-name Liver writes OUTPUT_DIR/Dataset017_Liver")
+    if args.dataset_id is not None:
+        output_dir = str(nnunet_dataset_dir(output_dir, args.dataset_id, args.dataset_name))
+    dataset = DatasetInfo(args.dataset_name, parse_names(args.label_names, "--label-names"),
+                          parse_names(args.modality, "--modality", unique=False) if args.modality else ())
     bars = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -111,20 +134,19 @@ def run(args: argparse.Namespace) -> int:
             bar.done()
 
     with executor_from_args(args, args.workers, DICOM_PRELOAD if dicom else PRELOAD) as executor:
-        report = run_dataset(pipeline, args.input_dir, args.output_dir, qa=args.qa,
+        report = run_dataset(pipeline, args.input_dir, output_dir, qa=args.qa,
                              labels_dir=None if table else args.labels,
                              split_file=None if spec or not args.split else args.split,
                              statistics_file=args.statistics, progress=progress, executor=executor,
                              label_table=table, split=spec, boxes=boxes,
-                             label_names=[n.strip() for n in args.label_names.split(",")] if args.label_names
-                             else None)
+                             label_names=list(dataset.label_names) or None, dataset=dataset)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
     for case, error in report.failed:
         print(f"medprep: {case} failed: {error}", file=sys.stderr)
     total = len(report.written) + len(report.skipped) + len(report.failed)
     print(f"{total} cases: {len(report.written)} written, {len(report.skipped)} unchanged, "
-          f"{len(report.failed)} failed ({report.seconds:.1f} s); manifest: {args.output_dir}/manifest.csv")
+          f"{len(report.failed)} failed ({report.seconds:.1f} s); manifest: {output_dir}/manifest.csv")
     if len(report.splits) > 1:
         print("splits: " + ", ".join(f"{name} {n}" for name, n in sorted(report.splits.items())))
     print_label_matches(report)

@@ -39,7 +39,7 @@ def combine(parts: List[Moments], p: DatasetZScoreParams) -> Dict[str, Any]:
 
 
 @register("dataset_zscore", DatasetZScoreParams, fit=fit, combine=combine,
-          fitted=("mean", "std"))
+          fitted=("mean", "std"), normalizes=True)
 def dataset_zscore(image: Volume, label: Optional[Volume],
                    p: DatasetZScoreParams) -> Tuple[Volume, Optional[Volume]]:
     """(x - dataset mean) / dataset std."""

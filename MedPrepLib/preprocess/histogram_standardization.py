@@ -62,7 +62,7 @@ def combine(parts: List[np.ndarray], p: HistogramParams) -> Dict[str, Any]:
 
 
 @register("histogram_standardization", HistogramParams, fit=fit, combine=combine,
-          fitted=("landmarks",))
+          fitted=("landmarks",), normalizes=True)
 def histogram_standardization(image: Volume, label: Optional[Volume],
                               p: HistogramParams) -> Tuple[Volume, Optional[Volume]]:
     """Map the image's percentiles piecewise-linearly onto the learned landmarks."""

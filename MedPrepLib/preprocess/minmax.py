@@ -21,7 +21,7 @@ class MinMaxParams:
         return "out_min must be below out_max" if self.out_min >= self.out_max else None
 
 
-@register("minmax", MinMaxParams)
+@register("minmax", MinMaxParams, normalizes=True)
 def minmax(image: Volume, label: Optional[Volume], p: MinMaxParams) -> Tuple[Volume, Optional[Volume]]:
     """Map [min, max] of the image linearly onto [out_min, out_max]."""
     values = intensities(image)

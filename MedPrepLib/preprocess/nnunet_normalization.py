@@ -57,7 +57,7 @@ def combine(parts: List[Dict[str, Any]], p: NnunetCtParams) -> Dict[str, Any]:
 
 
 @register("nnunet_ct", NnunetCtParams, fit=fit, combine=combine,
-          fitted=("lower", "upper", "mean", "std"))
+          fitted=("lower", "upper", "mean", "std"), normalizes=True)
 def nnunet_ct(image: Volume, label: Optional[Volume], p: NnunetCtParams) -> Tuple[Volume, Optional[Volume]]:
     """Clip to the training foreground percentiles, then z-score with its mean and std."""
     if p.mean is None:

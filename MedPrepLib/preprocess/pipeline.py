@@ -89,6 +89,10 @@ class Pipeline:
         """Indices of the steps that need dataset statistics and were not given them explicitly."""
         return [i for i, s in enumerate(self.steps) if s.spec.needs_statistics(s.params)]
 
+    def normalizing_steps(self) -> List[str]:
+        """Names of the steps that standardise intensities (z-score, min-max, Nyul, ...)."""
+        return [s.spec.name for s in self.steps if s.spec.normalizes]
+
 
 def _yaml(where: Any):
     try:

@@ -35,6 +35,7 @@ class StepSpec:
     fit: Optional[Callable[[Volume, Optional[Volume], Any], Any]] = None
     combine: Optional[Callable[[List[Any], Any], Dict[str, Any]]] = None
     fitted: Tuple[str, ...] = ()
+    normalizes: bool = False  # leaves intensities on a fixed, standardised scale (a trainer must not redo it)
 
     def needs_statistics(self, params: Any) -> bool:
         """True when a parameter that the dataset pass computes was not given."""
@@ -45,14 +46,17 @@ STEPS: Dict[str, StepSpec] = {}
 
 
 def register(name: str, params: type, spatial: bool = False, fit: Optional[Callable] = None,
-             combine: Optional[Callable] = None, fitted: Tuple[str, ...] = ()) -> Callable[[ApplyFn], ApplyFn]:
+             combine: Optional[Callable] = None, fitted: Tuple[str, ...] = (),
+             normalizes: bool = False) -> Callable[[ApplyFn], ApplyFn]:
     """Add a step to the catalogue; `spatial` steps change the grid and are applied to the label too.
 
     Dataset-level steps give `fit`, `combine` and the names of the parameters (`fitted`) they compute.
+    `normalizes` marks intensity standardisation (z-score, min-max, ...): after it, an export for a
+    trainer that normalises by itself (nnU-Net) tells it not to.
     """
     def wrap(fn: ApplyFn) -> ApplyFn:
         STEPS[name] = StepSpec(name, params, fn, spatial, (fn.__doc__ or "").strip().split("\n")[0],
-                               fit, combine, fitted)
+                               fit, combine, fitted, normalizes)
         return fn
     return wrap
 
@@ -163,5 +167,5 @@ def describe() -> Dict[str, Dict[str, Any]]:
                               "required": f.default is dataclasses.MISSING and
                               f.default_factory is dataclasses.MISSING, **dict(f.metadata)}
         out[name] = {"doc": spec.doc, "spatial": spec.spatial, "dataset_statistics": list(spec.fitted),
-                     "params": params}
+                     "normalizes": spec.normalizes, "params": params}
     return out

@@ -17,7 +17,7 @@ class ScaleParams:
     subtract: float = field(default=0.0, metadata={"help": "subtracted before dividing"})
 
 
-@register("scale", ScaleParams)
+@register("scale", ScaleParams, normalizes=True)
 def scale(image: Volume, label: Optional[Volume], p: ScaleParams) -> Tuple[Volume, Optional[Volume]]:
     """(x - subtract) / divide_by."""
     values = intensities(image)

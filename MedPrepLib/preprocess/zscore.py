@@ -28,7 +28,7 @@ def standardize(values: np.ndarray, mean: float, std: float, step: str) -> np.nd
     return out
 
 
-@register("zscore", ZScoreParams)
+@register("zscore", ZScoreParams, normalizes=True)
 def zscore(image: Volume, label: Optional[Volume], p: ZScoreParams) -> Tuple[Volume, Optional[Volume]]:
     """(x - mean) / std, the statistics taken over the chosen mask."""
     values = intensities(image)

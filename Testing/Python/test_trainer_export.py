@@ -1,0 +1,115 @@
+"""What the trainers read from MedPrep's outputs: nnU-Net's dataset.json (channel names that pick its
+normalisation, labels, DatasetNNN_Name), unlabelled cases reported, .npy geometry, dataset statistics.
+
+The real nnU-Net, MONAI and TorchIO read these outputs in Testing/Clients (`make test-clients`).
+"""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from MedPrepLib.cli.main import main
+from MedPrepLib.errors import MedPrepError
+from MedPrepLib.export import DatasetInfo, channel_names, label_table, nnunet_dataset_dir
+from MedPrepLib.preprocess import load_pipeline
+from test_preprocess_runner import write_case
+
+
+def test_channel_names_pick_nnunet_normalisation():
+    raw, liver = load_pipeline("nnunet-raw"), load_pipeline("ct-liver")
+    assert channel_names(raw, 1, ["CT"], DatasetInfo()) == (["CT"], [])
+    assert channel_names(liver, 1, ["CT"], DatasetInfo()) == (["noNorm"], [])  # normalised once, by MedPrep
+    assert channel_names(raw, 2, [""], DatasetInfo(modalities=("MR",))) == (["MR", "MR"], [])
+    assert channel_names(raw, 2, [""], DatasetInfo(modalities=("T1", "FLAIR")))[0] == ["T1", "FLAIR"]
+    names, warnings = channel_names(raw, 1, [""], DatasetInfo())
+    assert names == ["image"] and "--modality CT" in warnings[0]
+    with pytest.raises(MedPrepError, match="names 3 channels but the images have 2"):
+        channel_names(raw, 2, [], DatasetInfo(modalities=("A", "B", "C")))
+    assert load_pipeline("mr-heart").normalizing_steps() == ["zscore"]  # per-subject z-score
+    assert load_pipeline("nnunet-raw").normalizing_steps() == []
+
+
+def test_label_table_is_consecutive_and_named():
+    assert label_table([0, 2], ()) == ({"background": 0, "label_1": 1, "label_2": 2}, [])
+    table, warnings = label_table([0, 1, 2, 3], ("liver", "tumour"))
+    assert table == {"background": 0, "liver": 1, "tumour": 2, "label_3": 3} and "3" in warnings[0]
+    table, warnings = label_table([0, 1], ("liver", "tumour"))
+    assert table == {"background": 0, "liver": 1, "tumour": 2} and "tumour" in warnings[0]
+
+
+def test_dataset_dir_name_checked(tmp_path):
+    assert nnunet_dataset_dir(tmp_path, 7, "Liver") == tmp_path / "Dataset007_Liver"
+    for dataset_id, name in ((0, "Liver"), (1000, "Liver"), (1, "my liver"), (1, "../x")):
+        with pytest.raises(MedPrepError):
+            nnunet_dataset_dir(tmp_path, dataset_id, name)
+
+
+def test_run_nnunet_names_reports_unlabelled_and_refuses_bad_options(tmp_path, capsys):
+    inp = tmp_path / "flat"
+    for i in range(2):
+        write_case(inp, f"c{i}", i, label_name=str(inp / f"c{i}_seg.nii.gz"))
+    write_case(inp, "lonely", 5)
+    out = tmp_path / "out"
+    args = ["run", "nnunet-raw", str(inp), str(out), "--workers", "1"]
+    assert main(args + ["--dataset-id", "17", "--dataset-name", "Liver", "--label-names", "liver,tumour",
+                        "--modality", "CT"]) == 0
+    err = capsys.readouterr().err
+    assert "1 training image(s) have no label map and go to imagesTs, not imagesTr: lonely" in err
+    ds = json.loads((out / "Dataset017_Liver" / "dataset.json").read_text())
+    assert ds["name"] == "Liver" and ds["channel_names"] == {"0": "CT"} and ds["numTraining"] == 2
+    assert ds["labels"] == {"background": 0, "liver": 1, "tumour": 2}
+    assert not (out / "dataset.json").exists()
+    # A rerun that writes nothing keeps what the skipped cases had (label values, modality).
+    assert main(args + ["--dataset-id", "17", "--dataset-name", "Liver"]) == 0
+    ds = json.loads((out / "Dataset017_Liver" / "dataset.json").read_text())
+    assert ds["labels"] == {"background": 0, "label_1": 1, "label_2": 2} and ds["channel_names"] == {"0": "CT"}
+    capsys.readouterr()
+    for extra, message in ((["--dataset-id", "3"], "--dataset-id and --dataset-name go together"),
+                           (["--label-names", "liver,,tumour"], "--label-names has an empty entry"),
+                           (["--labels", str(tmp_path)], "no label map in --labels matches an image")):
+        assert main(args + extra) == 1
+        assert message in capsys.readouterr().err
+    assert main(["run", "ct-liver", str(inp), str(tmp_path / "o2"), "--modality", "CT"]) == 1
+    assert "--modality is for the nnU-Net layout" in capsys.readouterr().err
+
+
+def test_npy_sidecar_affine_follows_the_array_axes(tmp_path):
+    write_case(tmp_path / "in", "img", 0)
+    src = tmp_path / "in" / "img.nii.gz"
+    assert main(["preprocess", str(src), str(tmp_path / "a.npy"), "--preset", "nnunet-raw",
+                 "--set", "output.dtype=int16"]) == 0
+    geometry = json.loads((tmp_path / "a.json").read_text())["MedPrepGeometry"]
+    array, nii = np.load(tmp_path / "a.npy")[0], nib.load(str(src))
+    assert geometry["orientation_xyz"] == "RAS"
+    # Voxel (z, y, x) of the array is at array_affine_ras @ (z, y, x, 1): the same point as in the input.
+    data = np.asarray(nii.dataobj)
+    inverse = np.linalg.inv(nii.affine)
+    array_affine = np.array(geometry["array_affine_ras"])
+    for zyx in [(0, 0, 0), (3, 5, 7), (11, 23, 19)]:
+        ijk = np.rint(inverse @ array_affine @ np.array([*zyx, 1.0]))[:3].astype(int)
+        assert array[zyx] == data[tuple(ijk)]
+
+
+def test_stats_then_preprocess_one_image(tmp_path, capsys):
+    inp = tmp_path / "flat"
+    for i in range(3):
+        write_case(inp, f"c{i}", i, loc=100.0 * i)
+    image, stats = str(inp / "c0.nii.gz"), tmp_path / "stats.json"
+    sets = ["--set", "resample.spacing=[2,2,3]"]
+    assert main(["preprocess", image, str(tmp_path / "x.nii.gz"), "--preset", "ct-liver", *sets]) == 1
+    err = capsys.readouterr().err
+    assert "step 5 'dataset_zscore' needs dataset statistics (mean, std)" in err and "medprep stats ct-liver" in err
+    assert main(["stats", "ct-liver", str(inp), str(stats), "--workers", "1", *sets]) == 0
+    assert main(["run", "ct-liver", str(inp), str(tmp_path / "run"), "--workers", "1", *sets]) == 0
+    ran = json.loads((tmp_path / "run" / "statistics.json").read_text())["steps"]
+    assert json.loads(stats.read_text())["steps"] == ran
+    assert main(["preprocess", image, str(tmp_path / "x.nii.gz"), "--preset", "ct-liver", *sets,
+                 "--statistics", str(stats)]) == 0
+    np.testing.assert_allclose(nib.load(str(tmp_path / "x.nii.gz")).get_fdata(),
+                               nib.load(str(tmp_path / "run" / "images" / "c0.nii.gz")).get_fdata(), atol=1e-5)
+    assert main(["stats", "ct-liver", str(inp), str(stats), *sets]) == 1
+    assert main(["stats", "nnunet-raw", str(inp), str(tmp_path / "s2.json")]) == 1
+    assert "no step that needs dataset statistics" in capsys.readouterr().err
