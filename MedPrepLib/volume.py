@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .affine import LPS_FROM_RAS, affine_from_sitk, set_sitk_geometry, sitk_geometry, voxel_spacing
+from .affine import affine_from_sitk, axis_directions, set_sitk_geometry, sitk_geometry, voxel_spacing
 
-__all__ = ["LPS_FROM_RAS", "RGB24", "Volume"]
+__all__ = ["RGB24", "Volume"]
 
 # NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
@@ -51,7 +51,7 @@ class Volume:
 
     @property
     def is_sheared(self) -> bool:
-        m = self.affine[:3, :3] / np.array(self.spacing)
+        m = axis_directions(self.affine)
         return not np.allclose(m.T @ m, np.eye(3), atol=1e-4)
 
     def scaled(self, dtype: Any = np.float32) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from ..affine import affine_from_sitk, sitk_geometry, voxel_spacing
+from ..affine import affine_from_sitk, axis_directions, sitk_geometry, voxel_spacing
 from .grid import centred_affine, storage_order, to_sitk
 from .registry import register
 
@@ -165,7 +165,7 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
                                         fill, out_dtype) for a in array])
     src_spacing = voxel_spacing(affine)
     dst_spacing = voxel_spacing(out_affine)
-    same_axes = np.allclose(affine[:3, :3] / src_spacing, out_affine[:3, :3] / dst_spacing, atol=1e-6)
+    same_axes = np.allclose(axis_directions(affine), axis_directions(out_affine), atol=1e-6)
     axis = separate_axis(src_spacing, dst_spacing, threshold) if same_axes else None
     if axis is None or interpolator == through_plane:
         return _resample3d(array, affine, size, out_affine, interpolator, fill, out_dtype)
