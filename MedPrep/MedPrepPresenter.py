@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from MedPrepLib.naming import safe_name
+
 # Parameter-node choices shown in combo boxes; the tests check them against MedPrepLib's step catalogue.
 KEEP_ORIENTATION = "keep"
 ORIENTATIONS = [KEEP_ORIENTATION, "RAS", "LPS", "LAS", "RAI"]
@@ -313,8 +315,7 @@ def _intensityFits(name: str, params: dict[str, Any]) -> bool:
 
 
 def defaultSaveName(description: str, seriesNumber: int | None) -> str:
-    """A file-system-safe base name from the series description and number."""
-    text = "".join(ch if ch.isalnum() else "_" for ch in description).strip("_") or "volume"
-    while "__" in text:
-        text = text.replace("__", "_")
-    return f"{seriesNumber:03d}_{text}" if seriesNumber is not None else text
+    """A base name from the series number and description, made safe by the rule `medprep convert`
+    names its files by (MedPrepLib.naming.safe_name)."""
+    parts = ([f"{seriesNumber:03d}"] if seriesNumber is not None else []) + ([description] if description else [])
+    return safe_name("_".join(parts))

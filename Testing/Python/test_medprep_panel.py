@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "MedPrep"))
 
 import MedPrepPresenter as presenter  # noqa: E402
 
-from MedPrepLib import sample  # noqa: E402
+from MedPrepLib import naming, sample  # noqa: E402
 from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer  # noqa: E402
 from MedPrepLib.discovery import scan  # noqa: E402
 from MedPrepLib.header import header_rows  # noqa: E402
@@ -226,8 +226,15 @@ def test_enable_rules():
 
 
 def test_default_save_name():
-    assert presenter.defaultSaveName("Abdomen 1.0 / B30f", 2) == "002_Abdomen_1_0_B30f"
-    assert presenter.defaultSaveName("", None) == "volume"
+    """The panel's default name follows the library's one file-name rule (naming.safe_name)."""
+    assert presenter.defaultSaveName("Abdomen 1.0 / B30f", 2) == "002_Abdomen_1.0_B30f"
+    assert presenter.defaultSaveName("", None) == naming.FALLBACK_NAME
+    assert presenter.defaultSaveName("", 7) == "007"
+    # What safe_name guards against and the old copy did not: Windows' reserved names, a leading
+    # dot or dash, accents dropped as dcm2niix does, a bounded length.
+    for description in ("CON", "..hidden", "-rf", "Tête ÉPAULE", "x" * 400, "a\tb"):
+        assert presenter.defaultSaveName(description, None) == naming.safe_name(description)
+        assert presenter.defaultSaveName(description, 3) == naming.safe_name(f"003_{description}")
 
 
 # ---------------------------------------------------------------------------------------------
