@@ -220,7 +220,7 @@ def tilt_and_spacing_correct(volume: Volume, tilt: bool, equalize: bool, *,
     lps[:3, 1] = stack.col * stack.dr
     lps[:3, 2] = along * step
     lps[:3, 3] = origin
-    out = volume.with_array(np.ascontiguousarray(data), LPS_FROM_RAS @ lps, slope=volume.slope, inter=volume.inter)
+    out = volume.with_stored(np.ascontiguousarray(data), LPS_FROM_RAS @ lps)
     out.meta["_slice_positions_lps"] = origin + np.outer(targets, along)
     out.meta["_slice_normal"] = stack.normal.copy()
     out.meta.pop("_slice_sources", None)  # resampled slices no longer are the source images

@@ -216,12 +216,12 @@ def read_label(path: Union[str, Path]) -> Volume:
         raise MedPrepError("label file does not exist", path, "give a NIfTI label map")
     label = read_nifti(path)
     if label.slope != 1.0 or label.inter != 0.0:
-        label = label.with_array(label.scaled(), label.affine)
+        label = label.with_values(label.scaled(), label.affine)
     if label.array.dtype.kind == "f":
         rounded = np.rint(label.array)
         if not np.array_equal(rounded, label.array):
             raise MedPrepError("the label map holds non-integer values", path, "give an integer label map")
-        label = label.with_array(rounded.astype(np.int32), label.affine)
+        label = label.with_values(rounded.astype(np.int32), label.affine)
     return label
 
 

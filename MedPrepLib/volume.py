@@ -99,9 +99,17 @@ class Volume:
         return cls(array=arr, affine=affine, meta=dict(meta or {}),
                    history=list(history or []))
 
-    def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":
-        """A copy with new voxels (and optionally new geometry); metadata and history are copied."""
+    def with_values(self, array: np.ndarray, affine: Optional[np.ndarray] = None) -> "Volume":
+        """A copy holding new real-world values (slope 1, intercept 0), e.g. an intensity step's
+        output; metadata and history are copied, the affine too unless a new one is given."""
+        return self._copy(array, affine, 1.0, 0.0)
+
+    def with_stored(self, array: np.ndarray, affine: Optional[np.ndarray] = None) -> "Volume":
+        """A copy holding stored values that this volume's slope and intercept still turn into
+        real-world ones, e.g. voxels moved by a spatial step without changing them."""
+        return self._copy(array, affine, self.slope, self.inter)
+
+    def _copy(self, array: np.ndarray, affine: Optional[np.ndarray], slope: float, inter: float) -> "Volume":
         return Volume(array=array, affine=self.affine.copy() if affine is None else affine,
-                      slope=changes.get("slope", 1.0), inter=changes.get("inter", 0.0),
-                      meta=copy.deepcopy(self.meta), warnings=list(self.warnings),
+                      slope=slope, inter=inter, meta=copy.deepcopy(self.meta), warnings=list(self.warnings),
                       history=copy.deepcopy(self.history))

@@ -56,4 +56,4 @@ def modality_lut(image: Volume, label: Optional[Volume],
         else:
             info = np.iinfo(dtype)
             values = np.clip(np.rint(image.scaled(np.float64)), info.min, info.max).astype(dtype)
-    return image.with_array(values), label
+    return image.with_values(values), label

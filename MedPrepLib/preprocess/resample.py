@@ -188,9 +188,9 @@ def resample(image: Volume, label: Optional[Volume], p: ResampleParams) -> Tuple
     out_dtype = None if p.interpolator == "nearest" else np.dtype(np.float32)
     array = resample_array(values, image.affine, size, out_affine, p.interpolator, p.through_plane,
                            p.anisotropy_threshold, p.fill, out_dtype)
-    out = image.with_array(array, out_affine)
+    out = image.with_values(array, out_affine)
     if label is None:
         return out, None
     larray = resample_array(label.array, image.affine, size, out_affine, p.label_interpolator, "nearest",
                             p.anisotropy_threshold, 0.0, None)
-    return out, label.with_array(larray, out_affine.copy())
+    return out, label.with_stored(larray, out_affine.copy())
