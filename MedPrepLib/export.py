@@ -13,6 +13,7 @@ import numpy as np
 
 from .atomic import atomic_open, write_json
 from .errors import MedPrepError
+from .labels import label_volume
 from .nifti import write_nifti
 from .sidecar import write_sidecar
 from .volume import Volume
@@ -38,6 +39,8 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
 
     Integer types round and refuse values out of their range rather than wrapping them.
     """
+    if what == "label":
+        volume = label_volume(volume)  # whole numbers or a clear refusal, never rounded
     if dtype == "keep":
         return volume
     target = np.dtype(dtype)

@@ -210,19 +210,12 @@ def read_image(path: Union[str, Path], series: Any = None) -> Volume:
 
 
 def read_label(path: Union[str, Path]) -> Volume:
+    from .labels import label_volume
     from .nifti import read_nifti
 
     if not Path(path).is_file():
         raise MedPrepError("label file does not exist", path, "give a NIfTI label map")
-    label = read_nifti(path)
-    if label.slope != 1.0 or label.inter != 0.0:
-        label = label.with_values(label.scaled(), label.affine)
-    if label.array.dtype.kind == "f":
-        rounded = np.rint(label.array)
-        if not np.array_equal(rounded, label.array):
-            raise MedPrepError("the label map holds non-integer values", path, "give an integer label map")
-        label = label.with_values(rounded.astype(np.int32), label.affine)
-    return label
+    return label_volume(read_nifti(path), path)
 
 
 # ---------------------------------------------------------------- the work of one worker

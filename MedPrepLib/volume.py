@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,6 +59,34 @@ class Volume:
         if self.slope == 1.0 and self.inter == 0.0:
             return self.array
         return self.array.astype(dtype) * dtype(self.slope) + dtype(self.inter)
+
+    def integer_values(self, dtypes: Sequence[Any] = (np.int16,)) -> Optional[np.ndarray]:
+        """The real-world values in the first of `dtypes` (integer types) that holds them, when integer
+        stored values and an integral slope and intercept make them exact; None otherwise.
+
+        CT in HU as int16 takes half the memory of float32, in every later step and SimpleITK copy.
+        """
+        stored, slope, inter = self.array, float(self.slope), float(self.inter)
+        if stored.dtype.kind not in "iu" or not (slope.is_integer() and inter.is_integer()):
+            return None
+        s, b = int(slope), int(inter)
+        lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
+        ends = (lo * s + b, hi * s + b)
+        fits = [np.dtype(d) for d in dtypes if np.iinfo(d).min <= min(ends) and max(ends) <= np.iinfo(d).max]
+        if not fits:
+            return None
+        dtype, info = fits[0], np.iinfo(fits[0])
+        if (s, b) == (1, 0):
+            return stored.astype(dtype, copy=False)  # already real-world values: no copy when the type is kept
+        # In the target type throughout when the intermediate products fit, else in 64 bits.
+        work = dtype.type if all(info.min <= v <= info.max for v in (lo, hi, lo * s, hi * s)) else np.int64
+        if s == 1:
+            out = np.add(stored, work(b), dtype=work, casting="unsafe")  # one pass for the usual slope 1
+        else:
+            out = np.multiply(stored, work(s), dtype=work, casting="unsafe")
+            if b:
+                out += work(b)
+        return out if out.dtype == dtype else out.astype(dtype)
 
     def to_sitk(self, scaled: bool = True):
         """A SimpleITK image (3D, or 4D for time series) with the same geometry, LPS as ITK wants."""
