@@ -174,7 +174,7 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
     mid_size[axis] = array.shape[2 - axis]
     mid_affine = out_affine.copy()
     mid_affine[:3, axis] = affine[:3, axis]
-    unit = affine[:3, axis] / src_spacing[axis]
+    unit = axis_directions(affine)[:, axis]
     mid_affine[:3, 3] = out_affine[:3, 3] + unit * np.dot(unit, affine[:3, 3] - out_affine[:3, 3])
     mid = _resample3d(array, affine, mid_size, mid_affine, interpolator, fill, out_dtype)
     return _resample3d(mid, mid_affine, size, out_affine, through_plane, fill, out_dtype)
