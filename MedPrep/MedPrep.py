@@ -87,9 +87,22 @@ MedPrep reads DICOM with pydicom and SimpleITK and writes NIfTI with nibabel.
 #
 
 
+def _withAnonymizeOptions(cls):
+    """Add one field per anonymization option (presenter.anonymizeControls, from MedPrepLib's description
+    of the options): a flag, or a choice among the option's values. parameterNodeWrapper reads the
+    fields from the class annotations, so they are added there before it runs."""
+    for control in presenter.anonymizeControls():
+        cls.__annotations__[control.parameter] = (
+            Annotated[str, Choice(list(control.choices))] if control.choices else type(control.default))
+        setattr(cls, control.parameter, control.default)
+    return cls
+
+
 @parameterNodeWrapper
+@_withAnonymizeOptions
 class MedPrepParameterNode:
-    """The panel's state, saved with the scene. Field names are the SlicerParameterName values in MedPrep.ui."""
+    """The panel's state, saved with the scene. Field names are the SlicerParameterName values in MedPrep.ui,
+    and for the anonymization options those of the controls the widget adds (_withAnonymizeOptions)."""
 
     # Load
     inputFolder: Path
@@ -100,14 +113,6 @@ class MedPrepParameterNode:
     headerShowPrivate: bool = True
     # Anonymize
     anonymizationKey: str = ""
-    shiftDates: bool = False
-    keepDates: bool = False
-    retainPatientCharacteristics: bool = False
-    retainDeviceIdentity: bool = False
-    retainInstitutionIdentity: bool = False
-    cleanDescriptors: bool = False
-    keepPrivate: bool = False
-    keepUIDs: bool = False
     anonymizedFolder: Path
     # Preprocess
     orientation: Annotated[str, Choice(presenter.ORIENTATIONS)] = "RAS"
@@ -187,6 +192,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MedPrepLogic()
         self.progress = presenter.ProgressReporter(self.ui.progressBar, self.ui.statusLabel, slicer.app.processEvents)
+        self.addAnonymizeOptionControls()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -208,6 +214,27 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.headerCollapsibleButton.contentsCollapsed.connect(lambda collapsed: self.updateHeaderTable())
 
         self.initializeParameterNode()
+
+    def addAnonymizeOptionControls(self) -> None:
+        """A check box (or a labelled combo box for a choice) per anonymization option, two a row, with
+        MedPrepLib's label and help, bound to its parameter-node field like the .ui file's widgets."""
+        layout = self.ui.anonOptionsWidget.layout()
+        for index, control in enumerate(presenter.anonymizeControls()):
+            if control.choices:
+                widget = qt.QComboBox()
+                widget.addItems(list(control.choices))
+                cell = qt.QWidget()
+                row = qt.QHBoxLayout(cell)
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(qt.QLabel(control.label + ":"))
+                row.addWidget(widget)
+            else:
+                widget = cell = qt.QCheckBox(control.label)
+            widget.setObjectName(control.widget)
+            widget.setToolTip(control.help)
+            widget.setProperty("SlicerParameterName", control.parameter)
+            layout.addWidget(cell, index // 2, index % 2)
+            setattr(self.ui, control.widget, widget)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -268,7 +295,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             inputVolumeFromDicom=bool(p.inputVolume and self.logic.sourceFiles(p.inputVolume)),
             inputVolume=p.inputVolume is not None,
             anonymizedFolder=_path(p.anonymizedFolder),
-            keepDates=p.keepDates, shiftDates=p.shiftDates,
+            anonymizeOptions={name: p.getValue(name) for name in presenter.ANONYMIZE_OPTIONS},
             hasSteps=bool(self.currentPipelineSteps()), intensity=p.intensity,
             outputVolume=p.outputVolume is not None,
             saveFolder=_path(p.saveFolder), saveName=p.saveName, busy=self._busy)

@@ -23,10 +23,10 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from MedPrepLib.affine import axis_directions, voxel_spacing
+from MedPrepLib.errors import MedPrepError
+from MedPrepLib.labels import label_volume
 from MedPrepLib.volume import RGB24, Volume
-
-# Label maps: the smallest integer type that holds the labels keeps files and memory small.
-_LABEL_TYPES = (np.uint8, np.int16, np.int32)
 
 
 def _matrixFromArray(array: np.ndarray) -> vtk.vtkMatrix4x4:
@@ -49,27 +49,8 @@ def realWorldArray(volume: Volume) -> np.ndarray:
     """
     if volume.slope == 1.0 and volume.inter == 0.0:
         return volume.array
-    if float(volume.slope).is_integer() and float(volume.inter).is_integer() and volume.array.dtype.kind in "iu":
-        wide = volume.array.astype(np.int64) * int(volume.slope) + int(volume.inter)
-        for dtype in (np.int16, np.int32):
-            info = np.iinfo(dtype)
-            if wide.size == 0 or (wide.min() >= info.min and wide.max() <= info.max):
-                return wide.astype(dtype)
-        return wide
-    return volume.scaled(np.float32)
-
-
-def labelArray(array: np.ndarray) -> np.ndarray:
-    """Labels as the smallest integer type that holds them; refuses non-integral values."""
-    if array.dtype.kind == "f" and (not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array))):
-        raise ValueError("a label map must hold whole numbers; this volume has fractional values")
-    lo = int(array.min()) if array.size else 0
-    hi = int(array.max()) if array.size else 0
-    for dtype in _LABEL_TYPES:
-        info = np.iinfo(dtype)
-        if lo >= info.min and hi <= info.max:
-            return array.astype(dtype, copy=False)
-    raise ValueError(f"label values {lo}..{hi} do not fit a 32-bit label map")
+    values = volume.integer_values((np.int16, np.int32))
+    return volume.scaled(np.float32) if values is None else values
 
 
 def updateNodeFromVolume(node, volume: Volume) -> None:
@@ -85,7 +66,7 @@ def updateNodeFromVolume(node, volume: Volume) -> None:
     if volume.is_rgb:
         array = volume.array  # three uint8 components per voxel, as Slicer's DICOM reader gives colour
     elif node.IsA("vtkMRMLLabelMapVolumeNode"):
-        array = labelArray(volume.scaled())
+        array = label_volume(volume).array
     else:
         array = realWorldArray(volume)
     array = np.ascontiguousarray(array)
@@ -112,7 +93,7 @@ def addVolumeNode(scene, volume: Volume, name: str, labelmap: bool = False):
     node = scene.AddNewNodeByClass(className, name)
     try:
         updateNodeFromVolume(node, volume)
-    except ValueError:
+    except (ValueError, MedPrepError):
         scene.RemoveNode(node)
         raise
     node.CreateDefaultDisplayNodes()
@@ -195,9 +176,9 @@ def addBoxNodes(scene, boxes: list, affine: np.ndarray, name: str = "box") -> li
     oblique volume's box stays its box), a point a vtkMRMLMarkupsFiducialNode. Dropped boxes are left
     out. `affine` is the volume's IJKToRAS (a Volume's affine)."""
     affine = np.asarray(affine, float)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = voxel_spacing(affine)
     axes = np.eye(4)
-    axes[:3, :3] = affine[:3, :3] / spacing  # the volume's axis directions in RAS
+    axes[:3, :3] = axis_directions(affine)  # the volume's axis directions in RAS
     nodes = []
     for index, box in enumerate(boxes):
         if box["status"] == "dropped":

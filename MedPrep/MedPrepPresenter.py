@@ -7,9 +7,12 @@ attributes, so the tests check the data without Qt and the panel in Slicer's Pyt
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from MedPrepLib.anonymize.options import user_options
+from MedPrepLib.naming import safe_name
 
 # Parameter-node choices shown in combo boxes; the tests check them against MedPrepLib's step catalogue.
 KEEP_ORIENTATION = "keep"
@@ -25,17 +28,40 @@ _RANGE_PARAMETERS = {
     "minmax": (("out_min", "out_max"), "Output range:"),
 }
 
+
+
+@dataclass(frozen=True)
+class AnonymizeControl:
+    """The panel's control of one MedPrepLib AnonymizeOptions field, as MedPrepLib describes the option."""
+
+    option: str                 # AnonymizeOptions field, e.g. "keep_uids"
+    parameter: str              # parameter-node field, the option in camelCase: "keepUids"
+    widget: str                 # object name of the control: "keepUidsCheckBox" (a combo box with choices)
+    label: str
+    help: str
+    exclusive: str              # options of one non-empty group exclude each other
+    choices: tuple[str, ...]
+    default: Any
+
+
+def anonymizeControls() -> list[AnonymizeControl]:
+    """One control per user-facing anonymization option (MedPrepLib.anonymize.options.user_options), in
+    its order: a new option there appears in the panel, bound to the parameter node, with no edit here."""
+    controls = []
+    for option in user_options():
+        meta = option.metadata
+        first, *rest = option.name.split("_")
+        parameter = first + "".join(word.capitalize() for word in rest)
+        choices = tuple(meta["choices"])
+        controls.append(AnonymizeControl(
+            option=option.name, parameter=parameter, widget=parameter + ("ComboBox" if choices else "CheckBox"),
+            label=meta["label"], help=meta["help"], exclusive=meta["exclusive"], choices=choices,
+            default=option.default))
+    return controls
+
+
 # Anonymization options: parameter-node field -> MedPrepLib AnonymizeOptions field.
-ANONYMIZE_OPTIONS = {
-    "shiftDates": "shift_dates",
-    "keepDates": "keep_dates",
-    "retainPatientCharacteristics": "retain_patient_characteristics",
-    "retainDeviceIdentity": "retain_device_identity",
-    "retainInstitutionIdentity": "retain_institution_identity",
-    "cleanDescriptors": "clean_descriptors",
-    "keepPrivate": "keep_private",
-    "keepUIDs": "keep_uids",
-}
+ANONYMIZE_OPTIONS = {control.parameter: control.option for control in anonymizeControls()}
 
 SERIES_COLUMNS = ["#", "Modality", "Description", "Size", "Files", "Warnings"]
 HEADER_COLUMNS = ["Tag", "Keyword", "VR", "Value"]
@@ -151,8 +177,7 @@ class PanelState:
     inputVolumeFromDicom: bool = False
     inputVolume: bool = False
     anonymizedFolder: str = ""
-    keepDates: bool = False
-    shiftDates: bool = False
+    anonymizeOptions: Mapping[str, Any] = field(default_factory=dict)  # parameter-node field -> value
     hasSteps: bool = False
     intensity: str = NO_INTENSITY
     outputVolume: bool = False
@@ -170,9 +195,7 @@ def enableRules(s: PanelState) -> dict[str, bool]:
         # The preview shows the header of the loaded series; the run de-identifies the whole scanned folder.
         "previewAnonymizationButton": idle and s.inputVolumeFromDicom,
         "anonymizeButton": idle and bool(s.inputFolder) and bool(s.anonymizedFolder),
-        # The two date options exclude each other (MedPrepLib refuses both), so one greys out the other.
-        "shiftDatesCheckBox": not s.keepDates,
-        "keepDatesCheckBox": not s.shiftDates,
+        **exclusiveOptionRules(s.anonymizeOptions),
         "applyPreprocessButton": idle and s.inputVolume and s.hasSteps,
         "intensityLowSpinBox": s.intensity in _RANGE_PARAMETERS,
         "intensityHighSpinBox": s.intensity in _RANGE_PARAMETERS,
@@ -183,6 +206,14 @@ def enableRules(s: PanelState) -> dict[str, bool]:
         "exportPipelineButton": idle and s.hasSteps,
         "cancelButton": s.busy,
     }
+
+
+def exclusiveOptionRules(values: Mapping[str, Any]) -> dict[str, bool]:
+    """Control of an option -> enabled: options of one exclusive group (MedPrepLib refuses two of them,
+    e.g. shifted and full dates) grey out while another of the group is chosen."""
+    controls = anonymizeControls()
+    return {c.widget: not any(values.get(o.parameter) for o in controls if o.exclusive == c.exclusive and o is not c)
+            for c in controls if c.exclusive}
 
 
 def applyEnableRules(ui: Any, s: PanelState) -> None:
@@ -313,8 +344,7 @@ def _intensityFits(name: str, params: dict[str, Any]) -> bool:
 
 
 def defaultSaveName(description: str, seriesNumber: int | None) -> str:
-    """A file-system-safe base name from the series description and number."""
-    text = "".join(ch if ch.isalnum() else "_" for ch in description).strip("_") or "volume"
-    while "__" in text:
-        text = text.replace("__", "_")
-    return f"{seriesNumber:03d}_{text}" if seriesNumber is not None else text
+    """A base name from the series number and description, made safe by the rule `medprep convert`
+    names its files by (MedPrepLib.naming.safe_name)."""
+    parts = ([f"{seriesNumber:03d}"] if seriesNumber is not None else []) + ([description] if description else [])
+    return safe_name("_".join(parts))

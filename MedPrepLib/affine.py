@@ -26,9 +26,8 @@ def axis_directions(affine: np.ndarray) -> np.ndarray:
 def sitk_geometry(affine: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
     """(origin, spacing, direction) in ITK's LPS convention for a RAS affine."""
     lps = LPS_FROM_RAS @ affine
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    return (tuple(lps[:3, 3].tolist()), tuple(spacing.tolist()),
-            tuple((lps[:3, :3] / spacing).ravel().tolist()))
+    return (tuple(lps[:3, 3].tolist()), tuple(voxel_spacing(lps).tolist()),
+            tuple(axis_directions(lps).ravel().tolist()))
 
 
 def set_sitk_geometry(image, affine: np.ndarray) -> None:

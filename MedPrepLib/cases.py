@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-import numpy as np
 
 from .errors import MedPrepError
 from .volume import Volume
@@ -327,19 +326,12 @@ def read_image(path: Union[str, Path], series: Any = None) -> Volume:
 
 
 def read_label(path: Union[str, Path]) -> Volume:
+    from .labels import label_volume
     from .nifti import read_nifti
 
     if not Path(path).is_file():
         raise MedPrepError("label file does not exist", path, "give a NIfTI label map")
-    label = read_nifti(path)
-    if label.slope != 1.0 or label.inter != 0.0:
-        label = label.with_array(label.scaled(), label.affine)
-    if label.array.dtype.kind == "f":
-        rounded = np.rint(label.array)
-        if not np.array_equal(rounded, label.array):
-            raise MedPrepError("the label map holds non-integer values", path, "give an integer label map")
-        label = label.with_array(rounded.astype(np.int32), label.affine)
-    return label
+    return label_volume(read_nifti(path), path)
 
 
 def read_case_label(case: Case) -> Optional[Volume]:

@@ -15,14 +15,13 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from .errors import NotDicomError
+from .pixeldata import PIXEL_TAGS
 
 # Value representations accepted when sniffing a file with no preamble (explicit VR).
 _VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB",
         b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
         b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
 
-PIXEL_DATA_TAG = 0x7FE00010
-_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 
 
 def has_dicom_signature(head: bytes) -> bool:
@@ -187,7 +186,7 @@ def read_header(path: Union[str, Path]) -> DicomFile:
     if len(tail) >= 4:
         little = not _is_big_endian(ds)
         group, element = struct.unpack("<HH" if little else ">HH", tail[:4])
-        if ((group << 16) | element) in _PIXEL_TAGS:
+        if ((group << 16) | element) in PIXEL_TAGS:
             offset = pos
     return DicomFile(path=path, ds=ds, pixel_offset=offset, size=size)
 

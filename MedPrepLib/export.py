@@ -24,6 +24,7 @@ import numpy as np
 
 from .atomic import atomic_open, write_json
 from .errors import MedPrepError
+from .labels import label_volume
 from .nifti import write_nifti
 from .sidecar import write_sidecar
 from .volume import Volume
@@ -49,12 +50,14 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
 
     Integer types round and refuse values out of their range rather than wrapping them.
     """
+    if what == "label":
+        volume = label_volume(volume)  # whole numbers or a clear refusal, never rounded
     if dtype == "keep":
         return volume
     target = np.dtype(dtype)
     values = volume.scaled()
     if values.dtype == target:
-        return volume.with_array(values, volume.affine.copy())
+        return volume.with_values(values, volume.affine.copy())
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
         lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
@@ -62,7 +65,7 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
             raise MedPrepError(f"the {what} values [{lo:g}, {hi:g}] do not fit {dtype}",
                                hint="choose a wider output dtype (output.dtype / output.label_dtype)")
         values = np.rint(values) if np.issubdtype(values.dtype, np.floating) else values
-    return volume.with_array(values.astype(target), volume.affine.copy())
+    return volume.with_values(values.astype(target), volume.affine.copy())
 
 
 def channels_first(array: np.ndarray) -> np.ndarray:
@@ -132,7 +135,7 @@ def write_volume(volume: Volume, path: Union[str, Path], dtype: str = "float32",
     if sidecar:
         side = stem.with_name(stem.name + ".json")
         if suffix in (".npy", ".npz"):
-            volume = volume.with_array(volume.array, volume.affine.copy(), slope=volume.slope, inter=volume.inter)
+            volume = volume.with_stored(volume.array, volume.affine.copy())
             volume.meta["MedPrepGeometry"] = _geometry(volume)
         try:
             write_sidecar(volume, side, overwrite=overwrite)
@@ -195,7 +198,7 @@ def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optio
         frames = image.array if image.is_4d else [image.array]
         for channel, frame in enumerate(frames):
             target = Path(str(targets["image"]).replace("_0000.nii", f"_{channel:04d}.nii"))
-            vol = image.with_array(frame, image.affine.copy(), slope=image.slope, inter=image.inter)
+            vol = image.with_stored(frame, image.affine.copy())
             written["image"] += [str(p) for p in write_volume(vol, target, output.dtype, sidecar=False,
                                                               overwrite=overwrite)]
         side = Path(out_dir) / "sidecars" / f"{case}.json"
@@ -204,7 +207,7 @@ def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optio
     elif "sidecar" in targets:
         written["image"] += [str(p) for p in write_volume(image, targets["image"], output.dtype, output.slices,
                                                           sidecar=False, overwrite=overwrite)]
-        side = image.with_array(image.array, image.affine.copy(), slope=image.slope, inter=image.inter)
+        side = image.with_stored(image.array, image.affine.copy())
         side.meta["MedPrepGeometry"] = _geometry(image)
         write_sidecar(side, targets["sidecar"], overwrite=True)
         written["image"].append(str(targets["sidecar"]))

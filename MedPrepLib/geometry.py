@@ -13,6 +13,10 @@ import numpy as np
 from .affine import LPS_FROM_RAS
 
 POSITION_TOL_MM = 0.01
+# Slice steps that differ by more than this (mm, or this fraction of the mean step when larger)
+# make a stack's spacing variable: no single affine places every slice.
+SPACING_TOL_MM = 0.01
+SPACING_TOL_FRACTION = 0.01
 # Angle between the slice normal and the line through the slice positions above which a stack is
 # gantry-tilted (sheared); well below anything a scanner tilts by, well above float noise.
 TILT_TOL_DEG = 0.01
@@ -79,6 +83,16 @@ def qform_frame(affine: np.ndarray) -> np.ndarray:
     return out
 
 
+def spacing_varies(distances: np.ndarray) -> bool:
+    """Whether slices at these (sorted) distances along the normal are unevenly spaced: the one rule
+    behind meta["VariableSliceSpacing"], the stack warnings and reslice's equalization."""
+    steps = np.diff(np.asarray(distances, dtype=float))
+    if len(steps) < 2:
+        return False
+    spread = float(np.max(steps) - np.min(steps))
+    return spread > max(SPACING_TOL_MM, SPACING_TOL_FRACTION * abs(float(np.mean(steps))))
+
+
 def cluster_positions(distances: np.ndarray, tol: float = POSITION_TOL_MM) -> np.ndarray:
     """Label each (sorted) distance with the index of its slice position."""
     labels = np.zeros(len(distances), dtype=int)
@@ -117,8 +131,7 @@ def stack_affine(orientation: Sequence[float], pixel_spacing: Tuple[float, float
     if n > 1:
         through = (positions[-1] - positions[0]) / (n - 1)
         steps = np.diff(distances)
-        mean_step = float(np.mean(steps))
-        variable = bool(np.max(steps) - np.min(steps) > max(0.01, 0.01 * abs(mean_step)))
+        variable = spacing_varies(distances)
         gaps = []
         if variable:
             median = float(np.median(steps))

@@ -19,12 +19,12 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from .errors import MedPrepError
+from .pixeldata import PIXEL_TAGS
 
 # Long values are cut so that a table row stays readable; the full value stays in the data set.
 MAX_VALUE_CHARS = 200
 # Tag text of the marker row that starts each sequence item.
 ITEM_TAG = "FFFE,E000"
-_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 # Values of these VRs are shown as their length only (readable text that arrives as "UN" excepted).
 _BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"}
 _TAG_RE = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
@@ -187,7 +187,7 @@ def _vr_text(vr: object) -> str:
 
 
 def _display(tag: BaseTag, vr: str, value: object) -> str:
-    if int(tag) in _PIXEL_TAGS:
+    if int(tag) in PIXEL_TAGS:
         size = len(value) if isinstance(value, (bytes, bytearray)) else 0
         return f"<pixel data: {size} bytes, not decoded>"
     if value is None:

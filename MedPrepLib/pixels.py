@@ -7,8 +7,7 @@ decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when 
 """
 from __future__ import annotations
 
-import struct
-from typing import Dict, Optional
+from typing import BinaryIO, Dict, Optional
 
 import numpy as np
 import pydicom
@@ -16,11 +15,11 @@ from pydicom.dataset import Dataset
 
 from .dicomfile import DicomFile
 from .errors import SeriesError
+from .pixeldata import EXPLICIT_LE, IMPLICIT_LE, PixelElement, pixel_element, transfer_syntax
 from .volume import RGB24
 
-NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+NATIVE_LE = {IMPLICIT_LE, EXPLICIT_LE}
 _PYDICOM_PREAMBLE = "Unable to decode as exceptions were raised by all available plugins: "
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}
 
 
 def stored_dtype(ds: Dataset) -> np.dtype:
@@ -70,29 +69,6 @@ def fix_stored_bits(arr: np.ndarray, ds: Dataset) -> None:
         np.right_shift(arr, shift, out=arr)
 
 
-def _native_pixel_span(f: DicomFile, explicit: bool) -> Optional[tuple]:
-    """(start, length) of the pixel bytes in the file, or None when the element is unusual."""
-    with open(f.path, "rb") as fh:
-        fh.seek(f.pixel_offset)
-        head = fh.read(12)
-    if len(head) < 8:
-        return None
-    if explicit:
-        vr = head[4:6]
-        if vr in _LONG_VRS:
-            (length,) = struct.unpack("<I", head[8:12])
-            start = f.pixel_offset + 12
-        else:
-            (length,) = struct.unpack("<H", head[6:8])
-            start = f.pixel_offset + 8
-    else:
-        (length,) = struct.unpack("<I", head[4:8])
-        start = f.pixel_offset + 8
-    if length == 0xFFFFFFFF:
-        return None  # encapsulated, not native
-    return start, length
-
-
 class FrameReader:
     """Reads frames of one series; caches decoded multi-frame files so each is decoded once."""
 
@@ -112,30 +88,38 @@ class FrameReader:
             frame = arr[frame_index or 0] if arr.ndim == 4 else arr
             out.view(np.uint8).reshape(rows, cols, 3)[...] = frame
             return
-        ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+        # A bare data set without file meta is in DICOM's default transfer syntax.
+        ts = transfer_syntax(ds) or IMPLICIT_LE
         dtype = stored_dtype(ds)
         if ts in NATIVE_LE and samples_per_pixel(ds) == 1 and dtype.itemsize * 8 == int(ds.BitsAllocated):
-            span = _native_pixel_span(f, explicit=ts != "1.2.840.10008.1.2")
-            if span is not None:
-                start, length = span
-                frame_bytes = rows * cols * dtype.itemsize
-                n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-                if length < frame_bytes * n_frames:
-                    raise SeriesError(f"pixel data holds {length} bytes, {frame_bytes * n_frames} expected",
-                                      f.path, "the file is truncated or its header is wrong")
-                if start + frame_bytes * n_frames > f.size:
-                    raise SeriesError("file is truncated inside its pixel data", f.path)
-                with open(f.path, "rb") as fh:
-                    fh.seek(start + (frame_index or 0) * frame_bytes)
-                    buf = out.view(dtype) if out.dtype == dtype else np.empty((rows, cols), dtype)
-                    if fh.readinto(memoryview(buf).cast("B")) != frame_bytes:
-                        raise SeriesError("file is truncated inside its pixel data", f.path)
-                    if buf is not out:
-                        out[...] = buf
-                fix_stored_bits(out if out.dtype == dtype else buf, ds)
-                return
+            with open(f.path, "rb") as fh:
+                found = pixel_element(f, fh, ts)
+                if found is not None and not found.encapsulated:
+                    self._read_native(f, fh, found, frame_index, out, dtype)
+                    return
         arr = self._decode(f)
         out[...] = arr[frame_index or 0] if arr.ndim == 3 else arr
+
+    @staticmethod
+    def _read_native(f: DicomFile, fh: BinaryIO, found: PixelElement, frame_index: Optional[int],
+                     out: np.ndarray, dtype: np.dtype) -> None:
+        """One frame of native pixel data straight from the file into `out`."""
+        ds = f.pixel_ds
+        rows, cols = out.shape
+        frame_bytes = rows * cols * dtype.itemsize
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if found.length < frame_bytes * n_frames:
+            raise SeriesError(f"pixel data holds {found.length} bytes, {frame_bytes * n_frames} expected",
+                              f.path, "the file is truncated or its header is wrong")
+        if found.value_offset + frame_bytes * n_frames > f.size:
+            raise SeriesError("file is truncated inside its pixel data", f.path)
+        fh.seek(found.value_offset + (frame_index or 0) * frame_bytes)
+        buf = out.view(dtype) if out.dtype == dtype else np.empty((rows, cols), dtype)
+        if fh.readinto(memoryview(buf).cast("B")) != frame_bytes:
+            raise SeriesError("file is truncated inside its pixel data", f.path)
+        if buf is not out:
+            out[...] = buf
+        fix_stored_bits(out if out.dtype == dtype else buf, ds)
 
     def _decode(self, f: DicomFile) -> np.ndarray:
         key = id(f)

@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .affine import LPS_FROM_RAS
+from .affine import LPS_FROM_RAS, axis_directions, voxel_spacing
+from .geometry import spacing_varies
 from .volume import Volume
 
 # In-plane displacement (pixels) over the whole stack below which a stack counts as not tilted:
@@ -57,18 +58,13 @@ class _Stack:
 
     @property
     def variable(self) -> bool:
-        # Same rule as geometry.stack_affine, so this agrees with meta["VariableSliceSpacing"].
-        steps = np.diff(self.dist)
-        if len(steps) < 2:
-            return False
-        return bool(np.max(steps) - np.min(steps) > max(0.01, 0.01 * abs(float(np.mean(steps)))))
+        return spacing_varies(self.dist)
 
 
 def _stack_of(volume: Volume) -> _Stack:
     lps = LPS_FROM_RAS @ volume.affine
-    dc = float(np.linalg.norm(lps[:3, 0]))
-    dr = float(np.linalg.norm(lps[:3, 1]))
-    row, col = lps[:3, 0] / dc, lps[:3, 1] / dr
+    dc, dr = (float(v) for v in voxel_spacing(lps)[:2])
+    row, col = axis_directions(lps)[:, :2].T
     n_z = volume.array.shape[-3]
     positions = volume.meta.get("_slice_positions_lps")
     if positions is None or len(positions) != n_z:
@@ -224,7 +220,7 @@ def tilt_and_spacing_correct(volume: Volume, tilt: bool, equalize: bool, *,
     lps[:3, 1] = stack.col * stack.dr
     lps[:3, 2] = along * step
     lps[:3, 3] = origin
-    out = volume.with_array(np.ascontiguousarray(data), LPS_FROM_RAS @ lps, slope=volume.slope, inter=volume.inter)
+    out = volume.with_stored(np.ascontiguousarray(data), LPS_FROM_RAS @ lps)
     out.meta["_slice_positions_lps"] = origin + np.outer(targets, along)
     out.meta["_slice_normal"] = stack.normal.copy()
     out.meta.pop("_slice_sources", None)  # resampled slices no longer are the source images

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .affine import LPS_FROM_RAS, affine_from_sitk, set_sitk_geometry, sitk_geometry, voxel_spacing
+from .affine import affine_from_sitk, axis_directions, set_sitk_geometry, sitk_geometry, voxel_spacing
 
-__all__ = ["LPS_FROM_RAS", "RGB24", "Volume"]
+__all__ = ["RGB24", "Volume"]
 
 # NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
@@ -51,7 +51,7 @@ class Volume:
 
     @property
     def is_sheared(self) -> bool:
-        m = self.affine[:3, :3] / np.array(self.spacing)
+        m = axis_directions(self.affine)
         return not np.allclose(m.T @ m, np.eye(3), atol=1e-4)
 
     def scaled(self, dtype: Any = np.float32) -> np.ndarray:
@@ -59,6 +59,34 @@ class Volume:
         if self.slope == 1.0 and self.inter == 0.0:
             return self.array
         return self.array.astype(dtype) * dtype(self.slope) + dtype(self.inter)
+
+    def integer_values(self, dtypes: Sequence[Any] = (np.int16,)) -> Optional[np.ndarray]:
+        """The real-world values in the first of `dtypes` (integer types) that holds them, when integer
+        stored values and an integral slope and intercept make them exact; None otherwise.
+
+        CT in HU as int16 takes half the memory of float32, in every later step and SimpleITK copy.
+        """
+        stored, slope, inter = self.array, float(self.slope), float(self.inter)
+        if stored.dtype.kind not in "iu" or not (slope.is_integer() and inter.is_integer()):
+            return None
+        s, b = int(slope), int(inter)
+        lo, hi = (int(stored.min()), int(stored.max())) if stored.size else (0, 0)
+        ends = (lo * s + b, hi * s + b)
+        fits = [np.dtype(d) for d in dtypes if np.iinfo(d).min <= min(ends) and max(ends) <= np.iinfo(d).max]
+        if not fits:
+            return None
+        dtype, info = fits[0], np.iinfo(fits[0])
+        if (s, b) == (1, 0):
+            return stored.astype(dtype, copy=False)  # already real-world values: no copy when the type is kept
+        # In the target type throughout when the intermediate products fit, else in 64 bits.
+        work = dtype.type if all(info.min <= v <= info.max for v in (lo, hi, lo * s, hi * s)) else np.int64
+        if s == 1:
+            out = np.add(stored, work(b), dtype=work, casting="unsafe")  # one pass for the usual slope 1
+        else:
+            out = np.multiply(stored, work(s), dtype=work, casting="unsafe")
+            if b:
+                out += work(b)
+        return out if out.dtype == dtype else out.astype(dtype)
 
     def to_sitk(self, scaled: bool = True):
         """A SimpleITK image (3D, or 4D for time series) with the same geometry, LPS as ITK wants."""
@@ -99,9 +127,17 @@ class Volume:
         return cls(array=arr, affine=affine, meta=dict(meta or {}),
                    history=list(history or []))
 
-    def with_array(self, array: np.ndarray, affine: Optional[np.ndarray] = None, **changes: Any) -> "Volume":
-        """A copy with new voxels (and optionally new geometry); metadata and history are copied."""
+    def with_values(self, array: np.ndarray, affine: Optional[np.ndarray] = None) -> "Volume":
+        """A copy holding new real-world values (slope 1, intercept 0), e.g. an intensity step's
+        output; metadata and history are copied, the affine too unless a new one is given."""
+        return self._copy(array, affine, 1.0, 0.0)
+
+    def with_stored(self, array: np.ndarray, affine: Optional[np.ndarray] = None) -> "Volume":
+        """A copy holding stored values that this volume's slope and intercept still turn into
+        real-world ones, e.g. voxels moved by a spatial step without changing them."""
+        return self._copy(array, affine, self.slope, self.inter)
+
+    def _copy(self, array: np.ndarray, affine: Optional[np.ndarray], slope: float, inter: float) -> "Volume":
         return Volume(array=array, affine=self.affine.copy() if affine is None else affine,
-                      slope=changes.get("slope", 1.0), inter=changes.get("inter", 0.0),
-                      meta=copy.deepcopy(self.meta), warnings=list(self.warnings),
+                      slope=slope, inter=inter, meta=copy.deepcopy(self.meta), warnings=list(self.warnings),
                       history=copy.deepcopy(self.history))

@@ -16,7 +16,8 @@ import numpy as np
 from ..atomic import write_json
 from ..errors import MedPrepError
 from ..nifti import write_nifti
-from ..volume import LPS_FROM_RAS, Volume
+from ..affine import LPS_FROM_RAS, axis_directions, voxel_spacing
+from ..volume import Volume
 
 OVERLAP_RULE = "highest segment/ROI number wins"
 
@@ -41,8 +42,8 @@ class ImageGrid:
         if positions is None:
             raise MedPrepError("the image volume carries no slice positions", hint="convert it from DICOM")
         lps = LPS_FROM_RAS @ volume.affine
-        dc, dr = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
-        row, col = lps[:3, 0] / dc, lps[:3, 1] / dr
+        dc, dr = (float(v) for v in voxel_spacing(lps)[:2])
+        row, col = axis_directions(lps)[:, :2].T
         normal = np.asarray(volume.meta.get("_slice_normal", np.cross(row, col)), dtype=float)
         shape = volume.array.shape[-3:]
         files = list(volume.meta.get("_slice_sources") or [])

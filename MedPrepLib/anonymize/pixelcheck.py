@@ -17,16 +17,23 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from ..dicomfile import DicomFile
-from .rawpixels import encapsulated_items, pixel_element
+from ..pixeldata import (
+    DEFLATED,
+    DOUBLE_FLOAT_PIXEL_DATA_TAG,
+    FLOAT_PIXEL_DATA_TAG,
+    PIXEL_TAGS,
+    encapsulated_items,
+    pixel_element,
+    transfer_syntax,
+)
 
 try:  # pydicom >= 3
     from pydicom.pixels.utils import get_expected_length
 except ImportError:  # pydicom 2.4
     from pydicom.pixel_data_handlers.util import get_expected_length
 
-_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
 _VIDEO = "1.2.840.10008.1.2.4.10"  # MPEG-2, MPEG-4 and HEVC: 1.2.840.10008.1.2.4.100 to .108
-_FLOAT_BITS = {0x7FE00008: 32, 0x7FE00009: 64}
+_FLOAT_BITS = {FLOAT_PIXEL_DATA_TAG: 32, DOUBLE_FLOAT_PIXEL_DATA_TAG: 64}
 
 
 def _frames(ds: Dataset) -> int:
@@ -59,11 +66,11 @@ def _native(length: int, expected: Optional[int]) -> Optional[str]:
 def pixel_problem(f: DicomFile) -> Optional[str]:
     """Why the pixel data of `f` cannot be complete, or None when it can."""
     ds = f.ds
-    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    if syntax in _DEFLATED:  # the offsets refer to the inflated stream: let pydicom inflate it
+    syntax = transfer_syntax(ds)
+    if syntax in DEFLATED:  # the offsets refer to the inflated stream: let pydicom inflate it
         try:
             full = pydicom.dcmread(str(f.path), force=True)
-            tag = next(t for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in full)
+            tag = next(t for t in PIXEL_TAGS if t in full)
             return _native(len(full[tag].value), _expected(full, tag))
         except StopIteration:
             return None
@@ -71,11 +78,11 @@ def pixel_problem(f: DicomFile) -> Optional[str]:
             return f"pixel data cut short: cannot be inflated ({exc.__class__.__name__})"
     with open(f.path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        found = pixel_element(f, fh)
+        found = pixel_element(f, fh, syntax)
         if found is None:
             return "pixel data cut short: the file ends inside the pixel data element's header"
-        tag, start, length = found
-        if length != 0xFFFFFFFF:
+        tag, start, length = found.tag, found.value_offset, found.length
+        if not found.encapsulated:
             if start + length > size:
                 return f"pixel data cut short: the file holds {size - start} of its {length} bytes"
             return _native(length, _expected(ds, tag))

@@ -10,85 +10,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
-from typing import IO, BinaryIO, List, Optional, Tuple
+from typing import IO, BinaryIO, Optional, Tuple
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_dataset, write_file_meta_info
 
-from ..dicomfile import PIXEL_DATA_TAG, DicomFile
-
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_BE = "1.2.840.10008.1.2.2"
-_DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
-PIXEL_TAGS = (0x7FE00008, 0x7FE00009, PIXEL_DATA_TAG)  # float, double float, integer pixel data
-
-
-def encapsulated_items(fh: BinaryIO, pos: int, size: int) -> Tuple[Optional[int], List[int]]:
-    """Walk the items of an undefined-length pixel element whose items start at `pos` (little endian).
-
-    Returns the element's end offset (None when the file ends first or an item is malformed) and
-    the item lengths seen, the basic offset table's first.
-    """
-    lengths: List[int] = []
-    while pos + 8 <= size:
-        fh.seek(pos)
-        group, element, length = struct.unpack("<HHI", fh.read(8))
-        tag = (group << 16) | element
-        if tag == _SEQUENCE_END:
-            return pos + 8, lengths
-        if tag != _ITEM or length == 0xFFFFFFFF:
-            return None, lengths
-        lengths.append(length)
-        pos += 8 + length
-    return None, lengths
-
-
-def pixel_element(f: DicomFile, fh: BinaryIO) -> Optional[Tuple[int, int, int]]:
-    """(tag, value offset, value length) of `f`'s pixel element, read from its header at `f.pixel_offset`.
-
-    None when there is no such element or its header is cut off; the length is 0xFFFFFFFF for
-    encapsulated (compressed) pixel data.
-    """
-    meta = getattr(f.ds, "file_meta", None)
-    syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
-    if f.pixel_offset is None or not syntax or syntax in _DEFLATED:
-        return None
-    order = ">" if syntax == _EXPLICIT_BE else "<"
-    fh.seek(f.pixel_offset)
-    head = fh.read(12)
-    if len(head) < 8:
-        return None
-    group, element = struct.unpack_from(order + "HH", head, 0)
-    tag = (group << 16) | element
-    if tag not in PIXEL_TAGS:
-        return None
-    if syntax == _IMPLICIT_LE:
-        (length,), start = struct.unpack_from("<I", head, 4), 8
-    elif head[4:6] in _LONG_VRS:
-        if len(head) < 12:
-            return None
-        (length,), start = struct.unpack_from(order + "I", head, 8), 12
-    else:
-        (length,), start = struct.unpack_from(order + "H", head, 6), 8
-    return tag, f.pixel_offset + start, length
-
+from ..dicomfile import DicomFile
+from ..pixeldata import EXPLICIT_BE, IMPLICIT_LE, PIXEL_DATA_TAG, encapsulated_items, pixel_element, transfer_syntax
 
 def pixel_extent(f: DicomFile) -> Optional[Tuple[int, int]]:
     """(offset, length) of `f`'s pixel data element when it ends the file exactly, else None."""
-    meta = getattr(f.ds, "file_meta", None)
-    if str(getattr(meta, "TransferSyntaxUID", "") or "") == _EXPLICIT_BE:
+    syntax = transfer_syntax(f.ds)
+    if syntax == EXPLICIT_BE:
         return None
     with open(f.path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        found = pixel_element(f, fh)
-        if found is None or found[0] != PIXEL_DATA_TAG:
+        found = pixel_element(f, fh, syntax)
+        if found is None or found.tag != PIXEL_DATA_TAG:
             return None
-        _, start, length = found
-        end = encapsulated_items(fh, start, size)[0] if length == 0xFFFFFFFF else start + length
+        start = found.value_offset
+        end = encapsulated_items(fh, start, size)[0] if found.encapsulated else start + found.length
     return (f.pixel_offset, size - f.pixel_offset) if end == size else None
 
 
@@ -104,7 +46,7 @@ def write_header(fh: BinaryIO, ds: Dataset) -> None:
     fp.write(b"DICM")
     write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
     fp.is_little_endian = True
-    fp.is_implicit_VR = str(ds.file_meta.TransferSyntaxUID) == _IMPLICIT_LE
+    fp.is_implicit_VR = str(ds.file_meta.TransferSyntaxUID) == IMPLICIT_LE
     write_dataset(fp, ds)
 
 

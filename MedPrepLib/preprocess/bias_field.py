@@ -53,4 +53,4 @@ def n4(image: Volume, label: Optional[Volume], p: N4Params) -> Tuple[Volume, Opt
     corrector.SetMaximumNumberOfIterations([int(i) for i in p.iterations])
     corrector.Execute(small, small_mask)
     log_field = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(img))
-    return image.with_array((values / np.exp(log_field)).astype(np.float32)), label
+    return image.with_values((values / np.exp(log_field)).astype(np.float32)), label

@@ -39,4 +39,4 @@ class ClipParams:
 def clip(image: Volume, label: Optional[Volume], p: ClipParams) -> Tuple[Volume, Optional[Volume]]:
     """Clip to [level - width/2, level + width/2] or [min, max]."""
     lo, hi = p.bounds()
-    return image.with_array(np.clip(intensities(image), lo, hi)), label
+    return image.with_values(np.clip(intensities(image), lo, hi)), label

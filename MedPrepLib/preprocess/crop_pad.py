@@ -66,6 +66,21 @@ def crop_pad_array(array: np.ndarray, start_xyz: Sequence[int], shape_xyz: Seque
     return out
 
 
+def _stored_fill(image: Volume, fill: float) -> Optional[float]:
+    """The stored value whose real-world value is `fill`, or None when the stored type has none."""
+    if image.slope == 1.0 and image.inter == 0.0:
+        return fill
+    stored = (fill - image.inter) / image.slope
+    kind = image.array.dtype.kind
+    if kind == "f":
+        return stored
+    if kind in "iu" and float(stored).is_integer():
+        info = np.iinfo(image.array.dtype)
+        if info.min <= stored <= info.max:
+            return int(stored)
+    return None
+
+
 @register("crop_pad", CropPadParams, spatial=True)
 def crop_pad(image: Volume, label: Optional[Volume], p: CropPadParams) -> Tuple[Volume, Optional[Volume]]:
     """Cut out or pad to `shape` voxels; the affine moves with the window, so positions are kept."""
@@ -73,8 +88,12 @@ def crop_pad(image: Volume, label: Optional[Volume], p: CropPadParams) -> Tuple[
     shape = list(p.shape) + ([image.shape_xyz[2]] if len(p.shape) == 2 else [])
     affine = image.affine.copy()
     affine[:3, 3] = image.affine[:3, :3] @ np.asarray(start, float) + image.affine[:3, 3]
-    values = image.scaled()
-    out = image.with_array(crop_pad_array(values, start, shape, p.fill), affine)
+    stored_fill = _stored_fill(image, p.fill)
+    if stored_fill is None:
+        out = image.with_values(crop_pad_array(image.scaled(), start, shape, p.fill), affine)
+    else:
+        # Cropping changes no value: the stored voxels and their rescale stay as they are.
+        out = image.with_stored(crop_pad_array(image.array, start, shape, stored_fill), affine)
     if label is None:
         return out, None
-    return out, label.with_array(crop_pad_array(label.array, start, shape, 0), affine.copy())
+    return out, label.with_stored(crop_pad_array(label.array, start, shape, 0), affine.copy())

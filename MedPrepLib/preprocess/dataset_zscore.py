@@ -47,4 +47,4 @@ def dataset_zscore(image: Volume, label: Optional[Volume],
         raise MedPrepError("step 'dataset_zscore' has no statistics",
                            hint="run the dataset with `medprep run` (training cases give them), "
                                 "pass --statistics FILE, or set mean and std")
-    return image.with_array(standardize(intensities(image), p.mean, p.std, "dataset_zscore")), label
+    return image.with_values(standardize(intensities(image), p.mean, p.std, "dataset_zscore")), label

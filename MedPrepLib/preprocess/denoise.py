@@ -40,4 +40,4 @@ def denoise_array(array: np.ndarray, affine: np.ndarray, p: DenoiseParams) -> np
 @register("denoise", DenoiseParams)
 def denoise(image: Volume, label: Optional[Volume], p: DenoiseParams) -> Tuple[Volume, Optional[Volume]]:
     """Smooth noise while keeping edges (SimpleITK CurvatureFlow, Bilateral or Median)."""
-    return image.with_array(denoise_array(intensities(image), image.affine, p)), label
+    return image.with_values(denoise_array(intensities(image), image.affine, p)), label

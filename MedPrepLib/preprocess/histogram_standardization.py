@@ -79,4 +79,4 @@ def histogram_standardization(image: Volume, label: Optional[Volume],
     below, above = values < q[0], values > q[-1]
     out[below] = s[0] + (values[below] - q[0]) * (s[1] - s[0]) / (q[1] - q[0])
     out[above] = s[-1] + (values[above] - q[-1]) * (s[-1] - s[-2]) / (q[-1] - q[-2])
-    return image.with_array(out), label
+    return image.with_values(out), label

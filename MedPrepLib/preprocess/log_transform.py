@@ -23,4 +23,4 @@ def log_transform(image: Volume, label: Optional[Volume], p: LogParams) -> Tuple
     out = np.maximum(values, values.dtype.type(0))
     out += values.dtype.type(p.offset)
     np.log(out, out=out)
-    return image.with_array(out), label
+    return image.with_values(out), label

@@ -32,4 +32,4 @@ def minmax(image: Volume, label: Optional[Volume], p: MinMaxParams) -> Tuple[Vol
     out = np.subtract(values, kind(lo))
     out *= kind((p.out_max - p.out_min) / (hi - lo))
     out += kind(p.out_min)
-    return image.with_array(out), label
+    return image.with_values(out), label

@@ -66,4 +66,4 @@ def nnunet_ct(image: Volume, label: Optional[Volume], p: NnunetCtParams) -> Tupl
                                 "pass --statistics FILE, or set lower, upper, mean and std")
     values = intensities(image)
     clipped = np.clip(values, values.dtype.type(p.lower), values.dtype.type(p.upper))
-    return image.with_array(standardize(clipped, p.mean, max(p.std, 1e-8), "nnunet_ct")), label
+    return image.with_values(standardize(clipped, p.mean, max(p.std, 1e-8), "nnunet_ct")), label

@@ -77,8 +77,8 @@ def reorient_array(array: np.ndarray, affine: np.ndarray, axcodes: str) -> Tuple
 def orient(image: Volume, label: Optional[Volume], p: OrientParams) -> Tuple[Volume, Optional[Volume]]:
     """Permute and flip voxel axes to the requested axis codes (exact, no interpolation)."""
     array, affine = reorient_array(image.array, image.affine, p.axcodes)
-    out = image.with_array(array, affine, slope=image.slope, inter=image.inter)
+    out = image.with_stored(array, affine)
     if label is None:
         return out, None
     larray, _ = reorient_array(label.array, image.affine, p.axcodes)
-    return out, label.with_array(larray, affine.copy(), slope=label.slope, inter=label.inter)
+    return out, label.with_stored(larray, affine.copy())

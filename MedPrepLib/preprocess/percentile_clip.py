@@ -28,4 +28,4 @@ def percentile_clip(image: Volume, label: Optional[Volume],
     values = intensities(image)
     inside = masked(values, select(values, label, p.mask, "percentile_clip"), "percentile_clip")
     lo, hi = np.percentile(inside, [p.lower, p.upper])
-    return image.with_array(np.clip(values, values.dtype.type(lo), values.dtype.type(hi))), label
+    return image.with_values(np.clip(values, values.dtype.type(lo), values.dtype.type(hi))), label

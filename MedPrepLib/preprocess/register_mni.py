@@ -266,12 +266,12 @@ def register_mni(image: Volume, label: Optional[Volume], p: RegisterMniParams) -
         "image_to_template_ras": np.round(np.linalg.inv(template_to_image), 8).tolist(),
         "template_to_image_ras": np.round(template_to_image, 8).tolist(),
     }
-    out = image.with_array(array, out_affine)
+    out = image.with_values(array, out_affine)
     out.meta[META_KEY] = record
     out.meta[WORLD_MAP_KEY] = np.linalg.inv(template_to_image).tolist()  # image world -> template world
     if label is None:
         return out, None
     larray = _resample(label.array, image.affine, transform, size, out_affine, p.label_interpolator, 0.0, None)
-    olabel = label.with_array(larray, out_affine.copy())
+    olabel = label.with_stored(larray, out_affine.copy())
     olabel.meta[META_KEY] = dict(record)
     return out, olabel

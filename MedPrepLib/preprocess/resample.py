@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from ..affine import affine_from_sitk, sitk_geometry, voxel_spacing
+from ..affine import affine_from_sitk, axis_directions, sitk_geometry, voxel_spacing
 from .grid import centred_affine, storage_order, to_sitk
 from .registry import register
 
@@ -165,7 +165,7 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
                                         fill, out_dtype) for a in array])
     src_spacing = voxel_spacing(affine)
     dst_spacing = voxel_spacing(out_affine)
-    same_axes = np.allclose(affine[:3, :3] / src_spacing, out_affine[:3, :3] / dst_spacing, atol=1e-6)
+    same_axes = np.allclose(axis_directions(affine), axis_directions(out_affine), atol=1e-6)
     axis = separate_axis(src_spacing, dst_spacing, threshold) if same_axes else None
     if axis is None or interpolator == through_plane:
         return _resample3d(array, affine, size, out_affine, interpolator, fill, out_dtype)
@@ -174,7 +174,7 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
     mid_size[axis] = array.shape[2 - axis]
     mid_affine = out_affine.copy()
     mid_affine[:3, axis] = affine[:3, axis]
-    unit = affine[:3, axis] / src_spacing[axis]
+    unit = axis_directions(affine)[:, axis]
     mid_affine[:3, 3] = out_affine[:3, 3] + unit * np.dot(unit, affine[:3, 3] - out_affine[:3, 3])
     mid = _resample3d(array, affine, mid_size, mid_affine, interpolator, fill, out_dtype)
     return _resample3d(mid, mid_affine, size, out_affine, through_plane, fill, out_dtype)
@@ -188,9 +188,9 @@ def resample(image: Volume, label: Optional[Volume], p: ResampleParams) -> Tuple
     out_dtype = None if p.interpolator == "nearest" else np.dtype(np.float32)
     array = resample_array(values, image.affine, size, out_affine, p.interpolator, p.through_plane,
                            p.anisotropy_threshold, p.fill, out_dtype)
-    out = image.with_array(array, out_affine)
+    out = image.with_values(array, out_affine)
     if label is None:
         return out, None
     larray = resample_array(label.array, image.affine, size, out_affine, p.label_interpolator, "nearest",
                             p.anisotropy_threshold, 0.0, None)
-    return out, label.with_array(larray, out_affine.copy())
+    return out, label.with_stored(larray, out_affine.copy())

@@ -25,4 +25,4 @@ def scale(image: Volume, label: Optional[Volume], p: ScaleParams) -> Tuple[Volum
     out = np.divide(values, kind(p.divide_by))
     if p.subtract:  # x/d - s/d: one pass over the voxels when nothing is subtracted
         out -= kind(p.subtract / p.divide_by)
-    return image.with_array(out), label
+    return image.with_values(out), label

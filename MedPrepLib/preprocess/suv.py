@@ -92,7 +92,7 @@ def suv(image: Volume, label: Optional[Volume], p: SuvParams) -> Tuple[Volume, O
     factor = suv_factor(image.meta, p.patient_weight, p.injected_dose)
     values = intensities(image)
     out = np.multiply(values, values.dtype.type(factor))
-    result = image.with_array(out)
+    result = image.with_values(out)
     result.meta["Units"] = "GML"
     result.meta["SUVbwScaleFactor"] = factor
     return result, label

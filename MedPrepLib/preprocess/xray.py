@@ -76,7 +76,7 @@ def xray_display(image: Volume, label: Optional[Volume], p: XrayParams) -> Tuple
     invert = p.invert == "always" or (p.invert == "auto" and photometric == "MONOCHROME1")
     if invert:
         np.subtract(out.dtype.type(p.out_min + p.out_max), out, out=out)
-    result = image.with_array(out)
+    result = image.with_values(out)
     if invert and photometric in ("MONOCHROME1", "MONOCHROME2"):
         result.meta["PhotometricInterpretation"] = "MONOCHROME2" if photometric == "MONOCHROME1" else "MONOCHROME1"
     return result, label

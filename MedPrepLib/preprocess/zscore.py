@@ -38,4 +38,4 @@ def zscore(image: Volume, label: Optional[Volume], p: ZScoreParams) -> Tuple[Vol
     out = standardize(values, float(inside.mean()), float(inside.std()), "zscore")
     if p.zero_outside and mask is not None:
         out[~mask] = 0
-    return image.with_array(out), label
+    return image.with_values(out), label

@@ -149,7 +149,7 @@ def test_a_table_of_label_maps_gives_dicom_cases_their_segmentations(tmp_path):
         image = read_image(root / f"case{i}")  # the label map is drawn on the image's grid
         lab = np.zeros(image.array.shape, np.uint8)
         lab[1:3, 4:8, 4:8] = 1 + i
-        write_nifti(image.with_array(lab, image.affine.copy()), maps / f"case{i}.nii.gz")
+        write_nifti(image.with_values(lab, image.affine.copy()), maps / f"case{i}.nii.gz")
         lines.append(f"case{i},maps/case{i}.nii.gz")
     (tmp_path / "segs.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "p.json").write_text(json.dumps({"name": "s", "steps": [{"step": "orient"}],

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "MedPrep"))
 
 import MedPrepPresenter as presenter  # noqa: E402
 
-from MedPrepLib import sample  # noqa: E402
+from MedPrepLib import naming, sample  # noqa: E402
 from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer  # noqa: E402
 from MedPrepLib.discovery import scan  # noqa: E402
 from MedPrepLib.header import header_rows  # noqa: E402
@@ -86,7 +86,8 @@ def widget_property(widget: ET.Element, name: str):
 def test_every_widget_the_module_uses_is_in_the_ui():
     missing = sorted(used_ui_names() - set(ui_widgets()))
     assert not missing, f"MedPrep.py uses widgets that MedPrep.ui does not have: {missing}"
-    missing = sorted(set(presenter.enableRules(presenter.PanelState())) - set(ui_widgets()))
+    added = {control.widget for control in presenter.anonymizeControls()}  # made by the widget, not the .ui
+    missing = sorted(set(presenter.enableRules(presenter.PanelState())) - set(ui_widgets()) - added)
     assert not missing, f"enable rules name widgets that MedPrep.ui does not have: {missing}"
 
 
@@ -158,9 +159,20 @@ def test_choices_and_option_names_exist_in_medpreplib():
         params = {f.name for f in dataclasses.fields(get_step(method).params)}
         names, _ = presenter._RANGE_PARAMETERS.get(method, ((), ""))
         assert set(names) <= params, method
-    options = {f.name for f in dataclasses.fields(AnonymizeOptions)}
-    assert set(presenter.ANONYMIZE_OPTIONS.values()) <= options
-    assert set(presenter.ANONYMIZE_OPTIONS) <= set(parameter_fields())
+
+def test_every_anonymize_option_has_a_panel_control_described_by_medpreplib():
+    """The panel's anonymization controls come from AnonymizeOptions' own description (label, help,
+    exclusive group, choices): every field, none twice, no name clash with the .ui file's parameters."""
+    controls = presenter.anonymizeControls()
+    assert [c.option for c in controls] == [f.name for f in dataclasses.fields(AnonymizeOptions)]
+    assert len({c.parameter for c in controls}) == len({c.widget for c in controls}) == len(controls)
+    assert not {c.parameter for c in controls} & set(parameter_fields())
+    assert not {c.widget for c in controls} & set(ui_widgets())
+    for c, f in zip(controls, dataclasses.fields(AnonymizeOptions)):
+        assert (c.label, c.help, c.exclusive, c.choices, c.default) == (
+            f.metadata["label"], f.metadata["help"], f.metadata["exclusive"], tuple(f.metadata["choices"]), f.default)
+    assert presenter.ANONYMIZE_OPTIONS["keepUids"] == "keep_uids"
+    assert presenter.ANONYMIZE_OPTIONS["onBurnedIn"] == "on_burned_in"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +228,12 @@ def test_enable_rules():
     empty = presenter.enableRules(presenter.PanelState())
     assert not any(empty[k] for k in ("scanButton", "loadButton", "previewAnonymizationButton",
                                       "applyPreprocessButton", "compareButton", "saveButton"))
-    assert not presenter.enableRules(dataclasses.replace(ready, keepDates=True))["shiftDatesCheckBox"]
-    assert not presenter.enableRules(dataclasses.replace(ready, shiftDates=True))["keepDatesCheckBox"]
+    # Options of one exclusive group (the dates) grey each other out; the others stay.
+    chosen = presenter.enableRules(dataclasses.replace(ready, anonymizeOptions={"keepDates": True}))
+    assert not chosen["shiftDatesCheckBox"] and chosen["keepDatesCheckBox"]
+    chosen = presenter.enableRules(dataclasses.replace(ready, anonymizeOptions={"shiftDates": True}))
+    assert not chosen["keepDatesCheckBox"] and chosen["shiftDatesCheckBox"]
+    assert "keepUidsCheckBox" not in chosen
     assert not presenter.enableRules(dataclasses.replace(ready, intensity="zscore"))["intensityLowSpinBox"]
     assert not presenter.enableRules(dataclasses.replace(ready, saveName=""))["saveButton"]
     # A volume that did not come from DICOM has no header to preview.
@@ -226,8 +242,15 @@ def test_enable_rules():
 
 
 def test_default_save_name():
-    assert presenter.defaultSaveName("Abdomen 1.0 / B30f", 2) == "002_Abdomen_1_0_B30f"
-    assert presenter.defaultSaveName("", None) == "volume"
+    """The panel's default name follows the library's one file-name rule (naming.safe_name)."""
+    assert presenter.defaultSaveName("Abdomen 1.0 / B30f", 2) == "002_Abdomen_1.0_B30f"
+    assert presenter.defaultSaveName("", None) == naming.FALLBACK_NAME
+    assert presenter.defaultSaveName("", 7) == "007"
+    # What safe_name guards against and the old copy did not: Windows' reserved names, a leading
+    # dot or dash, accents dropped as dcm2niix does, a bounded length.
+    for description in ("CON", "..hidden", "-rf", "Tête ÉPAULE", "x" * 400, "a\tb"):
+        assert presenter.defaultSaveName(description, None) == naming.safe_name(description)
+        assert presenter.defaultSaveName(description, 3) == naming.safe_name(f"003_{description}")
 
 
 # ---------------------------------------------------------------------------------------------

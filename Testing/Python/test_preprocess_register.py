@@ -18,7 +18,8 @@ import pytest
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.preprocess import register_mni as rm
-from MedPrepLib.volume import LPS_FROM_RAS, Volume
+from MedPrepLib.affine import LPS_FROM_RAS
+from MedPrepLib.volume import Volume
 
 needs_template = pytest.mark.skipif(
     importlib.util.find_spec("nilearn") is None,

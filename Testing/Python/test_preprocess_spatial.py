@@ -171,6 +171,40 @@ def test_crop_pad_centre_keeps_positions_and_fills():
     np.testing.assert_allclose(out.affine[:3, 3], (vol.affine @ [2, -2, 1, 1])[:3])
 
 
+@pytest.mark.parametrize("pipeline", [
+    [{"step": "orient", "axcodes": "RAS"}],
+    [{"step": "crop_pad", "shape": [6, 12, 4], "fill": -1024}],
+    [{"step": "orient", "axcodes": "LPS"}, {"step": "crop_pad", "shape": [12, 6, 4], "fill": -1024}],
+])
+def test_spatial_steps_keep_stored_values_and_scaling(pipeline):
+    """A step that only moves voxels keeps a scaled integer volume's stored values, dtype, slope
+    and intercept (no silent float copy, no rescale reset to 1/0), and its real-world values."""
+    stored = np.arange(6 * 8 * 10, dtype=np.int16).reshape(6, 8, 10)
+    vol = Volume(stored, oblique_affine(), slope=2.0, inter=-1024.0)
+    label = Volume(np.ones(stored.shape, np.uint8), oblique_affine(), slope=3.0, inter=1.0)
+    out, olabel = run_pipeline(vol, load_pipeline(pipeline), label)
+    assert out.array.dtype == np.int16 and (out.slope, out.inter) == (2.0, -1024.0)
+    assert olabel.array.dtype == np.uint8 and (olabel.slope, olabel.inter) == (3.0, 1.0)
+    world = world_of(out.affine, out.array.shape)
+    world1 = np.c_[world.reshape(-1, 3), np.ones(world[..., 0].size)].T
+    src = np.rint(np.linalg.solve(vol.affine, world1)[:3]).astype(int)
+    inside = np.all((src >= 0) & (src < np.array(vol.shape_xyz)[:, None]), axis=0).reshape(out.array.shape)
+    i, j, k = src
+    moved = stored[np.clip(k, 0, 5), np.clip(j, 0, 7), np.clip(i, 0, 9)].reshape(out.array.shape)
+    np.testing.assert_array_equal(out.array[inside], moved[inside])
+    assert np.all(out.scaled()[~inside] == -1024)       # padding in real-world units
+
+
+def test_crop_pad_fill_without_a_stored_value_gives_real_world_values():
+    """A fill the stored type cannot hold (here -1023.5 with slope 2) turns the output into real-world floats."""
+    stored = np.arange(4 * 4 * 4, dtype=np.int16).reshape(4, 4, 4)
+    vol = Volume(stored, oblique_affine(), slope=2.0, inter=-1024.0)
+    out, _ = run_pipeline(vol, step("crop_pad", shape=[6, 4, 4], fill=-1023.5))
+    assert (out.slope, out.inter) == (1.0, 0.0) and out.array.dtype.kind == "f"
+    np.testing.assert_array_equal(out.array[:, :, 1:5], vol.scaled())
+    assert np.all(out.array[:, :, [0, 5]] == -1023.5)
+
+
 def test_crop_pad_foreground_centres_on_label():
     arr = np.zeros((20, 30, 30), np.float32)
     lab = np.zeros((20, 30, 30), np.uint8)

@@ -11,9 +11,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pytest
 
-from MedPrepLib.geometry import stack_affine
-from MedPrepLib.reslice import correction_postfix, equalized_step, tilt_and_spacing_correct
-from MedPrepLib.volume import LPS_FROM_RAS, Volume
+from MedPrepLib import volume as volume_module
+from MedPrepLib.affine import LPS_FROM_RAS
+from MedPrepLib.geometry import SPACING_TOL_MM, stack_affine
+from MedPrepLib.reslice import _stack_of, correction_postfix, equalized_step, tilt_and_spacing_correct
+from MedPrepLib.volume import Volume
 
 P0 = np.array([-20.0, -15.0, 30.0])
 DR, DC = 0.5, 0.7          # mm between rows, between columns: different, to catch swapped axes
@@ -283,3 +285,35 @@ def test_convert_writes_the_corrected_volume_beside_the_series(tmp_path) -> None
     assert sidecar["MedPrepProvenance"]["steps"][0]["params"]["tilt_correct"] is True
     assert sidecar["MedPrepProvenance"]["steps"][1]["params"]["padding_value"] == -1500
     assert not any(k.startswith("_") for k in sidecar)
+
+
+@pytest.mark.parametrize("extra", [0.0, 0.5 * SPACING_TOL_MM, 0.99 * SPACING_TOL_MM, 1.01 * SPACING_TOL_MM,
+                                   2 * SPACING_TOL_MM, 0.3])
+def test_variable_spacing_one_rule_for_convert_and_reslice(extra):
+    """The stack geometry (meta["VariableSliceSpacing"], warnings) and reslice's equalization decide
+    "spacing varies" alike on either side of the tolerance: one rule, not two copies that drift."""
+    bed_z = [0.0, 0.6, 1.2 + extra, 1.8 + extra]
+    vol = tilted_volume(bed_z, 0.0, np.zeros((4, 3, 3), np.int16))
+    expected = extra > SPACING_TOL_MM
+    assert bool(vol.meta.get("VariableSliceSpacing")) is expected
+    assert _stack_of(vol).variable is expected
+
+
+def test_lps_from_ras_has_one_home():
+    """LPS_FROM_RAS lives in MedPrepLib.affine only; Volume no longer re-exports it."""
+    assert not hasattr(volume_module, "LPS_FROM_RAS")
+    np.testing.assert_array_equal(LPS_FROM_RAS, np.diag([-1.0, -1.0, 1.0, 1.0]))
+
+
+def test_spacing_from_the_affine_computed_in_affine_py_only():
+    """Voxel spacing and axis directions come from affine.voxel_spacing/axis_directions: no module
+    of the library or the Slicer module takes the norm of an affine's columns itself."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"linalg\.norm\([^)]*\[:3, *(:3|0|1|2)\]")
+    offenders = [f"{p.relative_to(root)}:{n}" for folder in ("MedPrepLib", "MedPrep")
+                 for p in sorted((root / folder).rglob("*.py")) if p.name != "affine.py"
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

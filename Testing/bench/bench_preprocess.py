@@ -21,7 +21,8 @@ from MedPrepLib.nifti import read_nifti, write_nifti
 from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.affine import set_sitk_geometry
 from MedPrepLib.sample import ct_phantom
-from MedPrepLib.volume import LPS_FROM_RAS, Volume
+from MedPrepLib.affine import LPS_FROM_RAS
+from MedPrepLib.volume import Volume
 
 MEAN, STD = -300.0, 400.0  # fixed dataset statistics for dataset_zscore / the preset
 

@@ -6,6 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedPrepLib import sample
+from MedPrepLib.errors import MedPrepError
 from MedPrepLib.volume import Volume
 
 vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
@@ -139,7 +140,7 @@ def test_label_maps_become_label_map_nodes_with_small_integer_voxels(scene, brid
 
 def test_fractional_labels_are_refused_and_leave_no_node(scene, bridge):
     before = scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
-    with pytest.raises(ValueError, match="whole numbers"):
+    with pytest.raises(MedPrepError, match="whole numbers"):
         bridge.addVolumeNode(scene, Volume(np.full((1, 2, 2), 0.5, np.float32), np.eye(4)), "bad", labelmap=True)
     assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == before
 

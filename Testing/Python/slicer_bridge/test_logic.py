@@ -37,7 +37,7 @@ def scene(harness):
 def options(MedPrep, **changes):
     """The module's parameter node with the anonymization and header fields the Logic reads."""
     parameters = MedPrep.MedPrepLogic().getParameterNode()
-    values = {field: False for field in MedPrep.presenter.ANONYMIZE_OPTIONS}
+    values = {c.parameter: c.default for c in MedPrep.presenter.anonymizeControls()}
     values.update(anonymizationKey="project-key", headerSearch="", headerShowPrivate=True)
     values.update(changes)
     for name, value in values.items():

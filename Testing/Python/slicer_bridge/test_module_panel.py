@@ -494,3 +494,39 @@ def test_readme_picture_script_renders_the_panel_on_the_demo_data(harness, modul
     ui = module._widget.ui
     assert ui.seriesTable.rowCount == 2 and ui.outputVolumeSelector.currentNode() is not None
     assert errors == []
+
+
+def test_every_anonymize_option_has_a_cli_flag_and_a_panel_control_bound_to_the_parameter_node(panel):
+    """MedPrepLib describes each AnonymizeOptions field once; `medprep anonymize` and the panel both build
+    their controls from it. Every field has a flag and a control with its help, and what the control
+    sets reaches the Anonymizer the Logic builds through the parameter node."""
+    import argparse
+    import dataclasses
+
+    from MedPrepLib.anonymize import AnonymizeOptions
+    from MedPrepLib.cli import anonymize_cmd
+
+    parser = argparse.ArgumentParser()
+    anonymize_cmd.register(parser.add_subparsers())
+    flags = {action.dest: action for action in parser._subparsers._group_actions[0].choices["anonymize"]._actions}
+    p, widgets = panel._parameterNode, bound_widgets(panel.ui)
+    import MedPrepPresenter  # beside MedPrep.py, importable once the module is loaded
+
+    controls = {c.option: c for c in MedPrepPresenter.anonymizeControls()}
+    for option in dataclasses.fields(AnonymizeOptions):
+        meta = option.metadata
+        assert option.name in flags and flags[option.name].help == meta["help"], option.name
+        control = controls[option.name]
+        widget = widgets[control.parameter]
+        assert widget is getattr(panel.ui, control.widget) and widget.toolTip == meta["help"], option.name
+        if meta["choices"]:
+            assert list(flags[option.name].choices) == list(meta["choices"])
+            assert [widget.itemText(i) for i in range(widget.count)] == list(meta["choices"])
+            values = [c for c in meta["choices"] if c != option.default][:1] + [option.default]
+        else:
+            assert widget.text == meta["label"]
+            values = [not option.default, option.default]
+        for value in values:
+            _write(widget, value)
+            assert p.getValue(control.parameter) == value, option.name
+            assert getattr(panel.logic.anonymizer(p).options, option.name) == value, option.name
