@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import MedPrepError
     from ..preprocess import load_pipeline
     from ..preprocess.pipeline import save_statistics
-    from ..runner import apply_split, compute_statistics, find_cases, usable_cpus
+    from ..cases import find_cases
+    from ..dataset_statistics import compute_statistics
+    from ..executor import make_executor
+    from ..runner import PRELOAD
+    from ..splits import apply_split_file
 
     pipeline = load_pipeline(args.pipeline, args.overrides)
     if not pipeline.statistics_steps():
@@ -51,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
         raise MedPrepError(f"--workers must be at least 1, got {args.workers}")
     cases = find_cases(args.input_dir, args.labels)
     if args.split:
-        apply_split(cases, args.split)
-    warnings = []
-    statistics = compute_statistics(cases, pipeline, max(1, min(args.workers or usable_cpus(), len(cases))),
-                                    warn=warnings.append)
+        apply_split_file(cases, args.split)
+    warnings: list = []
+    with make_executor(args.workers, preload=PRELOAD) as executor:
+        executor.limit(len(cases))
+        statistics = compute_statistics(cases, pipeline, executor, warn=warnings.append)
     training = [c.case_id for c in cases if c.training]
     save_statistics(target, pipeline, statistics, training, extra={"pipeline_name": pipeline.name})
     for warning in warnings:

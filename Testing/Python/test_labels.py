@@ -8,7 +8,7 @@ from MedPrepLib.errors import MedPrepError
 from MedPrepLib.export import as_dtype
 from MedPrepLib.labels import label_array, label_volume
 from MedPrepLib.nifti import write_nifti
-from MedPrepLib.runner import read_label
+from MedPrepLib.cases import read_label
 from MedPrepLib.volume import Volume
 
 
