@@ -434,8 +434,8 @@ def test_hostile_template_literal_stays_inside(tmp_path, convert):
 
 def test_unknown_placeholder_in_the_name_template(tmp_path, convert):
     _series(tmp_path / "in", n=2)
-    run = convert(tmp_path / "in", None, "--name", "%q_%s")
-    assert run.rc == 1 and len(run.lines) == 1 and "%q" in run.lines[0]
+    run = convert(tmp_path / "in", None, "--name", "%w_%s")
+    assert run.rc == 1 and len(run.lines) == 1 and "%w" in run.lines[0]
     assert not run.out_dir.exists()   # refused before scanning, no output folder made
 
 
