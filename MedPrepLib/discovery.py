@@ -150,6 +150,11 @@ def count_reasons(skipped: List[Skipped]) -> Dict[str, int]:
     return counts
 
 
+def unreadable_folder_reason(exc: OSError) -> str:
+    """Why a folder of the input could not be listed, as scan and anonymize report it."""
+    return f"unreadable folder: {exc.strerror or exc.__class__.__name__}"
+
+
 def walk_files(root: Union[str, Path],
                on_error: Optional[Callable[[Path, OSError], None]] = None) -> Iterator[Path]:
     """Every regular file under root, following directory symlinks once (loops are cut).
@@ -350,7 +355,7 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
     skipped: List[Skipped] = []
 
     def unreadable(folder: Path, exc: OSError) -> None:
-        skipped.append(Skipped(folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))
+        skipped.append(Skipped(folder, unreadable_folder_reason(exc)))
 
     files = list(walk_files(path, on_error=unreadable))
     if map_chunks is None or len(files) < SCAN_ALONE:

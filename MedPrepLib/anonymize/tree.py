@@ -29,7 +29,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 import pydicom
 
 from ..atomic import write_json
-from ..discovery import read_image_header, walk_files
+from ..discovery import read_image_header, unreadable_folder_reason, walk_files
 from ..errors import MedPrepError
 from ..executor import Executor
 from .anonymizer import Anonymizer
@@ -319,7 +319,7 @@ def anonymize_tree(in_path: Union[str, Path], out_dir: Union[str, Path], anonymi
     _check_paths(in_path, out_dir)
     unreadable_folders: List[Tuple[Path, str]] = []
     paths = list(walk_files(in_path, on_error=lambda folder, exc: unreadable_folders.append(
-        (folder, f"unreadable folder: {exc.strerror or exc.__class__.__name__}"))))
+        (folder, unreadable_folder_reason(exc)))))
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
