@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -178,7 +179,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._scan = None
-        self._presetSteps: list[dict] | None = None
+        self._preset: dict | None = None  # the chosen preset's pipeline document, until a step field is edited
         self._presetFormSteps: list[dict] | None = None
         self._busy = False
         self._overlayShown = False
@@ -277,9 +278,9 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if self._presetSteps is not None and self._presetFormSteps != presenter.pipelineSteps(preprocessSettings(p)):
+        if self._preset is not None and self._presetFormSteps != presenter.pipelineSteps(preprocessSettings(p)):
             # A step field was edited: the form, not the preset, is what Apply runs from now on.
-            self._presetSteps = self._presetFormSteps = None
+            self._preset = self._presetFormSteps = None
             self.ui.presetComboBox.setCurrentIndex(0)
         self.ui.intensityRangeLabel.setText(presenter.intensityRangeLabel(p.intensity))
         if self._overlayShown:
@@ -309,9 +310,13 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return rows[0].row() if rows else None
 
     def currentPipelineSteps(self) -> list[dict]:
-        if self._presetSteps is not None:
-            return self._presetSteps
+        if self._preset is not None:
+            return list(self._preset["steps"])
         return presenter.pipelineSteps(preprocessSettings(self._parameterNode))
+
+    def currentPipeline(self, steps: list[dict]) -> dict:
+        """`steps` as a pipeline document: with the chosen preset's name and output types, if any."""
+        return dict(self._preset or {"name": "custom"}, steps=steps)
 
     def runTask(self, text: str, task) -> object | None:
         """Run `task(progress)` with the progress bar and Cancel active; errors become one-line messages."""
@@ -414,16 +419,16 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onPresetChanged(self, index: int) -> None:
         if index <= 0:
-            self._presetSteps = self._presetFormSteps = None
+            self._preset = self._presetFormSteps = None
             return
         if not self.ensureRequirements():
             self.ui.presetComboBox.setCurrentIndex(0)
             return
-        steps = self.logic.presetSteps(self.ui.presetComboBox.currentText)
-        settings, unsupported = presenter.settingsFromSteps(steps)
-        self._presetSteps = None  # filling the form must not reset the preset choice
+        preset = self.logic.presetPipeline(self.ui.presetComboBox.currentText)
+        settings, unsupported = presenter.settingsFromSteps(preset["steps"])
+        self._preset = None  # filling the form must not reset the preset choice
         setPreprocessSettings(self._parameterNode, settings)
-        self._presetSteps = steps
+        self._preset = preset
         self._presetFormSteps = presenter.pipelineSteps(settings)
         if unsupported:
             self.ui.statusLabel.setText(_("Preset steps not shown in the form (still applied): {steps}")
@@ -443,7 +448,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureRequirements(steps):
             return
         result = self.runTask(_("Preprocessing"), lambda progress: self.logic.preprocess(
-            p.inputVolume, steps, p.inputLabel, progress))
+            p.inputVolume, self.currentPipeline(steps), p.inputLabel, progress))
         if result is not None:
             with slicer.util.NodeModify(p.parameterNode):
                 p.outputVolume, p.outputLabel = result
@@ -486,8 +491,8 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.parent, _("Export pipeline"), os.path.join(_path(self._parameterNode.saveFolder), "pipeline.json"),
             _("Pipeline (*.json *.yaml *.yml)"))
         if path:
-            steps = self.currentPipelineSteps()
-            self.runTask(_("Exporting pipeline"), lambda progress: self.logic.exportPipeline(steps, path))
+            pipeline = self.currentPipeline(self.currentPipelineSteps())
+            self.runTask(_("Exporting pipeline"), lambda progress: self.logic.exportPipeline(pipeline, path))
 
     # -- Dependencies ---------------------------------------------------------------------------
 
@@ -691,10 +696,11 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
     @staticmethod
-    def presetSteps(name: str) -> list[dict]:
+    def presetPipeline(name: str) -> dict:
+        """The preset's pipeline document (name, description, steps, output) as its file gives it."""
         from MedPrepLib.preprocess.pipeline import PRESET_DIR, read_document
 
-        return list(read_document(PRESET_DIR / f"{name}.yaml")["steps"])
+        return dict(read_document(PRESET_DIR / f"{name}.yaml"))
 
     @staticmethod
     def perImageSteps(steps: list[dict]) -> tuple[list[dict], list[str]]:
@@ -706,50 +712,44 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         first = min(statistics, default=len(steps))
         return list(steps[:first]), [str(step["step"]) for step in steps[first:]]
 
-    def preprocess(self, inputVolume, steps: list[dict], inputLabel=None, progress=None,
-                   scene=None, markups: list | None = None
+    def preprocess(self, inputVolume, pipeline, inputLabel=None, progress=None, scene=None,
+                   markups: list | None = None, statistics: str | None = None
                    ) -> tuple[vtkMRMLScalarVolumeNode, vtkMRMLLabelMapVolumeNode | None]:
-        """Run pipeline steps on a volume (and label map); new nodes hold the results, the inputs stay as they are.
+        """Run a pipeline on a volume (and label map); new nodes hold the results, the inputs stay as they are.
 
-        Steps run one at a time so that `progress(done, total)` can update the GUI and cancel between them.
-        `markups` (ROI and fiducial nodes on the input) follow the steps: new nodes on the output hold them
+        `pipeline`: a list of steps, a pipeline document (name, steps, output), a pipeline file or a
+        preset name; `statistics`: the statistics.json of a `medprep run`, for the steps that need a
+        dataset's statistics. The case runs through MedPrepLib.process.process_case, the path of
+        `medprep preprocess` and `medprep run`, so `save` writes the files they write.
+        `progress(done, total)` is called between steps (it may raise to cancel). `markups` (ROI and
+        fiducial nodes on the input) follow the steps: new nodes on the output hold them
         (`self.outputMarkups`), boxes clipped or dropped by a crop as `medprep run` does.
         """
-        from MedPrepLib.errors import MedPrepError
-        from MedPrepLib.preprocess.pipeline import load_pipeline, run_steps
+        from MedPrepLib.preprocess import load_pipeline, load_statistics
         from MedPrepLib.preprocess.registry import INDEX_MAP_KEY
+        from MedPrepLib.process import process_case
 
         scene = scene or slicer.mrmlScene
-        pipeline = load_pipeline({"steps": steps})
-        if pipeline.statistics_steps():
-            names = ", ".join(pipeline.steps[i].spec.name for i in pipeline.statistics_steps())
-            raise MedPrepError(f"steps {names} need statistics of a whole dataset",
-                               hint="run the exported pipeline with `medprep run`, or choose per-image steps")
+        pipeline = load_pipeline(pipeline)
+        values = load_statistics(statistics, pipeline) if statistics else None
         image = self.volumeFromNode(inputVolume)
         image.meta.pop(INDEX_MAP_KEY, None)  # this node's voxels are the input of these steps
         boxes = MedPrepBridge.boxesFromNodes(markups or [], image.affine)
         label = MedPrepBridge.volumeFromNode(inputLabel) if inputLabel else None
-        for index, step in enumerate(pipeline.steps):
-            if progress:
-                progress(index, len(pipeline.steps))
-            image, label = run_steps(image, label, [(index, step)])
-        if progress:
-            progress(len(pipeline.steps), len(pipeline.steps))
+        result = process_case(image, pipeline, None, label, values, boxes=boxes or None, progress=progress)
+        image, label = result.image, result.label
         outputVolume = MedPrepBridge.addVolumeNode(scene, image, scene.GenerateUniqueName(
             inputVolume.GetName() + "-preprocessed"))
-        _writeRecord(outputVolume, image, self.sourceFiles(inputVolume))
+        _writeRecord(outputVolume, image, self.sourceFiles(inputVolume), pipeline.output)
         self.outputMarkups = []
-        if boxes:
-            from MedPrepLib.boxes import identity_map, transform_boxes
-
-            moved = transform_boxes(boxes, image.meta.get(INDEX_MAP_KEY) or identity_map(image), image.affine)
-            self.outputMarkups = MedPrepBridge.addBoxNodes(scene, moved, image.affine,
+        if result.boxes:
+            self.outputMarkups = MedPrepBridge.addBoxNodes(scene, result.boxes, image.affine,
                                                            outputVolume.GetName() + "-box")
         outputLabel = None
         if label is not None:
             outputLabel = MedPrepBridge.addVolumeNode(scene, label, scene.GenerateUniqueName(
                 inputLabel.GetName() + "-preprocessed"), labelmap=True)
-            _writeRecord(outputLabel, label, [])
+            _writeRecord(outputLabel, label, [], pipeline.output)
         return outputVolume, outputLabel
 
     def loadBoxes(self, volumeNode, path: str, caseId: str, idColumn: str = "", categoryColumn: str = "",
@@ -774,11 +774,13 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
         return volume
 
     @staticmethod
-    def exportPipeline(steps: list[dict], path: str) -> None:
-        """Write the steps as a pipeline file for `medprep run` (JSON, or YAML by extension)."""
+    def exportPipeline(pipeline, path: str) -> None:
+        """Write a pipeline (a list of steps or a document with name, steps and output) as a file for
+        `medprep run` (JSON, or YAML by extension); a list of steps is named after the file."""
         from MedPrepLib.preprocess.pipeline import load_pipeline
 
-        load_pipeline({"name": Path(path).stem, "steps": steps}).save(path)
+        document = {"name": Path(path).stem, "steps": pipeline} if isinstance(pipeline, list) else pipeline
+        load_pipeline(document).save(path)
 
     # -- quality check --------------------------------------------------------------------------------
 
@@ -807,22 +809,23 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
     # -- save -----------------------------------------------------------------------------------------
 
     def save(self, volumeNode, folder: str, name: str, labelNode=None, compress: bool = True) -> list[Path]:
-        """NAME.nii[.gz] + NAME.json (metadata and provenance), and NAME_label.nii[.gz] for the label map."""
-        from MedPrepLib.nifti import write_nifti
-        from MedPrepLib.sidecar import write_sidecar
+        """NAME.nii[.gz] + NAME.json (metadata and provenance), and NAME_label.nii[.gz] for the label map,
+        written by MedPrepLib's writer with the voxel types of the pipeline that made the volume (as
+        `medprep preprocess` writes them); a volume no pipeline made keeps its stored values."""
+        from MedPrepLib.export import OutputPaths, write_outputs
+        from MedPrepLib.preprocess.pipeline import OutputParams
 
         if not folder or not name:
             raise ValueError(_("Choose an output folder and a file name"))
+        record = _readRecord(volumeNode)
+        output = OutputParams(**record["output"]) if "output" in record else OutputParams("nifti", "keep", "keep")
+        output = dataclasses.replace(output, format="nifti", slices=False, gz=compress)
         suffix = ".nii.gz" if compress else ".nii"
-        written = []
-        volume = self.volumeFromNode(volumeNode)
-        written.append(write_nifti(volume, Path(folder) / f"{name}{suffix}", gz=compress, overwrite=True))
-        write_sidecar(volume, Path(folder) / f"{name}.json", overwrite=True)
-        written.append(Path(folder) / f"{name}.json")
-        if labelNode is not None:
-            label = self.volumeFromNode(labelNode)
-            written.append(write_nifti(label, Path(folder) / f"{name}_label{suffix}", gz=compress, overwrite=True))
-        return written
+        paths = OutputPaths(Path(folder) / f"{name}{suffix}",
+                            Path(folder) / f"{name}_label{suffix}" if labelNode is not None else None)
+        label = self.volumeFromNode(labelNode) if labelNode is not None else None
+        written = write_outputs(paths, self.volumeFromNode(volumeNode), label, output, overwrite=True)
+        return [Path(p) for p in written["image"] + written["label"]]
 
 
 def _segmentationAsLabelVolume(segmentationNode, referenceNode):
@@ -849,11 +852,18 @@ def _seriesNodeName(series) -> str:
     return f"{number}: {series.description}{series.postfix}".strip(": ") or "series"
 
 
-def _writeRecord(node, volume, files: list[str]) -> None:
+def _writeRecord(node, volume, files: list[str], output=None) -> None:
     # A node attribute, not logic state: it is saved with the scene and every logic instance sees it.
-    node.SetAttribute(RECORD_ATTRIBUTE, json.dumps({
-        "files": files, "meta": volume.meta, "warnings": volume.warnings, "history": volume.history,
-        "stored": MedPrepBridge.storedRescale(volume)}, default=str))
+    # The metadata as the sidecar has it: the private keys are a reader's working state (numpy arrays),
+    # which the node's voxels no longer match once a step has run.
+    from MedPrepLib.sidecar import json_safe
+
+    record = {"files": files, "meta": json_safe({k: v for k, v in volume.meta.items() if not k.startswith("_")}),
+              "warnings": volume.warnings, "history": json_safe(volume.history),
+              "stored": MedPrepBridge.storedRescale(volume)}
+    if output is not None:
+        record["output"] = dataclasses.asdict(output)
+    node.SetAttribute(RECORD_ATTRIBUTE, json.dumps(record))
 
 
 def _readRecord(node) -> dict:

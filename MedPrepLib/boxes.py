@@ -189,6 +189,7 @@ def identity_map(image: Any) -> Dict[str, Any]:
     return {"input_shape_xyz": shape, "output_shape_xyz": shape, "index_to_index": np.eye(4).tolist()}
 
 
+BOXES_KEY = "MedPrepBoxes"  # a case's boxes and points in its sidecar, beside the transform that placed them
 BOX_FIELDS = ["case", "split", "category", "kind", "status", "x0", "y0", "z0", "x1", "y1", "z1",
               "x0_ras_mm", "y0_ras_mm", "z0_ras_mm", "x1_ras_mm", "y1_ras_mm", "z1_ras_mm"]
 

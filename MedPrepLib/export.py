@@ -145,9 +145,20 @@ def write_volume(volume: Volume, path: Union[str, Path], dtype: str = "float32",
     return written
 
 
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one case's outputs go. The image's type comes from its suffix; the sidecar goes beside
+    the image (NAME.json) unless `sidecar` puts it elsewhere, and then also carries the geometry.
+    `channels`: nnU-Net's one file per channel, the image named CASE_0000 (channel 0)."""
+    image: Path
+    label: Optional[Path] = None
+    sidecar: Optional[Path] = None
+    channels: bool = False
+
+
 def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bool,
-                 has_label: bool, split: str = "", target: Optional[str] = None) -> Dict[str, Path]:
-    """Where a dataset case goes: image, label (if any), for `output` (pipeline OutputParams).
+                 has_label: bool, split: str = "", target: Optional[str] = None) -> OutputPaths:
+    """Where a dataset case goes, for `output` (pipeline OutputParams).
 
     The classes layout puts the image in SPLIT/LABEL/ (what torchvision's DatasetFolder reads), its
     sidecar in sidecars/; a case without a class label goes to unlabelled/. The detection layout
@@ -157,28 +168,21 @@ def case_targets(out_dir: Union[str, Path], case: str, output: Any, training: bo
     nii = ".nii.gz" if output.gz else ".nii"
     if output.format == "nnunet":
         folder = "Tr" if training and has_label else "Ts"
-        targets = {"image": out_dir / f"images{folder}" / f"{case}_0000{nii}"}
-        if has_label:
-            targets["label"] = out_dir / f"labels{folder}" / f"{case}{nii}"
-        return targets
+        return OutputPaths(out_dir / f"images{folder}" / f"{case}_0000{nii}",
+                           out_dir / f"labels{folder}" / f"{case}{nii}" if has_label else None,
+                           out_dir / "sidecars" / f"{case}.json", channels=True)
     suffix = {"nifti": nii, "npy": ".npy", "npz": ".npz"}[output.format]
-    if getattr(output, "layout", "files") == "detection":
-        targets = {"image": out_dir / (split or ("train" if training else "test")) / "images" / f"{case}{suffix}",
-                   "sidecar": out_dir / "sidecars" / f"{case}.json"}
-        if has_label:
-            targets["label"] = out_dir / "labels" / f"{case}{suffix}"
-        return targets
-    if getattr(output, "layout", "files") == "classes":
+    label = out_dir / "labels" / f"{case}{suffix}" if has_label else None
+    layout = getattr(output, "layout", "files")
+    if layout == "detection":
+        image = out_dir / (split or ("train" if training else "test")) / "images" / f"{case}{suffix}"
+    elif layout == "classes":
         folder = out_dir / (split or ("train" if training else "test")) / _folder_name(target) if target \
             else out_dir / "unlabelled"
-        targets = {"image": folder / f"{case}{suffix}", "sidecar": out_dir / "sidecars" / f"{case}.json"}
-        if has_label:
-            targets["label"] = out_dir / "labels" / f"{case}{suffix}"
-        return targets
-    targets = {"image": out_dir / "images" / f"{case}{suffix}"}
-    if has_label:
-        targets["label"] = out_dir / "labels" / f"{case}{suffix}"
-    return targets
+        image = folder / f"{case}{suffix}"
+    else:
+        return OutputPaths(out_dir / "images" / f"{case}{suffix}", label)
+    return OutputPaths(image, label, out_dir / "sidecars" / f"{case}.json")
 
 
 def _folder_name(label: str) -> str:
@@ -187,36 +191,41 @@ def _folder_name(label: str) -> str:
     return safe if safe == label else f"{safe}-{hashlib.sha256(label.encode()).hexdigest()[:6]}"
 
 
-def write_case(out_dir: Union[str, Path], case: str, image: Volume, label: Optional[Volume], output: Any,
-               training: bool = True, overwrite: bool = False, split: str = "",
-               target: Optional[str] = None) -> Dict[str, List[str]]:
-    """Write one preprocessed case in the pipeline's output format; returns the files by role."""
-    targets = case_targets(out_dir, case, output, training, label is not None, split, target)
+def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], output: Any,
+                  overwrite: bool = False) -> Dict[str, List[str]]:
+    """Write one processed case (image, its sidecar, and the label map if any) to `paths`, with the
+    voxel types of `output` (pipeline OutputParams); returns the files written, by role.
+
+    The one writer of `medprep preprocess`, `medprep run` and the Slicer panel's Save.
+    """
+    if label is not None and paths.label is None:
+        raise MedPrepError("the case has a label map but no file name was given for it",
+                           hint="give a label output path")
     written: Dict[str, List[str]] = {"image": [], "label": []}
-    if output.format == "nnunet":
+    if paths.channels:
         # nnU-Net wants one file per channel (_0000, _0001, ...) and the sidecars out of its folders.
         frames = image.array if image.is_4d else [image.array]
         for channel, frame in enumerate(frames):
-            target = Path(str(targets["image"]).replace("_0000.nii", f"_{channel:04d}.nii"))
+            target = Path(str(paths.image).replace("_0000.nii", f"_{channel:04d}.nii"))
             vol = image.with_stored(frame, image.affine.copy())
             written["image"] += [str(p) for p in write_volume(vol, target, output.dtype, sidecar=False,
                                                               overwrite=overwrite)]
-        side = Path(out_dir) / "sidecars" / f"{case}.json"
-        write_sidecar(image, side, overwrite=True)
-        written["image"].append(str(side))
-    elif "sidecar" in targets:
-        written["image"] += [str(p) for p in write_volume(image, targets["image"], output.dtype, output.slices,
-                                                          sidecar=False, overwrite=overwrite)]
-        side = image.with_stored(image.array, image.affine.copy())
-        side.meta["MedPrepGeometry"] = _geometry(image)
-        write_sidecar(side, targets["sidecar"], overwrite=True)
-        written["image"].append(str(targets["sidecar"]))
     else:
-        written["image"] += [str(p) for p in write_volume(image, targets["image"], output.dtype, output.slices,
-                                                          overwrite=overwrite)]
+        written["image"] += [str(p) for p in write_volume(image, paths.image, output.dtype, output.slices,
+                                                          sidecar=paths.sidecar is None, overwrite=overwrite)]
+    if paths.sidecar is not None:
+        side = image
+        if not paths.channels:
+            side = image.with_stored(image.array, image.affine.copy())
+            side.meta["MedPrepGeometry"] = _geometry(image)
+        try:
+            write_sidecar(side, paths.sidecar, overwrite=overwrite)
+        except FileExistsError as exc:
+            raise MedPrepError("output exists", str(exc), "use --overwrite to replace it") from None
+        written["image"].append(str(paths.sidecar))
     if label is not None:
-        written["label"] += [str(p) for p in write_volume(label, targets["label"], output.label_dtype,
-                                                          output.slices and output.format != "nnunet",
+        written["label"] += [str(p) for p in write_volume(label, paths.label, output.label_dtype,
+                                                          output.slices and not paths.channels,
                                                           sidecar=False, overwrite=overwrite, what="label")]
     return written
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .targets import BOXES_KEY, attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
+from .targets import attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
 from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case_label, read_image
 from .dataset_statistics import compute_statistics
@@ -32,7 +32,6 @@ from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
-from .preprocess.registry import INDEX_MAP_KEY
 from .splits import SplitSpec
 from .stage import Stage, remove_leftovers
 
@@ -46,44 +45,30 @@ DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
 def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
              qa: bool, per_host: int, stage: Optional[Stage] = None) -> Dict[str, Any]:
     """Process and write one case; returns its manifest row fields (errors are returned, not raised)."""
-    from .export import write_case
+    from .export import case_targets
+    from .process import process_case
 
     start = time.monotonic()
     try:
         limit_threads(per_host)
-        # The input is kept only for the QA picture; otherwise the pipeline frees it as it goes.
-        before = read_image(case.image, case.series) if qa else None
         staged = stage.load(case.case_id) if stage is not None else None
         source: pl.Source
         if staged is not None:
             (source, label), first = staged, stage.index
         else:
             label = read_case_label(case)
-            source, first = before if before is not None else (lambda: read_image(case.image, case.series)), 0
-        out, out_label = pl.run_pipeline(source, pipeline, label, statistics, start=first)
-        boxes = None
-        if case.boxes is not None:
-            from .boxes import identity_map, transform_boxes
-
-            boxes = transform_boxes(case.boxes, out.meta.get(INDEX_MAP_KEY) or identity_map(out), out.affine)
-            out.meta[BOXES_KEY] = boxes  # in the sidecar, beside the transform that placed them
-        del source, staged  # the input, unless kept for the QA picture, goes before the writing
-        written = write_case(out_dir, case.case_id, out, out_label, pipeline.output, case.training, overwrite=True,
-                             split=case.split_name, target=case.target)
-        outputs = written["image"] + written["label"]
-        if before is not None:
-            from .qa import write_qa_png
-
-            png = out_dir / "qa" / f"{case.case_id}.png"
-            drawn = None
-            if boxes is not None:
-                from .boxes import identity_map, transform_boxes
-
-                drawn = (transform_boxes(case.boxes, identity_map(before), before.affine), boxes)
-            write_qa_png(before, out, out_label, png, title=case.case_id, boxes=drawn)
-            outputs.append(str(png))
+            source, first = (lambda: read_image(case.image, case.series)), 0
+        del staged
+        paths = case_targets(out_dir, case.case_id, pipeline.output, case.training, label is not None,
+                             case.split_name, case.target)
+        result = process_case(source, pipeline, paths, label, statistics, case.boxes, start=first,
+                              qa=out_dir / "qa" / f"{case.case_id}.png" if qa else None,
+                              original=(lambda: read_image(case.image, case.series)) if first else None,
+                              title=case.case_id, overwrite=True)
+        out, out_label = result.image, result.label
         labels = sorted(int(v) for v in np.unique(out_label.array)) if out_label is not None else []
-        return {"status": "written", "outputs": outputs, "labels": labels, "boxes": boxes,
+        return {"status": "written", "outputs": result.written["image"] + result.written["label"] +
+                result.written["qa"], "labels": labels, "boxes": result.boxes,
                 "shape": list(out.shape_xyz[:3]), "modality": str(out.meta.get("Modality", "")),
                 "seconds": time.monotonic() - start}
     except MedPrepError as exc:

@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .atomic import atomic_open, write_json
-from .boxes import BOX_FIELDS, BoxOptions, box_rows, coco_document, read_boxes
+from .boxes import BOX_FIELDS, BOXES_KEY, BoxOptions, box_rows, coco_document, read_boxes
 from .cases import Case, LabelTableOptions, assign_keys, attach_labels, read_label_table
 from .errors import MedPrepError
 from .preprocess.registry import INDEX_MAP_KEY
 from .splits import SplitSpec, apply_split_file, assign_splits, splits_document
-
-BOXES_KEY = "MedPrepBoxes"  # a case's boxes in its sidecar
-
 
 def split_cases(cases: List[Case], out_dir: Path, split_file: Optional[Union[str, Path]], split: Optional[SplitSpec],
                 rows_by_id: Dict[str, Dict[str, str]], report: Any) -> None:

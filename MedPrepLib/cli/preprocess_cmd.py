@@ -28,19 +28,6 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, positional: bool = F
                         help="statistics.json of a `medprep run` for steps that need dataset statistics")
 
 
-def missing_statistics(pipeline, source: str):
-    """(message, where, hint) for a pipeline whose dataset statistics were not given: which values of
-    which step, and the two ways to get them."""
-    index = pipeline.statistics_steps()[0]
-    step = pipeline.steps[index]
-    fitted = [name for name in step.spec.fitted if getattr(step.params, name) is None]
-    sets = " ".join(f"--set {step.spec.name}.{name}=..." for name in fitted)
-    return (f"step {index + 1} '{step.spec.name}' needs dataset statistics ({', '.join(fitted)}) from the training "
-            "cases", source,
-            f"pass --statistics FILE: the statistics.json of a `medprep run {source}` over the training set, or "
-            f"`medprep stats {source} TRAINING_DIR stats.json`; or give the values: {sets}")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preprocess", help="preprocess one image (and its label map) with a pipeline",
@@ -59,36 +46,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import suffix_of, write_volume
-    from ..preprocess import load_pipeline, load_statistics, run_pipeline
     from ..cases import read_image, read_label
+    from ..export import OutputPaths, suffix_of
+    from ..preprocess import load_pipeline, load_statistics
+    from ..process import process_case, require_statistics
 
-    pipeline = load_pipeline(args.pipeline or args.preset, args.overrides)
+    source = args.pipeline or args.preset
+    pipeline = load_pipeline(source, args.overrides)
     statistics = load_statistics(args.statistics, pipeline) if args.statistics else None
-    if pipeline.statistics_steps() and statistics is None:
-        raise MedPrepError(*missing_statistics(pipeline, args.pipeline or args.preset))
+    require_statistics(pipeline, statistics, source)  # before a long read
     suffix_of(args.output)
-    outputs = [Path(args.output)] + ([Path(args.label[1])] if args.label else [])
-    for out in outputs:
-        if out.exists() and not args.overwrite:
+    paths = OutputPaths(Path(args.output), Path(args.label[1]) if args.label else None)
+    for out in (paths.image, paths.label):
+        if out is not None and out.exists() and not args.overwrite:
             raise MedPrepError("output exists", out, "use --overwrite to replace it")
-    image = read_image(args.input)
     label = read_label(args.label[0]) if args.label else None
-    out, out_label = run_pipeline(image, pipeline, label, statistics)
-    written = write_volume(out, args.output, pipeline.output.dtype, pipeline.output.slices,
-                           overwrite=args.overwrite)
-    if out_label is not None:
-        written += write_volume(out_label, args.label[1], pipeline.output.label_dtype, pipeline.output.slices,
-                                sidecar=False, overwrite=args.overwrite, what="label")
-    if args.qa:
-        from ..qa import write_qa_png
-
-        written.append(write_qa_png(image, out, out_label, args.qa, title=Path(args.output).name))
+    result = process_case(lambda: read_image(args.input), pipeline, paths, label, statistics, qa=args.qa,
+                          title=paths.image.name, overwrite=args.overwrite)
     if args.save_pipeline:
         pipeline.save(args.save_pipeline)
-        written.append(Path(args.save_pipeline))
-    shape = "x".join(str(n) for n in out.shape_xyz)
-    spacing = "x".join(f"{s:g}" for s in out.spacing)
+    shape = "x".join(str(n) for n in result.image.shape_xyz)
+    spacing = "x".join(f"{s:g}" for s in result.image.spacing)
     print(f"{args.output}: {shape} voxels, {spacing} mm, {len(pipeline.steps)} steps ({pipeline.name})",
           file=sys.stdout)
     return 0

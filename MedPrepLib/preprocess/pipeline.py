@@ -245,13 +245,20 @@ def _refuse_colour(image: Volume, step: Step) -> None:
                            hint="preprocess grey-value images only; colour maps are converted, not preprocessed")
 
 
+Progress = Callable[[int, int], None]  # (steps done, steps in all); may raise to stop between steps
+
+
 def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int, Step]],
-              statistics: Optional[Dict[int, Dict[str, Any]]] = None) -> Tuple[Volume, Optional[Volume]]:
+              statistics: Optional[Dict[int, Dict[str, Any]]] = None,
+              progress: Optional[Progress] = None) -> Tuple[Volume, Optional[Volume]]:
     statistics = statistics or {}
+    steps = list(steps)
     if not isinstance(image, Volume):
         image = image()
     check_label_grid(image, label, "before preprocessing")
-    for index, step in steps:
+    for done, (index, step) in enumerate(steps):
+        if progress:
+            progress(done, len(steps))
         _refuse_colour(image, step)
         params = _with_statistics(step, statistics.get(index))
         before = image
@@ -265,6 +272,8 @@ def run_steps(image: Source, label: Optional[Volume], steps: Iterable[Tuple[int,
             label.history.append(copy.deepcopy(record))
             if step.spec.spatial:
                 check_label_grid(image, label, f"after step '{step.spec.name}'")
+    if progress:
+        progress(len(steps), len(steps))
     return image, label
 
 
@@ -287,8 +296,8 @@ def track_index_map(before: Volume, after: Volume) -> None:
 
 
 def run_pipeline(image: Source, pipeline: Pipeline, label: Optional[Volume] = None,
-                 statistics: Optional[Dict[int, Dict[str, Any]]] = None,
-                 start: int = 0) -> Tuple[Volume, Optional[Volume]]:
+                 statistics: Optional[Dict[int, Dict[str, Any]]] = None, start: int = 0,
+                 progress: Optional[Progress] = None) -> Tuple[Volume, Optional[Volume]]:
     """Apply every step to `image` (and the spatial ones to `label` on the same grid).
 
     `statistics` maps a step index to the parameter values the dataset pass computed for it.
@@ -296,7 +305,7 @@ def run_pipeline(image: Source, pipeline: Pipeline, label: Optional[Volume] = No
     `image` may be a function that returns the image (see `Source`). `start` skips the steps
     before that index, for an image that has been through them already (see `fit_case`).
     """
-    image, label = run_steps(image, label, list(enumerate(pipeline.steps))[start:], statistics)
+    image, label = run_steps(image, label, list(enumerate(pipeline.steps))[start:], statistics, progress)
     image.meta["MedPrepPipeline"] = {"name": pipeline.name, "digest": pipeline.digest()}
     return image, label
 

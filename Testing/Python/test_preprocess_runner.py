@@ -230,7 +230,7 @@ def test_qa_command(tmp_path):
 def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path, workers, monkeypatch):
     """Training cases continue in pass 2 from where pass 1 left them: the outputs (voxels, sidecar)
     are those of the whole pipeline applied with the same statistics, and nothing staged is left."""
-    from MedPrepLib.export import write_case as export_case
+    from MedPrepLib.export import case_targets, write_outputs
     from MedPrepLib.preprocess.pipeline import load_statistics
     from MedPrepLib.cases import read_image, read_label
 
@@ -259,7 +259,7 @@ def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path
         image, label = run_pipeline(read_image(inp / "images" / f"tr{i}.nii.gz"), pipeline,
                                     read_label(inp / "labels" / f"tr{i}.nii.gz"), statistics)
         ref = tmp_path / "ref"
-        export_case(ref, f"tr{i}", image, label, pipeline.output, True, overwrite=True)
+        write_outputs(case_targets(ref, f"tr{i}", pipeline.output, True, True), image, label, pipeline.output)
         outputs = sorted(p for p in out.rglob(f"tr{i}*") if p.is_file())
         assert len(outputs) == 3  # image with its sidecar, and the label
         for got in outputs:

@@ -193,7 +193,7 @@ def test_rgb_series_loads_as_a_vector_volume(MedPrep, scene, tmp_path):
 
 def test_per_image_steps_stop_at_the_first_step_that_needs_a_dataset(MedPrep):
     logic = MedPrep.MedPrepLogic
-    steps, leftOut = logic.perImageSteps(logic.presetSteps("ct-liver"))
+    steps, leftOut = logic.perImageSteps(logic.presetPipeline("ct-liver")["steps"])
     assert [s["step"] for s in steps] == ["modality_lut", "orient", "resample", "clip"]
     assert leftOut == ["dataset_zscore"]
     clip = {"step": "clip", "min": 0.0, "max": 1.0}
