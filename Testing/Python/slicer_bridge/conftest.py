@@ -54,3 +54,13 @@ def harness():
     if reason:
         pytest.skip(reason)
     return slicer_harness.install()
+
+
+@pytest.fixture
+def MedPrep(harness):
+    """The module MedPrep.py as Slicer loads it (in the harness), over an empty scene."""
+    import slicer_harness
+
+    slicer_harness.loadMedPrep()
+    harness.mrmlScene.Clear(0)
+    return sys.modules["MedPrep"]

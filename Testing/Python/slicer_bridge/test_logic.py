@@ -5,7 +5,6 @@ showOverlay) are checked on the harness's slice logics in test_module_panel.py.
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -18,15 +17,6 @@ from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.volume import Volume
 
 vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
-
-
-@pytest.fixture
-def MedPrep(harness):
-    import slicer_harness
-
-    slicer_harness.loadMedPrep()
-    harness.mrmlScene.Clear(0)
-    return sys.modules["MedPrep"]
 
 
 @pytest.fixture

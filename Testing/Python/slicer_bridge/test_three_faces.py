@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +34,6 @@ PIPELINE = {
               {"step": "dataset_zscore"}],
     "output": {"dtype": "float32", "label_dtype": "uint8"},
 }
-
-
-@pytest.fixture
-def MedPrep(harness):
-    import slicer_harness
-
-    slicer_harness.loadMedPrep()
-    harness.mrmlScene.Clear(0)
-    return sys.modules["MedPrep"]
 
 
 @pytest.fixture
