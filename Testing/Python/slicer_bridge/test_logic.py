@@ -224,3 +224,17 @@ def test_boxes_load_as_markups_and_follow_apply(MedPrep, scene, ct, tmp_path):
     np.testing.assert_allclose(np.r_[back[0].lo, back[0].hi], moved[0]["pixels"], atol=1e-4)
     np.testing.assert_allclose(back[1].lo, moved[1]["pixels"][:3], atol=1e-4)
     assert transform_boxes(boxes, identity_map(image), image.affine)[0]["status"] == "kept"
+
+
+def test_the_node_record_holds_the_sidecar_metadata_not_reader_state(MedPrep, scene, ct):
+    """What a node carries in the scene (saved with it) is JSON a sidecar would hold: no private reader
+    keys (slice positions, source frames) turned into repr strings of numpy arrays."""
+    logic = MedPrep.MedPrepLogic()
+    series = logic.scanFolder(str(ct)).series[0]
+    assert "_slice_positions_lps" in volume_from_series(series).meta  # what the reader keeps for itself
+    node = logic.loadSeries(series, scene=scene)
+    record = json.loads(node.GetAttribute(MedPrep.RECORD_ATTRIBUTE))
+    assert not [key for key in record["meta"] if key.startswith("_")]
+    assert "array(" not in json.dumps(record) and record["meta"]["Modality"] == "CT"
+    out, _ = logic.preprocess(node, [{"step": "clip", "min": 0, "max": 100}], scene=scene)
+    assert json.loads(out.GetAttribute(MedPrep.RECORD_ATTRIBUTE))["output"]["dtype"] == "float32"
