@@ -334,8 +334,9 @@ def read_label(path: Union[str, Path]) -> Volume:
     return label_volume(read_nifti(path), path)
 
 
-def read_case_label(case: Case) -> Optional[Volume]:
-    """The case's label map: a NIfTI file, or its series' SEG/RTSTRUCT put on the series' grid."""
+def read_case_label(case: Case, image: Optional[Volume] = None) -> Optional[Volume]:
+    """The case's label map: a NIfTI file, or its series' SEG/RTSTRUCT put on the series' grid
+    (`image`: the series as read already, if it was)."""
     if case.label is None:
         return None
     if case.series is None or NIFTI_RE.search(Path(case.label).name):
@@ -343,7 +344,16 @@ def read_case_label(case: Case) -> Optional[Volume]:
     from .annotations import read_annotation
     from .convert import volume_from_series
 
-    labelmap = read_annotation(case.label, volume_from_series(case.series))
+    labelmap = read_annotation(case.label, image if image is not None else volume_from_series(case.series))
     if case.label_names:
         labelmap = labelmap.select(case.label_names)
     return labelmap.volume()
+
+
+def read_case(case: Case) -> Tuple[Union[Volume, Callable[[], Volume]], Optional[Volume]]:
+    """The case's image and label map. The image comes as a function that reads it, for the steps to
+    free it as they go, unless its SEG/RTSTRUCT needed the series' grid: then it is read once, here."""
+    if case.label is not None and case.series is not None and not NIFTI_RE.search(Path(case.label).name):
+        image = read_image(case.image, case.series)
+        return image, read_case_label(case, image)
+    return (lambda: read_image(case.image, case.series)), read_case_label(case)

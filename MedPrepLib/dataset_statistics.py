@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .cases import Case, read_case_label, read_image
+from .cases import Case, read_case
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .preprocess import pipeline as pl
@@ -22,13 +22,12 @@ def fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int,
     """(True, this case's share of the statistics) or (False, why it could not give one)."""
     try:
         limit_threads(per_host)
-        label = read_case_label(case)
+        image, label = read_case(case)
         keep = None
         if stage is not None and stage.index == index:
             def keep(image: Volume, prepared_label: Optional[Volume]) -> None:
                 stage.save(case.case_id, image, prepared_label)
-        return True, pl.fit_case(lambda: read_image(case.image, case.series), label, pipeline, index, statistics,
-                                 keep)
+        return True, pl.fit_case(image, label, pipeline, index, statistics, keep)
     except MedPrepError as exc:
         return False, exc.one_line()
     except Exception as exc:  # noqa: BLE001 - one broken case must not stop the others

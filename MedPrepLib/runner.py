@@ -26,7 +26,7 @@ import numpy as np
 
 from .targets import attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
-from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case_label, read_image
+from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case, read_image
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
@@ -56,8 +56,7 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
         if staged is not None:
             (source, label), first = staged, stage.index
         else:
-            label = read_case_label(case)
-            source, first = (lambda: read_image(case.image, case.series)), 0
+            (source, label), first = read_case(case), 0
         del staged
         paths = case_targets(out_dir, case.case_id, pipeline.output, case.training, label is not None,
                              case.split_name, case.target)

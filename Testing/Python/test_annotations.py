@@ -313,13 +313,19 @@ def test_export_seg_cli(tmp_path, capsys):
     assert "1 name(s) given for label values up to 2" in capsys.readouterr().err
 
 
-def test_run_pairs_series_with_its_rtstruct_and_selects_label_names(tmp_path, capsys):
+def test_run_pairs_series_with_its_rtstruct_and_selects_label_names(tmp_path, capsys, monkeypatch):
+    import MedPrepLib.convert
+
     series = _ct(tmp_path / "dicom" / "ct")
     _rtstruct(tmp_path / "dicom" / "rt.dcm", series, [
         (1, "Tumour", [(2, HOLE)]), (2, "Liver", [(1, SQUARE), (2, SQUARE)]), (3, "Skin", [(0, SQUARE)])])
     out = tmp_path / "out"
+    reads = []
+    original = MedPrepLib.convert.volume_from_series
+    monkeypatch.setattr(MedPrepLib.convert, "volume_from_series", lambda *a, **k: reads.append(1) or original(*a, **k))
     assert main(["run", "nnunet-raw", str(tmp_path / "dicom"), str(out), "--workers", "1",
                  "--label-names", "liver,TUMOUR"]) == 0
+    assert len(reads) == 1  # the series' pixels are read once, for the image and its RTSTRUCT's grid
     (label,) = (out / "labelsTr").glob("*.nii.gz")
     (image,) = (out / "imagesTr").glob("*.nii.gz")
     lab, img = nib.load(str(label)), nib.load(str(image))
