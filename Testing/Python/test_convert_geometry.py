@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.cli import main as cli_main
 
 STEM = "1_MedPrep_synthetic_series"

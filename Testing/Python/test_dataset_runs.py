@@ -326,7 +326,7 @@ def test_an_input_one_worker_cannot_see_stops_the_run_naming_it(dataset, tmp_pat
 
 @pytest.fixture(scope="module")
 def dicom_tree(tmp_path_factory) -> Path:
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     root = tmp_path_factory.mktemp("dicom")
     for i in range(4):

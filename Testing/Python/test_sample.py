@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.cli.main import main
 from MedPrepLib.errors import MedPrepError
 
@@ -255,3 +255,34 @@ def test_demo_into_a_file_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("medprep: error: cannot write the sample DICOM") and len(err.splitlines()) == 1
     assert blocker.read_text() == "x"
+
+
+def test_the_runtime_package_does_not_import_the_sample_writer():
+    """MedPrepLib (what Slicer loads) imports no test data: every module of it, MedPrepSample left out."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import MedPrepLib
+
+    modules = [m.name for m in pkgutil.walk_packages(MedPrepLib.__path__, "MedPrepLib.")]
+    assert "MedPrepLib.cli.demo_cmd" in modules and not any(m.endswith(".sample") for m in modules)
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except ImportError:\n"
+            "        pass  # an optional dependency (dask, nilearn...) this environment lacks\n"
+            "print('MedPrepSample' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_demo_without_the_sample_package_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "MedPrepSample", None)  # import fails as if it were not installed
+    assert main(["demo", str(tmp_path / "demo"), "--slices", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("medprep: error: the demo needs the MedPrepSample package") and len(err.splitlines()) == 1
+    assert not (tmp_path / "demo").exists()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from MedPrepLib.nifti import write_nifti
-from MedPrepLib.sample import ct_phantom
+from MedPrepSample import ct_phantom
 from MedPrepLib.volume import Volume
 from timing import row, tool
 
@@ -115,7 +115,7 @@ def _dataset(folder: Path, n_cases: int, n_slices: int) -> None:
 
 
 def _dicom_tree(folder: Path, n_series: int, n_slices: int) -> None:
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     for i in range(n_series):
         series = folder / f"series{i}"
