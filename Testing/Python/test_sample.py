@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 import MedPrepSample as sample
+from conftest import rotation
 from MedPrepLib.cli.main import main
 from MedPrepLib.errors import MedPrepError
 
@@ -24,20 +25,12 @@ def _read_itk(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @pytest.mark.parametrize("oblique", [False, True], ids=["axial", "oblique"])
 def test_geometry_and_values_read_back(tmp_path, oblique):
     vol = _ramp((5, 64, 48))
     spacing = (0.8, 0.6, 2.5)
     origin = (-10.0, 20.0, 30.0)
-    rot = _rotation(0.3, -0.2, 0.5) if oblique else np.eye(3)
+    rot = rotation(0.3, -0.2, 0.5) if oblique else np.eye(3)
     row, col = rot[:, 0], rot[:, 1]
     paths = sample.write_series(tmp_path, vol, spacing=spacing, origin_lps=origin, row_dir=row,
                                 col_dir=col, intercept=-1024.0)
