@@ -891,7 +891,7 @@ class MedPrepTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from MedPrepLib import sample
+        import MedPrepSample as sample
         from MedPrepLib.nifti import read_nifti
 
         logic = MedPrepLogic()

@@ -1,6 +1,6 @@
 """`medprep demo`: write the built-in synthetic CT and chest X-ray as DICOM, then convert them to NIfTI.
 
-Everything comes from MedPrepLib.sample (no data is shipped or downloaded), so the demo shows the
+Everything comes from MedPrepSample (no data is shipped or downloaded), so the demo shows the
 whole path from scanner-like DICOM to NIfTI on any machine in a few seconds.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ..convert import ConvertOptions, ConvertReport, convert
 from ..errors import MedPrepError
 from ..boxes import BoxOptions
 from ..cases import LabelTableOptions
-from ..sample import cxr_dataset_tables, write_ct_series, write_cxr, write_cxr_dataset
 from ..splits import parse_split_spec
 
 CXR_SET = 8  # labelled radiographs of the classification and detection demos
@@ -47,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.slices < 1:
         raise MedPrepError(f"--slices must be at least 1, got {args.slices}")
+    # Test and demo data live outside the runtime package (Slicer loads MedPrepLib, not MedPrepSample):
+    # imported only when the demo runs.
+    try:
+        from MedPrepSample import cxr_dataset_tables, write_ct_series, write_cxr, write_cxr_dataset
+    except ModuleNotFoundError as exc:
+        if exc.name != "MedPrepSample":
+            raise
+        raise MedPrepError("the demo needs the MedPrepSample package, which is not installed", None,
+                           "install MedPrep with pip (it installs MedPrepSample beside MedPrepLib)") from exc
     out = Path(args.out_dir)
     dicom, nifti = out / "dicom", out / "nifti"
     try:

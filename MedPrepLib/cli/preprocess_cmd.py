@@ -17,15 +17,21 @@ def pipeline_help() -> str:
     return f"presets: {', '.join(list_presets())}\n\nsteps:\n{steps}"
 
 
-def add_pipeline_arguments(parser: argparse.ArgumentParser, positional: bool = False) -> None:
-    if not positional:
+def add_pipeline_arguments(parser: argparse.ArgumentParser, positional: bool = False,
+                           statistics: bool = True) -> None:
+    """The pipeline: a positional PIPELINE (called before the command's other positionals) or
+    --pipeline/--preset; --set; and --statistics for a command that applies statistics rather than fitting them."""
+    if positional:
+        parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file or preset name")
+    else:
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--pipeline", metavar="FILE", help="pipeline file (YAML or JSON)")
         which.add_argument("--preset", metavar="NAME", help="a preset pipeline, e.g. ct-liver")
     parser.add_argument("--set", metavar="STEP.PARAM=VALUE", action="append", default=[], dest="overrides",
                         help="change a parameter, e.g. resample.spacing=[1,1,1] (repeatable)")
-    parser.add_argument("--statistics", metavar="FILE",
-                        help="statistics.json of a `medprep run` for steps that need dataset statistics")
+    if statistics:
+        parser.add_argument("--statistics", metavar="FILE",
+                            help="statistics.json of a `medprep run` for steps that need dataset statistics")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

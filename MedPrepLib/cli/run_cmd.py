@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "are unchanged and whose outputs exist are skipped; manifest.csv lists what was written "
                     "from what. One failing case does not stop the others; the exit status is 1 if any failed.",
         epilog=pipeline_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file or preset name")
+    add_pipeline_arguments(parser, positional=True)
     parser.add_argument("input_dir", metavar="INPUT_DIR")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
@@ -72,7 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nnunet.add_argument("--dataset-id", type=int, metavar="NNN",
                         help="write OUTPUT_DIR/DatasetNNN_NAME (with --dataset-name)")
     nnunet.add_argument("--dataset-name", metavar="NAME", help="the dataset's name, e.g. Liver")
-    add_pipeline_arguments(parser, positional=True)
     parser.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .preprocess_cmd import pipeline_help
+from .preprocess_cmd import add_pipeline_arguments, pipeline_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "as for `medprep run`) and write them to STATISTICS (JSON), for `medprep preprocess "
                     "--statistics` and `medprep run --statistics`. Nothing else is written.",
         epilog=pipeline_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file or preset name")
+    add_pipeline_arguments(parser, positional=True, statistics=False)  # it writes STATISTICS, reads none
     parser.add_argument("input_dir", metavar="INPUT_DIR")
     parser.add_argument("statistics", metavar="STATISTICS", help="the statistics file to write (.json)")
-    parser.add_argument("--set", metavar="STEP.PARAM=VALUE", action="append", default=[], dest="overrides",
-                        help="change a parameter, e.g. resample.spacing=[1,1,1] (repeatable)")
     parser.add_argument("--labels", metavar="DIR", help="folder of label maps named like the images")
     parser.add_argument("--split", metavar="FILE", help="training cases (as for `medprep run`); default: all")
     parser.add_argument("--workers", type=int, default=None, metavar="N",

@@ -7,7 +7,6 @@ Entry point for callers (CLI, dataset runner, Slicer panel)::
 """
 from .pipeline import (
     Pipeline,
-    fit_statistics,
     list_presets,
     load_pipeline,
     load_statistics,
@@ -16,5 +15,5 @@ from .pipeline import (
 )
 from .registry import STEPS, describe, get_step
 
-__all__ = ["STEPS", "Pipeline", "describe", "fit_statistics", "get_step", "list_presets", "load_pipeline",
+__all__ = ["STEPS", "Pipeline", "describe", "get_step", "list_presets", "load_pipeline",
            "load_statistics", "run_pipeline", "save_statistics"]

@@ -12,7 +12,8 @@ File format (YAML or JSON)::
 A bare list is accepted as the steps. Everything is validated when the pipeline is loaded, so a
 typo fails before any case is processed. Steps whose parameters come from the training cases
 (dataset statistics) get them from a statistics mapping {step index: values}, which
-`fit_statistics` computes and `medprep run` stores as statistics.json.
+`dataset_statistics.compute_statistics` computes (`fit_case` per training case, `combine` over them)
+and `medprep run` stores as statistics.json.
 """
 from __future__ import annotations
 
@@ -332,19 +333,6 @@ def combine(pipeline: Pipeline, index: int, parts: List[Any]) -> Dict[str, Any]:
                            "training case was processed", hint="check the training split")
     step = pipeline.steps[index]
     return step.spec.combine(parts, step.params)
-
-
-def fit_statistics(cases: Callable[[], Iterable[Tuple[Volume, Optional[Volume]]]],
-                   pipeline: Pipeline) -> Dict[int, Dict[str, Any]]:
-    """Statistics of every dataset-level step over the training cases, in one pass per such step.
-
-    `cases` returns a fresh iterable of (image, label) training cases each time it is called.
-    """
-    statistics: Dict[int, Dict[str, Any]] = {}
-    for index in pipeline.statistics_steps():
-        parts = [fit_case(image, label, pipeline, index, statistics) for image, label in cases()]
-        statistics[index] = combine(pipeline, index, parts)
-    return statistics
 
 
 def save_statistics(path: Union[str, Path], pipeline: Pipeline, statistics: Dict[int, Dict[str, Any]],

@@ -63,8 +63,8 @@ def nifti_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dicom_tree(tmp_path_factory) -> Path:
-    """The same phantoms as CT DICOM series (MedPrepLib.sample), one series per case."""
-    from MedPrepLib.sample import write_series
+    """The same phantoms as CT DICOM series (MedPrepSample), one series per case."""
+    from MedPrepSample import write_series
 
     root = tmp_path_factory.mktemp("dicom")
     for i in range(4):

@@ -1,7 +1,7 @@
 """DICOM SEG and RTSTRUCT in as label maps, label maps out as SEG.
 
 Reference cases: ../shared/annotations (see its MANIFEST.md), one test per case. Synthetic cases:
-a small CT from MedPrepLib.sample with a SEG written by highdicom and RTSTRUCTs with known
+a small CT from MedPrepSample with a SEG written by highdicom and RTSTRUCTs with known
 polygons, on axial, oblique and shuffled-order series, checked voxel for voxel.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from MedPrepLib.cli.main import main
 from MedPrepLib.convert import ConvertOptions, convert, volume_from_series
 from MedPrepLib.discovery import scan
 from MedPrepLib.errors import MedPrepError
-from MedPrepLib.sample import write_series
+from MedPrepSample import write_series
 
 hd = pytest.importorskip("highdicom")
 

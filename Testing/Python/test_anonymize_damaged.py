@@ -16,7 +16,7 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.cli.main import main
 
 GOOD = 3  # slices of the intact series written beside every damaged file

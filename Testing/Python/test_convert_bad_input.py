@@ -23,7 +23,8 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
-from MedPrepLib import nifti, sample
+import MedPrepSample as sample
+from MedPrepLib import nifti
 from MedPrepLib.cli import main as cli_main
 from MedPrepLib.dicomfile import read_header
 

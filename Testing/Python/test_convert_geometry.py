@@ -18,7 +18,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from MedPrepLib import sample
+import MedPrepSample as sample
+from conftest import rotation
 from MedPrepLib.cli import main as cli_main
 
 STEM = "1_MedPrep_synthetic_series"
@@ -28,15 +29,7 @@ ORIGIN = (-12.5, 30.25, 101.0)      # LPS of the first voxel of the first slice
 SHAPE = (10, 24, 32)                # (slices, rows, columns)
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-_OBLIQUE = _rotation(0.4, -0.3, 0.5)
+_OBLIQUE = rotation(0.4, -0.3, 0.5)
 ORIENTATIONS = {
     "axial": ((1, 0, 0), (0, 1, 0)),
     "coronal": ((1, 0, 0), (0, 0, -1)),

@@ -26,7 +26,7 @@ PIPELINE = {"name": "t", "steps": [{"step": "xray_display", "out_min": 0, "out_m
 
 
 def write_dx(root: Path, name: str, seed: int, patient_id: str) -> Path:
-    from MedPrepLib.sample import write_cxr
+    from MedPrepSample import write_cxr
 
     tmp = root / f".tmp-{name}"
     f = write_cxr(tmp, rows=32, cols=32, seed=seed, patient={"PatientID": patient_id, "PatientName": "Doe^Jane"},
@@ -136,7 +136,7 @@ def test_dicom_field_ids_keep_hashed_names_unless_asked_and_never_print_the_ids(
 def test_a_table_of_label_maps_gives_dicom_cases_their_segmentations(tmp_path):
     from MedPrepLib.cases import read_image
     from MedPrepLib.nifti import write_nifti
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     root = tmp_path / "dicom"
     for i in range(2):

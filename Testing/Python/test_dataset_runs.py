@@ -19,6 +19,9 @@ import pytest
 
 from MedPrepLib.cli.main import main
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from proctree import descendants  # noqa: E402
+
 AFFINE = np.diag([-2.0, -2.0, 3.0, 1.0])
 PIPELINE = {"name": "t", "steps": [{"step": "orient", "axcodes": "RAS"},
                                    {"step": "resample", "spacing": [1.0, 1.0, 1.0]},
@@ -83,24 +86,6 @@ def medprep(*args: str) -> list:
 
 def env() -> dict:
     return dict(os.environ, PYTHONPATH=str(WORKTREE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-def descendants(pid: int) -> list:
-    children: dict = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -326,7 +311,7 @@ def test_an_input_one_worker_cannot_see_stops_the_run_naming_it(dataset, tmp_pat
 
 @pytest.fixture(scope="module")
 def dicom_tree(tmp_path_factory) -> Path:
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     root = tmp_path_factory.mktemp("dicom")
     for i in range(4):

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.convert import ConvertOptions, convert, volume_from_series
 from MedPrepLib.discovery import scan
 

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "MedPrep"))
 
 import MedPrepPresenter as presenter  # noqa: E402
 
-from MedPrepLib import naming, sample  # noqa: E402
+import MedPrepSample as sample  # noqa: E402
+from MedPrepLib import naming  # noqa: E402
 from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer  # noqa: E402
 from MedPrepLib.discovery import scan  # noqa: E402
 from MedPrepLib.header import header_rows  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from MedPrepLib.errors import MedPrepError
-from MedPrepLib.preprocess import fit_statistics, load_pipeline, run_pipeline
+from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.preprocess.pipeline import load_statistics, save_statistics
 from MedPrepLib.preprocess.suv import suv_factor
 from MedPrepLib.volume import Volume
@@ -187,15 +187,44 @@ def test_n4_removes_a_smooth_multiplicative_field():
 
 
 # ---------------------------------------------------------------- dataset statistics
+# Through `compute_statistics`, the pass `medprep run` and `medprep stats` make: the cases are NIfTI files
+# read by the pool's workers, and every value is checked against numpy over the same training voxels.
+
+@pytest.fixture(scope="module")
+def pool():
+    from MedPrepLib.executor.local import LocalPool
+
+    with LocalPool(2) as workers:
+        yield workers
+
 
 def cases(n, offset=0.0):
     return [(noisy(seed=i, loc=100 + 10 * i + offset), None) for i in range(n)]
 
 
-def test_dataset_zscore_statistics_pool_the_training_voxels(tmp_path):
+def dataset_statistics(folder, pipeline, pool, train, held_out=()):
+    """The statistics of `pipeline` over `train`, written as NIfTI cases beside `held_out` (not training)."""
+    from MedPrepLib.cases import Case
+    from MedPrepLib.dataset_statistics import compute_statistics
+    from MedPrepLib.nifti import write_nifti
+
+    folder.mkdir(parents=True, exist_ok=True)
+    found = []
+    for i, (image, label) in enumerate(list(train) + list(held_out)):
+        label_path = write_nifti(label, folder / f"case{i}_label.nii.gz") if label is not None else None
+        found.append(Case(f"case{i}", write_nifti(image, folder / f"case{i}.nii.gz"), label_path,
+                          training=i < len(train)))
+    warnings = []
+    statistics = compute_statistics(found, pipeline, pool, warn=warnings.append)
+    assert warnings == []
+    return statistics
+
+
+def test_dataset_zscore_statistics_pool_the_training_voxels(tmp_path, pool):
     pipeline = load_pipeline([{"step": "scale", "divide_by": 2}, {"step": "dataset_zscore"}])
     train = cases(3)
-    stats = fit_statistics(lambda: iter(train), pipeline)
+    # a test case far from the others: the statistics would move if it were used
+    stats = dataset_statistics(tmp_path / "in", pipeline, pool, train, held_out=cases(1, offset=5000))
     pooled = np.concatenate([v.array.ravel() / 2 for v, _ in train]).astype(np.float64)
     assert stats[1]["mean"] == pytest.approx(pooled.mean(), rel=1e-9)
     assert stats[1]["std"] == pytest.approx(pooled.std(), rel=1e-9)
@@ -210,7 +239,7 @@ def test_dataset_zscore_statistics_pool_the_training_voxels(tmp_path):
         run_pipeline(train[0][0], pipeline)
 
 
-def test_nnunet_ct_uses_labelled_foreground():
+def test_nnunet_ct_uses_labelled_foreground(tmp_path, pool):
     rng = np.random.default_rng(7)
     train = []
     for i in range(3):
@@ -220,7 +249,7 @@ def test_nnunet_ct_uses_labelled_foreground():
         arr[lab > 0] = rng.normal(60 + 10 * i, 20, int(lab.sum()))
         train.append((Volume(arr, np.eye(4)), Volume(lab, np.eye(4))))
     pipeline = step("nnunet_ct")
-    stats = fit_statistics(lambda: iter(train), pipeline)[0]
+    stats = dataset_statistics(tmp_path / "in", pipeline, pool, train)[0]
     fg = np.concatenate([v.array[lab.array > 0] for v, lab in train]).astype(np.float64)
     assert stats["mean"] == pytest.approx(fg.mean()) and stats["std"] == pytest.approx(fg.std())
     assert stats["lower"] == pytest.approx(np.percentile(fg, 0.5))
@@ -229,13 +258,17 @@ def test_nnunet_ct_uses_labelled_foreground():
     assert out.min() == pytest.approx((stats["lower"] - stats["mean"]) / stats["std"], rel=1e-5)
 
 
-def test_histogram_standardization_maps_percentiles_onto_landmarks():
+def test_histogram_standardization_maps_percentiles_onto_landmarks(tmp_path, pool):
     train = [(Volume(np.random.default_rng(i).gamma(2 + i, 50, (8, 16, 16)).astype(np.float32), np.eye(4)), None)
              for i in range(4)]
     pipeline = step("histogram_standardization")
-    stats = fit_statistics(lambda: iter(train), pipeline)[0]
+    stats = dataset_statistics(tmp_path / "in", pipeline, pool, train, held_out=[(noisy(loc=1e4), None)])[0]
     landmarks = np.array(stats["landmarks"])
-    assert landmarks[0] == pytest.approx(0) and landmarks[-1] == pytest.approx(100)
+    # Nyul & Udupa: each training case's 1st, 10th, ..., 90th, 99th percentiles scaled so that its 1st and
+    # 99th land on 0 and 100, averaged over the training cases
+    q = np.array([np.percentile(v.array, [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99]) for v, _ in train])
+    expected = ((q - q[:, :1]) * 100 / (q[:, -1:] - q[:, :1])).mean(axis=0)
+    np.testing.assert_allclose(landmarks, expected, rtol=1e-9, atol=1e-9)
     for vol, _ in train:
         out = run_pipeline(vol, pipeline, statistics={0: stats})[0].array
         q = np.percentile(out, [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99])

@@ -168,7 +168,7 @@ def test_run_nnunet_layout(tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_dicom_tree_names_cases_without_patient_data(tmp_path, workers, monkeypatch):
     import MedPrepLib.discovery as discovery
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # with 2 workers, they read the headers (in chunks of 4)
     monkeypatch.setattr(discovery, "SCAN_CHUNK", 4)

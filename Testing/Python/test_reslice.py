@@ -250,7 +250,7 @@ def test_convert_writes_the_corrected_volume_beside_the_series(tmp_path) -> None
     import pydicom
 
     from MedPrepLib.convert import ConvertOptions, convert
-    from MedPrepLib.sample import write_series
+    from MedPrepSample import write_series
 
     tilt = 18.5
     orientation = _orientation(tilt)

@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from MedPrepLib import sample
+import MedPrepSample as sample
+from conftest import rotation
 from MedPrepLib.cli.main import main
 from MedPrepLib.errors import MedPrepError
 
@@ -24,20 +25,12 @@ def _read_itk(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @pytest.mark.parametrize("oblique", [False, True], ids=["axial", "oblique"])
 def test_geometry_and_values_read_back(tmp_path, oblique):
     vol = _ramp((5, 64, 48))
     spacing = (0.8, 0.6, 2.5)
     origin = (-10.0, 20.0, 30.0)
-    rot = _rotation(0.3, -0.2, 0.5) if oblique else np.eye(3)
+    rot = rotation(0.3, -0.2, 0.5) if oblique else np.eye(3)
     row, col = rot[:, 0], rot[:, 1]
     paths = sample.write_series(tmp_path, vol, spacing=spacing, origin_lps=origin, row_dir=row,
                                 col_dir=col, intercept=-1024.0)
@@ -255,3 +248,34 @@ def test_demo_into_a_file_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("medprep: error: cannot write the sample DICOM") and len(err.splitlines()) == 1
     assert blocker.read_text() == "x"
+
+
+def test_the_runtime_package_does_not_import_the_sample_writer():
+    """MedPrepLib (what Slicer loads) imports no test data: every module of it, MedPrepSample left out."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import MedPrepLib
+
+    modules = [m.name for m in pkgutil.walk_packages(MedPrepLib.__path__, "MedPrepLib.")]
+    assert "MedPrepLib.cli.demo_cmd" in modules and not any(m.endswith(".sample") for m in modules)
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except ImportError:\n"
+            "        pass  # an optional dependency (dask, nilearn...) this environment lacks\n"
+            "print('MedPrepSample' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_demo_without_the_sample_package_is_one_error_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "MedPrepSample", None)  # import fails as if it were not installed
+    assert main(["demo", str(tmp_path / "demo"), "--slices", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("medprep: error: the demo needs the MedPrepSample package") and len(err.splitlines()) == 1
+    assert not (tmp_path / "demo").exists()

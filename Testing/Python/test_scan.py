@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from MedPrepLib.discovery import scan
-from MedPrepLib.sample import write_series
+from MedPrepSample import write_series
 
 NAME = "SCANTEST^SECRET"
 PID = "SCAN-ID-4711"
@@ -125,7 +125,8 @@ def test_a_series_sent_to_another_process_reads_its_headers_there(tree: Path) ->
 def test_a_folder_that_cannot_be_listed_is_reported_not_skipped_in_silence(tmp_path, monkeypatch):
     import os
 
-    from MedPrepLib import discovery, sample
+    import MedPrepSample as sample
+    from MedPrepLib import discovery
 
     vol = np.zeros((2, 8, 8), np.int16)
     sample.write_series(tmp_path / "ok", vol, modality="CT")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from MedPrepLib.convert import ConvertOptions, convert
-from MedPrepLib.sample import write_series
+from MedPrepSample import write_series
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 BED = [0.0, 2.99, 6.0, 9.0, 12.0, 15.01]

@@ -2,7 +2,7 @@
 for GantryDetectorTilt (GE, Philips) and every stored slice order (InstanceNumber rising with the
 bed, falling, or unrelated to it).
 
-`MedPrepLib.sample.write_tilted_ct` writes each voxel with a known function of its LPS position, so
+`MedPrepSample.write_tilted_ct` writes each voxel with a known function of its LPS position, so
 the uncorrected affine, the `_Tilt` volume's grid and every resampled value have exact known answers.
 The geometry comes from ImageOrientationPatient and ImagePositionPatient alone; the tag's sign is
 the vendor's and must not matter.
@@ -24,7 +24,7 @@ import pydicom
 import pytest
 
 from MedPrepLib.convert import ConvertOptions, convert
-from MedPrepLib.sample import TiltedStack, write_tilted_ct
+from MedPrepSample import TiltedStack, write_tilted_ct
 
 TILT = 17.0
 ROWS, COLS = 28, 9

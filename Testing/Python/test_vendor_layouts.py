@@ -13,7 +13,7 @@ from MedPrepLib.convert import ConvertOptions, convert, read_dicom
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.volume import RGB24
 from MedPrepLib.preprocess.pipeline import load_pipeline, run_pipeline
-from MedPrepLib.sample import write_multiphase, write_rgb_series, write_uih_grid
+from MedPrepSample import write_multiphase, write_rgb_series, write_uih_grid
 
 LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
@@ -150,7 +150,7 @@ def test_rgb_round_trips_through_nifti_and_simpleitk(tmp_path: Path) -> None:
 def test_field_map_echoes_and_phase_difference_as_separate_series(tmp_path: Path) -> None:
     """Siemens' gre_field_mapping: both magnitude echoes in one series (split into _e1, _e2) and the
     phase difference, echo 2, as a series of its own: dcm2niix still names it _e2_ph."""
-    from MedPrepLib.sample import write_series
+    from MedPrepSample import write_series
 
     data = np.zeros((2, 4, 4))
     mag = write_series(tmp_path / "in" / "mag1", data, modality="MR", series_number=8,

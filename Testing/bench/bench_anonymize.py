@@ -1,6 +1,6 @@
 """De-identification speed: `medprep anonymize` against dicognito and dicom-anonymizer, files per second.
 
-Case: the synthetic 512x512 CT series from MedPrepLib.sample (600 slices; 100 with --quick). Every
+Case: the synthetic 512x512 CT series from MedPrepSample (600 slices; 100 with --quick). Every
 tool runs as a command in a fresh process on the same input, writes into an emptied folder, gets
 one untimed run that checks every file was written, then the timed runs go round-robin over the
 tools (best of 3). Target: at least twice the files per second of the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from timing import fresh_dir, measure, measure_all, row, tool
 
-from MedPrepLib.sample import write_ct_series
+from MedPrepSample import write_ct_series
 
 BENCH = "anonymize"
 TARGET = "<= 0.5"

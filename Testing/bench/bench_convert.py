@@ -1,6 +1,6 @@
 """DICOM -> NIfTI conversion speed and memory: `medprep convert` against dcm2niix, dicom2nifti, SimpleITK.
 
-Cases: the synthetic 512x512 CT from MedPrepLib.sample at two slice counts (also used to check that
+Cases: the synthetic 512x512 CT from MedPrepSample at two slice counts (also used to check that
 time grows linearly with the number of slices), and the GE conformance set (dcm_qa_ge) when
 ../shared/conformance is present. Every tool runs as a command in a fresh process, writes into an
 emptied folder, gets one untimed warm-up run and is timed best-of-N.
@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from timing import CONFORMANCE, Measurement, fresh_dir, measure_all, row, run_once, tool
 
-from MedPrepLib.sample import write_ct_series
+from MedPrepSample import write_ct_series
 
 BENCH = "convert"
 

@@ -17,7 +17,7 @@ from MedPrepLib.cases import LabelTableOptions, read_image
 from MedPrepLib.dataset import PreparedDataset
 from MedPrepLib.preprocess import pipeline as pl
 from MedPrepLib.runner import run_dataset
-from MedPrepLib.sample import write_cxr
+from MedPrepSample import write_cxr
 from timing import row
 
 

@@ -20,7 +20,7 @@ import timing
 from MedPrepLib.nifti import read_nifti, write_nifti
 from MedPrepLib.preprocess import load_pipeline, run_pipeline
 from MedPrepLib.affine import set_sitk_geometry
-from MedPrepLib.sample import ct_phantom
+from MedPrepSample import ct_phantom
 from MedPrepLib.affine import LPS_FROM_RAS
 from MedPrepLib.volume import Volume
 

@@ -21,29 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from MedPrepLib.nifti import write_nifti
-from MedPrepLib.sample import ct_phantom
+from MedPrepSample import ct_phantom
 from MedPrepLib.volume import Volume
+from proctree import descendants
 from timing import row, tool
-
-
-def _tree_pids(root_pid: int) -> list:
-    """A process and all its descendants (fork-server workers are grandchildren), from /proc."""
-    children: dict = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                parent = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
-    pids, stack = [], [root_pid]
-    while stack:
-        pid = stack.pop()
-        pids.append(pid)
-        stack.extend(children.get(pid, []))
-    return pids
 
 
 def _memory_mb(pid: int) -> tuple:
@@ -90,7 +71,7 @@ def peak_memory(cmd: list) -> tuple:
 
     def sample() -> None:
         while proc.poll() is None:
-            sizes = [_memory_mb(pid) for pid in _tree_pids(proc.pid)]
+            sizes = [_memory_mb(pid) for pid in [proc.pid, *descendants(proc.pid)]]
             peak[0] = max(peak[0], sum(s[0] for s in sizes))
             peak[1] = max(peak[1], sum(s[1] for s in sizes))
             time.sleep(0.02)
@@ -115,7 +96,7 @@ def _dataset(folder: Path, n_cases: int, n_slices: int) -> None:
 
 
 def _dicom_tree(folder: Path, n_series: int, n_slices: int) -> None:
-    from MedPrepLib.sample import write_ct_series
+    from MedPrepSample import write_ct_series
 
     for i in range(n_series):
         series = folder / f"series{i}"

@@ -36,8 +36,9 @@ def discover(only: str | None) -> list[Path]:
 
 
 def load(path: Path):
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))  # so that modules can `import timing`
+    for folder in (HERE, HERE.parent):  # so that modules can `import timing` and `import proctree`
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

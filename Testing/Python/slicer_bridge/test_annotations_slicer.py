@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.annotations import read_annotation
 from MedPrepLib.annotations.export_seg import grid_from_files
 

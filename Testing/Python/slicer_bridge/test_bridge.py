@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.volume import Volume
 

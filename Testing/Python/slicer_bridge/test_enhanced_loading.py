@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 
 from .test_logic import MedPrep, ijk_to_ras  # noqa: F401 - MedPrep is a fixture
 

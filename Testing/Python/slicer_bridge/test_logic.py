@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.convert import volume_from_series
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.nifti import read_nifti

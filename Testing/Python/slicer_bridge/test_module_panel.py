@@ -16,7 +16,7 @@ import pytest
 
 from MedPrepLib.cli.demo_cmd import write_sample
 from MedPrepLib.nifti import read_nifti
-from MedPrepLib.sample import write_ct_series, write_cxr
+from MedPrepSample import write_ct_series, write_cxr
 
 SLICES = 12  # the demo CT is 512x512x200; fewer slices keep the test quick, nothing else changes
 

@@ -25,7 +25,7 @@ WIDTH = 460
 def demoDicom(demo: Path, slices: int = 200) -> Path:
     """The DICOM of `medprep demo` in `demo`/dicom, written the same way when it is not there yet."""
     from MedPrepLib.cli.demo_cmd import write_sample
-    from MedPrepLib.sample import write_ct_series, write_cxr
+    from MedPrepSample import write_ct_series, write_cxr
 
     dicom = demo / "dicom"
     write_sample(dicom / "ct", slices, False, lambda d: write_ct_series(d, n_slices=slices, series_number=1))

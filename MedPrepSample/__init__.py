@@ -4,6 +4,9 @@ Nothing is shipped: the images are computed from a seed, so the demo, the benchm
 all get the same data. `write_series` is the general writer (any array, geometry, scaling and
 transfer syntax); the phantoms only supply realistic content for it. The identity written into the
 headers is obviously fake unless the caller passes its own `patient` fields.
+
+A package of its own, not part of MedPrepLib: it is test and demo material, which the runtime package
+that Slicer loads does not need (`medprep demo` and MedPrepTest import it when they run).
 """
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from .atomic import atomic_open
-from .errors import MedPrepError
+from MedPrepLib.atomic import atomic_open
+from MedPrepLib.errors import MedPrepError
 
 PathLike = Union[str, Path]
 
