@@ -35,6 +35,7 @@ from .preprocess import pipeline as pl
 from .preprocess.registry import INDEX_MAP_KEY
 from .splits import SplitSpec
 from .stage import Stage, remove_leftovers
+from .statistics_journal import JOURNAL_NAME, SummaryJournal
 
 # What a run's workers import before their first job. A run over DICOM also has them import the
 # DICOM reader (pydicom); a NIfTI run leaves it out: 23 MB less in each worker.
@@ -109,6 +110,7 @@ class RunReport:
     splits: Dict[str, int] = field(default_factory=dict)  # cases per split
     unboxed: List[str] = field(default_factory=list)  # cases the boxes file does not name
     boxes: Dict[str, int] = field(default_factory=dict)  # boxes and points written, by status
+    summaries: Tuple[int, int] = (0, 0)  # statistics pass: (taken from an interrupted run's journal, computed)
 
 
 def _digest(obj: Any) -> str:
@@ -198,15 +200,22 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             report.statistics = pl.load_statistics(statistics_file, pipeline)
         elif pipeline.statistics_steps():
             previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+            journal = SummaryJournal(out_dir / JOURNAL_NAME, pipeline.digest(), stamps)
             if previous.get("inputs") == training_stamp:
                 report.statistics = pl.load_statistics(stats_path, pipeline)
             else:
+                # The staged images of cases whose summaries come from the journal of a killed run are
+                # not reused: that run's stage folder was private to it (see `stage`); pass 2 reads
+                # those cases from their inputs again.
                 stages.append(Stage(out_dir, pipeline.statistics_steps()[-1]))
-                report.statistics = compute_statistics(
-                    cases, pipeline, executor, (lambda d, t: progress("statistics", d, t)) if progress else None,
-                    report.warnings.append, stages[0])
+                with journal:
+                    report.statistics = compute_statistics(
+                        cases, pipeline, executor, (lambda d, t: progress("statistics", d, t)) if progress else None,
+                        report.warnings.append, stages[0], journal)
                 pl.save_statistics(stats_path, pipeline, report.statistics,
                                    [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
+                report.summaries = (journal.reused, journal.computed)
+            journal.remove()
 
         # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
         manifest_path = out_dir / "manifest.csv"

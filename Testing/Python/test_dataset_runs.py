@@ -188,6 +188,50 @@ def test_builtin_pool_driver_killed_then_run_again_redoes_only_the_rest(dataset,
     assert_complete(out, reference)
 
 
+def test_driver_killed_in_the_statistics_pass_then_run_again_computes_only_the_missing_summaries(
+        dataset, reference, tmp_path, capsys):
+    """The summaries journaled before the kill are taken as they are; the merged statistics, statistics.json
+    and every output equal an uninterrupted run's, and the journal is gone."""
+    from MedPrepLib.statistics_journal import JOURNAL_NAME
+
+    out = tmp_path / "out"
+    command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--workers", "2"]
+    journal = out / JOURNAL_NAME
+
+    def journaled() -> int:
+        return journal.read_text().count("\n") if journal.is_file() else 0
+
+    proc = subprocess.Popen(medprep(*command), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and journaled() < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    summaries = 2 * CASES  # two statistics steps, every case a training case
+    before = journaled()
+    assert not (out / "statistics.json").exists() and 2 <= before < summaries
+    capsys.readouterr()
+    assert main(command) == 0
+    note = f"statistics pass: {before} case summaries taken from an interrupted run, {summaries - before} computed"
+    assert note in capsys.readouterr().err
+    assert not journal.exists()
+    assert_complete(out, reference)  # statistics.json included, byte for byte
+
+
+def test_every_training_case_failing_in_the_statistics_pass_is_one_line_with_the_first_reason(tmp_path, capsys):
+    images = tmp_path / "in" / "images"
+    images.mkdir(parents=True)
+    for i in range(2):
+        (images / f"c{i}.nii.gz").write_bytes(b"not a NIfTI file")
+    (tmp_path / "p.json").write_text(json.dumps(PIPELINE))
+    assert main(["run", str(tmp_path / "p.json"), str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "step 'nnunet_ct' needs dataset statistics but every training case failed (the " \
+        "first, c0: " in err[0], err
+
+
 # ---------------------------------------------------------------- Dask
 
 try:
