@@ -5,7 +5,8 @@ Input: see `cases` (NIfTI layouts with labels matched by name, or a DICOM tree, 
 Output folder: the cases in the pipeline's format, `pipeline.json` (the resolved pipeline, for
 replay), `statistics.json` (dataset statistics from the training cases only), `manifest.csv`
 (what was written from what, journaled as cases finish) and, with QA, `qa/CASE.png` plus
-`qa/index.html`.
+`qa/index.html`. While the statistics pass runs, `statistics-journal.jsonl` keeps each training
+case's summary as it arrives (see `statistics_journal`).
 
 A case is skipped when the manifest shows it was written by the same pipeline and statistics
 from inputs of the same size and modification time, and its outputs still exist: running a
@@ -204,9 +205,12 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             if previous.get("inputs") == training_stamp:
                 report.statistics = pl.load_statistics(stats_path, pipeline)
             else:
-                # The staged images of cases whose summaries come from the journal of a killed run are
-                # not reused: that run's stage folder was private to it (see `stage`); pass 2 reads
-                # those cases from their inputs again.
+                # Cases whose summaries come from the journal of a killed run are not staged: pass 2
+                # reads them from their inputs again (the steps before the statistics step, once, for
+                # the cases done before the kill). Reusing the killed run's staged images would mean
+                # a stage folder outliving its run, unpickling files a dead process left (loading a
+                # pickle runs code; today only files this run wrote are loaded), and a killed run's
+                # Dask tasks possibly still writing into it.
                 stages.append(Stage(out_dir, pipeline.statistics_steps()[-1]))
                 with journal:
                     report.statistics = compute_statistics(
