@@ -14,6 +14,7 @@ from .errors import MedPrepError
 from .executor import Executor, limit_threads
 from .preprocess import pipeline as pl
 from .stage import Stage
+from .statistics_journal import SummaryJournal
 from .volume import Volume
 
 
@@ -37,11 +38,14 @@ def fit_job(case: Case, pipeline: pl.Pipeline, index: int, statistics: Dict[int,
 def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, executor: Executor,
                        progress: Optional[Callable[[int, int], None]] = None,
                        warn: Optional[Callable[[str], None]] = None,
-                       stage: Optional[Stage] = None) -> Dict[int, Dict[str, Any]]:
+                       stage: Optional[Stage] = None,
+                       journal: Optional[SummaryJournal] = None) -> Dict[int, Dict[str, Any]]:
     """Dataset statistics of every step that needs them, from the training cases only.
 
     A training case that cannot be read or fitted is left out of the statistics (and `warn` told).
-    With a `stage`, training cases are kept as they were just before step `stage.index`.
+    With a `stage`, training cases are kept as they were just before step `stage.index`. With a
+    `journal`, summaries it holds are taken from it and those computed are added to it as they
+    arrive (see `statistics_journal`).
     """
     training = [c for c in cases if c.training]
     statistics: Dict[int, Dict[str, Any]] = {}
@@ -50,17 +54,33 @@ def compute_statistics(cases: List[Case], pipeline: pl.Pipeline, executor: Execu
         if not training:
             raise MedPrepError(f"step '{name}' needs dataset statistics but no case is marked for training",
                                hint="check --split")
-        arguments = [(c, pipeline, index, statistics, executor.per_host, stage) for c in training]
-        parts: List[Tuple[int, Any]] = []
-        sizes = [c.input_bytes() for c in training]
-        for done, outcome in enumerate(executor.map(fit_job, arguments, sizes), 1):
+        parts: Dict[int, Any] = {}  # by position among the training cases
+        for i, c in enumerate(training):
+            for part in journal.found(c, index, statistics) if journal is not None else []:
+                parts[i] = part
+        todo = [i for i in range(len(training)) if i not in parts]
+        arguments = [(training[i], pipeline, index, statistics, executor.per_host, stage) for i in todo]
+        sizes = [training[i].input_bytes() for i in todo]
+        failures: List[str] = []
+        if progress and parts:
+            progress(len(parts), len(training))
+        for done, outcome in enumerate(executor.map(fit_job, arguments, sizes), len(parts) + 1):
+            case = training[todo[outcome.index]]
             ok, part = outcome.value if not outcome.error else (False, outcome.error)
             if ok:
-                parts.append((outcome.index, part))
-            elif warn:
-                warn(f"{training[outcome.index].case_id} left out of the '{name}' statistics: {part}")
+                parts[todo[outcome.index]] = part
+                if journal is not None:
+                    journal.append(case, index, statistics, part)
+            else:
+                failures.append(f"{case.case_id}: {part}")
+                if warn:
+                    warn(f"{case.case_id} left out of the '{name}' statistics: {part}")
             if progress:
-                progress(done, len(arguments))
-        # Merged in case order, so the result does not depend on which worker finished first.
-        statistics[index] = pl.combine(pipeline, index, [part for _, part in sorted(parts, key=lambda x: x[0])])
+                progress(done, len(training))
+        if not parts and failures:
+            raise MedPrepError(f"step '{name}' needs dataset statistics but every training case failed "
+                               f"(the first, {failures[0]})", hint="fix that case's problem, then run again")
+        # Merged in case order, so the result does not depend on which worker finished first, nor on
+        # which summaries came from the journal.
+        statistics[index] = pl.combine(pipeline, index, [parts[i] for i in sorted(parts)])
     return statistics

@@ -5,7 +5,8 @@ Input: see `cases` (NIfTI layouts with labels matched by name, or a DICOM tree, 
 Output folder: the cases in the pipeline's format, `pipeline.json` (the resolved pipeline, for
 replay), `statistics.json` (dataset statistics from the training cases only), `manifest.csv`
 (what was written from what, journaled as cases finish) and, with QA, `qa/CASE.png` plus
-`qa/index.html`.
+`qa/index.html`. While the statistics pass runs, `statistics-journal.jsonl` keeps each training
+case's summary as it arrives (see `statistics_journal`).
 
 A case is skipped when the manifest shows it was written by the same pipeline and statistics
 from inputs of the same size and modification time, and its outputs still exist: running a
@@ -34,6 +35,7 @@ from .manifest import Journal, read_manifest, write_manifest
 from .preprocess import pipeline as pl
 from .splits import SplitSpec
 from .stage import Stage, remove_leftovers
+from .statistics_journal import JOURNAL_NAME, SummaryJournal
 
 # What a run's workers import before their first job. A run over DICOM also has them import the
 # DICOM reader (pydicom); a NIfTI run leaves it out: 23 MB less in each worker.
@@ -93,6 +95,7 @@ class RunReport:
     splits: Dict[str, int] = field(default_factory=dict)  # cases per split
     unboxed: List[str] = field(default_factory=list)  # cases the boxes file does not name
     boxes: Dict[str, int] = field(default_factory=dict)  # boxes and points written, by status
+    summaries: Tuple[int, int] = (0, 0)  # statistics pass: (taken from an interrupted run's journal, computed)
 
 
 def _digest(obj: Any) -> str:
@@ -182,15 +185,25 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
             report.statistics = pl.load_statistics(statistics_file, pipeline)
         elif pipeline.statistics_steps():
             previous = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+            journal = SummaryJournal(out_dir / JOURNAL_NAME, pipeline.digest(), stamps)
             if previous.get("inputs") == training_stamp:
                 report.statistics = pl.load_statistics(stats_path, pipeline)
             else:
+                # Cases whose summaries come from the journal of a killed run are not staged: pass 2
+                # reads them from their inputs again (the steps before the statistics step, once, for
+                # the cases done before the kill). Reusing the killed run's staged images would mean
+                # a stage folder outliving its run, unpickling files a dead process left (loading a
+                # pickle runs code; today only files this run wrote are loaded), and a killed run's
+                # Dask tasks possibly still writing into it.
                 stages.append(Stage(out_dir, pipeline.statistics_steps()[-1]))
-                report.statistics = compute_statistics(
-                    cases, pipeline, executor, (lambda d, t: progress("statistics", d, t)) if progress else None,
-                    report.warnings.append, stages[0])
+                with journal:
+                    report.statistics = compute_statistics(
+                        cases, pipeline, executor, (lambda d, t: progress("statistics", d, t)) if progress else None,
+                        report.warnings.append, stages[0], journal)
                 pl.save_statistics(stats_path, pipeline, report.statistics,
                                    [c.case_id for c in cases if c.training], extra={"inputs": training_stamp})
+                report.summaries = (journal.reused, journal.computed)
+            journal.remove()
 
         # Pass 2: every case, skipping those already written from the same inputs, pipeline and statistics.
         manifest_path = out_dir / "manifest.csv"

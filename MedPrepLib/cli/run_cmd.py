@@ -141,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
                              label_names=list(dataset.label_names) or None, dataset=dataset)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
+    reused, computed = report.summaries
+    if reused:
+        print(f"medprep: note: statistics pass: {reused} case summaries taken from an interrupted run, "
+              f"{computed} computed", file=sys.stderr)
     for case, error in report.failed:
         print(f"medprep: {case} failed: {error}", file=sys.stderr)
     total = len(report.written) + len(report.skipped) + len(report.failed)

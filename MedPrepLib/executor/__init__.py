@@ -150,11 +150,11 @@ def make_executor(workers: Optional[int] = None, scheduler: Optional[str] = None
             raise MedPrepError(f"--cluster local:N needs N of at least 1, got {n}")
         from .dask_pool import DaskPool
 
-        return DaskPool(local_workers=n, retries=retries)
+        return DaskPool(local_workers=n, retries=retries, preload=preload)
     if scheduler:
         from .dask_pool import DaskPool
 
-        return DaskPool(address=scheduler, retries=retries)
+        return DaskPool(address=scheduler, retries=retries, preload=preload)
     from .local import LocalPool
 
     return LocalPool(max(1, workers or usable_cpus()), retries=retries, preload=preload)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import MedPrepError
 from . import DEFAULT_RETRIES, STORAGE_HINT, Executor, Outcome, killed_message, probe_paths
@@ -26,11 +26,18 @@ def _call(fn: Callable, args: tuple) -> Tuple[str, Any]:
     return get_worker().address, fn(*args)
 
 
-def _worker_ready() -> str:
-    """Runs on every worker before the run: fails there if MedPrepLib cannot be imported."""
-    import MedPrepLib
+def _worker_ready(modules: List[str]) -> Tuple[str, str]:
+    """Runs on every worker before the run, sent by value (it must work where MedPrepLib is missing):
+    imports what the jobs need there, the way they would; returns (MedPrepLib's version, '') or
+    ('', what cannot be imported and why)."""
+    import importlib
 
-    return getattr(MedPrepLib, "__version__", "")
+    for name in ["MedPrepLib"] + modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a compiled module that fails to load
+            return "", f"cannot import {name} ({exc})"
+    return getattr(importlib.import_module("MedPrepLib"), "__version__", ""), ""
 
 
 def _on_scheduler(client: Any, fn: Callable, *args: Any) -> Any:
@@ -50,12 +57,13 @@ def _suspicious(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
 
 class DaskPool(Executor):
     def __init__(self, address: Optional[str] = None, local_workers: Optional[int] = None,
-                 retries: int = DEFAULT_RETRIES):
+                 retries: int = DEFAULT_RETRIES, preload: Iterable[str] = ()):
         try:
             import distributed
         except ImportError:
             raise MedPrepError("--scheduler and --cluster need Dask, which is not installed", hint=EXTRA_HINT) from None
         self.retries = retries
+        self.preload = list(preload)  # what the jobs import: every worker must be able to
         self.cluster: Any = None
         logging.getLogger("distributed").setLevel(logging.ERROR)
         if address:
@@ -83,11 +91,19 @@ class DaskPool(Executor):
         except Exception:  # noqa: BLE001 - TimeoutError, by version
             raise MedPrepError(f"no Dask worker joined {where} within {WORKERS_TIMEOUT} s",
                                hint="start workers with `dask worker SCHEDULER_ADDRESS`") from None
-        for worker, result in sorted(self.client.run(_worker_ready, on_error="return").items()):
-            if isinstance(result, BaseException):
-                raise MedPrepError(f"Dask worker {worker} cannot run MedPrep jobs "
-                                   f"({type(result).__name__}: {result})",
-                                   hint=f"{EXTRA_HINT} in every worker's environment, the same version as here")
+        from .. import __version__
+
+        hint = (f"install MedPrepLib with its dependencies in every worker's environment, the version of "
+                f'this machine: pip install "medpreplib[dask]=={__version__}"')
+        results = self.client.run(_by_value(_worker_ready), self.preload, on_error="return")
+        for worker, result in sorted(results.items()):
+            version, missing = (("", f"cannot run MedPrep jobs ({type(result).__name__}: {result})")
+                                if isinstance(result, BaseException) else result)
+            if missing:
+                raise MedPrepError(f"Dask worker {worker} {missing}", hint=hint)
+            if version != __version__:
+                raise MedPrepError(f"Dask worker {worker} has MedPrepLib {version or '(no version)'}, "
+                                   f"this machine {__version__}", hint=hint)
         info = self.client.scheduler_info()["workers"].values()
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info))
         hosts: Dict[str, int] = {}

@@ -173,6 +173,50 @@ def test_builtin_pool_driver_killed_then_run_again_redoes_only_the_rest(dataset,
     assert_complete(out, reference)
 
 
+def test_driver_killed_in_the_statistics_pass_then_run_again_computes_only_the_missing_summaries(
+        dataset, reference, tmp_path, capsys):
+    """The summaries journaled before the kill are taken as they are; the merged statistics, statistics.json
+    and every output equal an uninterrupted run's, and the journal is gone."""
+    from MedPrepLib.statistics_journal import JOURNAL_NAME
+
+    out = tmp_path / "out"
+    command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--workers", "2"]
+    journal = out / JOURNAL_NAME
+
+    def journaled() -> int:
+        return journal.read_text().count("\n") if journal.is_file() else 0
+
+    proc = subprocess.Popen(medprep(*command), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and journaled() < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    summaries = 2 * CASES  # two statistics steps, every case a training case
+    before = journaled()
+    assert not (out / "statistics.json").exists() and 2 <= before < summaries
+    capsys.readouterr()
+    assert main(command) == 0
+    note = f"statistics pass: {before} case summaries taken from an interrupted run, {summaries - before} computed"
+    assert note in capsys.readouterr().err
+    assert not journal.exists()
+    assert_complete(out, reference)  # statistics.json included, byte for byte
+
+
+def test_every_training_case_failing_in_the_statistics_pass_is_one_line_with_the_first_reason(tmp_path, capsys):
+    images = tmp_path / "in" / "images"
+    images.mkdir(parents=True)
+    for i in range(2):
+        (images / f"c{i}.nii.gz").write_bytes(b"not a NIfTI file")
+    (tmp_path / "p.json").write_text(json.dumps(PIPELINE))
+    assert main(["run", str(tmp_path / "p.json"), str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "step 'nnunet_ct' needs dataset statistics but every training case failed (the " \
+        "first, c0: " in err[0], err
+
+
 # ---------------------------------------------------------------- Dask
 
 try:
@@ -305,6 +349,80 @@ def test_an_input_one_worker_cannot_see_stops_the_run_naming_it(dataset, tmp_pat
         finally:
             blind.kill()
             blind.wait()
+
+
+def without(folder: Path, *packages: str) -> str:
+    """A folder for PYTHONPATH whose sitecustomize makes `packages` unimportable: an environment in
+    which they are not installed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Missing:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {packages!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Missing())\n")
+    return str(folder)
+
+
+@pytest.mark.parametrize("where", [["run", "--cluster", "local:2"], ["run", "--scheduler", "tcp://127.0.0.1:9"],
+                                   ["anonymize", "--cluster", "local"]])
+def test_dask_flags_without_dask_installed_are_one_line_naming_the_extra(dataset, tmp_path, where):
+    command, flags = where[0], where[1:]
+    out = tmp_path / "out"
+    paths = [str(dataset.parent / "p.json")] if command == "run" else []
+    paths += [str(dataset), str(out)] + (["--key", "k"] if command == "anonymize" else [])
+    environment = dict(env(), PYTHONPATH=without(tmp_path / "site", "dask", "distributed") + os.pathsep +
+                       env()["PYTHONPATH"])
+    done = subprocess.run(medprep(command, *paths, *flags), env=environment, capture_output=True, text=True,
+                          timeout=60)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1, done.stderr
+    assert "need Dask, which is not installed" in err[0] and 'pip install "medpreplib[dask]"' in err[0]
+    assert not out.exists()
+
+
+def older_medpreplib(folder: Path) -> str:
+    """A folder for PYTHONPATH with a MedPrepLib that says it is version 0.0.1 (its modules are this one's)."""
+    (folder / "MedPrepLib").mkdir(parents=True, exist_ok=True)
+    (folder / "MedPrepLib" / "__init__.py").write_text(
+        f"__version__ = '0.0.1'\n__path__.append({str(WORKTREE / 'MedPrepLib')!r})\n")
+    return str(folder)
+
+
+@needs_dask
+@pytest.mark.parametrize("missing", ["MedPrepLib", "SimpleITK", "0.0.1"])
+def test_a_worker_missing_medpreplib_or_a_dependency_stops_the_run_naming_it(dataset, tmp_path, capsys, missing):
+    """A `dask worker` started in an environment without MedPrepLib, without a package its jobs import,
+    or with another version of MedPrepLib: the probe names that worker and what it lacks before
+    anything runs."""
+    import logging
+
+    from MedPrepLib import __version__
+
+    site = older_medpreplib(tmp_path / "site") if missing == "0.0.1" else without(tmp_path / "site", missing)
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=logging.ERROR) as local:
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", local.scheduler_address,
+                                   "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                  env=dict(env(), PYTHONPATH=site + os.pathsep + env()["PYTHONPATH"]),
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with distributed.Client(local, set_as_default=False) as client:
+                client.wait_for_workers(1, timeout=60)
+                address = list(client.scheduler_info()["workers"])[0]
+            out = tmp_path / "out"
+            capsys.readouterr()
+            assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out),
+                         "--scheduler", local.scheduler_address]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            expected = (f"Dask worker {address} has MedPrepLib 0.0.1, this machine {__version__}" if missing == "0.0.1"
+                        else f"Dask worker {address} cannot import {missing} (No module named")
+            assert len(err) == 1 and expected in err[0], err
+            assert f'pip install "medpreplib[dask]=={__version__}"' in err[0]
+            assert not out.exists()
+        finally:
+            worker.kill()
+            worker.wait()
 
 
 # ---------------------------------------------------------------- anonymize
