@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from MedPrepLib import sample
+import MedPrepSample as sample
 from MedPrepLib.cases import read_label
 from MedPrepLib.cli.main import main as medprep
 from MedPrepLib.convert import volume_from_series
