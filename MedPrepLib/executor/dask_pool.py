@@ -3,7 +3,8 @@
 Needs the `dask` extra (`pip install "medpreplib[dask]"`) here and MedPrepLib on every worker.
 A worker that dies under a job (out of memory, SIGKILL, node lost) makes the scheduler run the job
 again elsewhere; after `retries` such deaths it gives up on the job (Dask's KilledWorker), which
-comes back as that job's error. The scheduler's `allowed-failures` is set to `retries` for the run.
+comes back as that job's error. The scheduler's `allowed-failures` is set to `retries` for the run
+and, on a scheduler others may share, put back as it was when the run ends.
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def _on_scheduler(client: Any, fn: Callable, *args: Any) -> Any:
     return client.run_on_scheduler(_by_value(fn), *args)
 
 
-def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> None:
-    dask_scheduler.allowed_failures = n
+def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
+    before, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
+    return before
 
 
 def _suspicious(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
@@ -65,6 +67,7 @@ class DaskPool(Executor):
         self.retries = retries
         self.preload = list(preload)  # what the jobs import: every worker must be able to
         self.cluster: Any = None
+        self._allowed_failures: Optional[int] = None  # the shared scheduler's own value, put back on close
         logging.getLogger("distributed").setLevel(logging.ERROR)
         if address:
             try:
@@ -80,7 +83,8 @@ class DaskPool(Executor):
             self.client = distributed.Client(self.cluster, set_as_default=False)
         try:
             self._check_workers(address or "the local cluster")
-            _on_scheduler(self.client, _set_allowed_failures, retries)
+            before = _on_scheduler(self.client, _set_allowed_failures, retries)
+            self._allowed_failures = before if address else None
         except BaseException:
             self.close()
             raise
@@ -114,6 +118,11 @@ class DaskPool(Executor):
     def close(self) -> None:
         client, cluster, self.client, self.cluster = getattr(self, "client", None), self.cluster, None, None
         if client is not None:
+            if self._allowed_failures is not None:
+                try:
+                    _on_scheduler(client, _set_allowed_failures, self._allowed_failures)
+                except Exception:  # noqa: BLE001 - a scheduler gone by now has nothing to put back
+                    pass
             client.close()
         if cluster is not None:
             cluster.close()

@@ -254,9 +254,13 @@ def kill_a_busy_dask_worker(client, job: str) -> list:
 
 
 def test_dask_outputs_and_statistics_equal_the_builtin_pool(dataset, reference, cluster, tmp_path, capsys):
-    address, _ = cluster
+    address, client = cluster
     out = tmp_path / "out"
-    assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--scheduler", address]) == 0
+    shared = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    assert main(["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--scheduler", address,
+                 "--retries", str(shared + 4)]) == 0
+    # The run's retries were the scheduler's for the run only: a shared scheduler gets its own value back.
+    assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures) == shared
     summary = capsys.readouterr().out
     assert "per worker: tcp://" in summary
     assert json.loads((out / "statistics.json").read_text()) == json.loads((reference / "statistics.json")
