@@ -24,6 +24,7 @@ from .pixels import FrameReader, is_colour, samples_per_pixel, stored_dtype
 from .sidecar import dicom_fields
 from .uih import is_uih
 from .volume import RGB24, Volume
+from .values import as_float, pixel_int
 
 
 @dataclass
@@ -35,11 +36,8 @@ class _Slice:
 
 def _number(ds, keyword: str) -> float:
     """A decimal string attribute as a float; 0 when absent, malformed ("x.y") or not finite."""
-    try:
-        value = float(ds.get(keyword, 0) or 0)
-    except (TypeError, ValueError):
-        return 0.0
-    return value if math.isfinite(value) else 0.0
+    value = as_float(ds.get(keyword, 0) or 0)
+    return value if value is not None and math.isfinite(value) else 0.0
 
 
 def mosaic_layout(fr: Frame, rows: int, cols: int) -> Tuple[int, int, int, int]:
@@ -177,7 +175,7 @@ def series_to_volume(series: Series) -> Volume:
     if samples_per_pixel(ds0) not in (1, 3):
         raise SeriesError(f"{samples_per_pixel(ds0)} samples per pixel are not supported", fr0.file.path,
                           "only grey-value (1) and colour (3) images can be converted")
-    if colour and (int(ds0.get("BitsAllocated", 8) or 8) != 8 or fr0.mosaic_slices):
+    if colour and (pixel_int(ds0, "BitsAllocated", 8, fr0.file.path) != 8 or fr0.mosaic_slices):
         # NIfTI's colour type is RGB24; dcm2niix refuses other colour images too.
         raise SeriesError("only 8-bit colour images can be converted (NIfTI RGB24)", fr0.file.path)
     rows, cols = int(ds0.Rows), int(ds0.Columns)
@@ -313,7 +311,7 @@ def series_to_volume(series: Series) -> Volume:
     if photometric == "MONOCHROME1":
         # Invert so that high values are bright, as every viewer and model expects; the original
         # photometric interpretation is kept in the sidecar.
-        bits = int(ds0.get("BitsStored", ds0.get("BitsAllocated", 16)) or 16)
+        bits = pixel_int(ds0, "BitsStored", 0) or pixel_int(ds0, "BitsAllocated", 16) or 16
         if dtype.kind == "u":
             mirror = (1 << bits) - 1
         elif dtype.kind == "i":

@@ -19,6 +19,7 @@ from pydicom.uid import UID
 
 from .dicomfile import DicomFile, NotDicomError, read_header
 from .frames import Frame, file_frames
+from .values import as_int
 
 KIND_POSTFIX = {"M": "", "P": "_ph", "R": "_real", "I": "_imaginary", "B0": "_fieldmaphz"}
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -239,7 +240,7 @@ def _split_key(fr: Frame) -> Tuple:
     if echo is None and fr.index is not None and fr.echo_time is not None:
         echo = ("TE", round(fr.echo_time, 4))
     return (
-        int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0),
+        as_int(ds.get("Rows")) or 0, as_int(ds.get("Columns")) or 0,
         ori, echo, fr.kind, fr.derived, fr.localizer, fr.mosaic_slices,
     )
 

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 
 from . import siemens, uih
 from .dicomfile import DicomFile
+from .values import as_float, as_floats, as_int
 
 Vec3 = Tuple[float, float, float]
 
@@ -46,28 +47,6 @@ class Frame:
     @property
     def ds(self) -> Dataset:
         return self.file.ds
-
-
-def _floats(value: Any, n: int) -> Optional[Tuple[float, ...]]:
-    try:
-        vals = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return vals if len(vals) == n else None
-
-
-def _float(value: Any) -> Optional[float]:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _first(ds: Optional[Dataset], seq: str) -> Optional[Dataset]:
@@ -143,12 +122,12 @@ def _is_derived(ds: Dataset, image_type: Sequence[str], bvalue: Optional[float],
 
 
 def _diffusion(ds: Dataset) -> Tuple[Optional[float], Optional[Vec3]]:
-    b = _float(ds.get("DiffusionBValue"))
-    g = _floats(ds.get("DiffusionGradientOrientation"), 3)
+    b = as_float(ds.get("DiffusionBValue"))
+    g = as_floats(ds.get("DiffusionGradientOrientation"), 3)
     if b is None and (0x2001, 0x1003) in ds:  # Philips private b-value
-        b = _float(ds[0x2001, 0x1003].value)
+        b = as_float(ds[0x2001, 0x1003].value)
     if g is None and (0x2005, 0x10B0) in ds:
-        g = tuple(_float(ds[0x2005, t].value) or 0.0 for t in (0x10B0, 0x10B1, 0x10B2)) \
+        g = tuple(as_float(ds[0x2005, t].value) or 0.0 for t in (0x10B0, 0x10B1, 0x10B2)) \
             if all((0x2005, t) in ds for t in (0x10B0, 0x10B1, 0x10B2)) else None
     return b, g
 
@@ -173,12 +152,12 @@ def _ice_echo(pf: Optional[Dataset]) -> Optional[int]:
     except (TypeError, IndexError):
         return None
     dims = str(_private(item, 0x0021, "SIEMENS MR SDI 02", 0x06) or "").split("_")
-    return _int(dims[1]) if len(dims) > 2 and dims[0] == "X" else None
+    return as_int(dims[1]) if len(dims) > 2 and dims[0] == "X" else None
 
 
 def _philips_scale(ds: Optional[Dataset]) -> Optional[float]:
     if ds is not None and (0x2005, 0x100E) in ds:
-        return _float(ds[0x2005, 0x100E].value)
+        return as_float(ds[0x2005, 0x100E].value)
     return None
 
 
@@ -199,31 +178,31 @@ def classic_frame(f: DicomFile) -> Frame:
             tiles = uih.slice_positions(ds, mosaic_n)
             if bvalue is None and gradient is None:
                 bvalue, gradient = uih.diffusion(ds)
-    echo = _int(ds.get("EchoNumbers"))
+    echo = as_int(ds.get("EchoNumbers"))
     # Phases of a multi-phase series (cine, ASL, any TriggerTime series) follow their trigger time,
     # whatever order their acquisition times and instance numbers are in.
     time_key = (
-        float(_int(ds.get("TemporalPositionIdentifier")) or 0),
-        float(_int(ds.get("AcquisitionNumber")) or 0),
-        _float(ds.get("TriggerTime")) or 0.0,
+        float(as_int(ds.get("TemporalPositionIdentifier")) or 0),
+        float(as_int(ds.get("AcquisitionNumber")) or 0),
+        as_float(ds.get("TriggerTime")) or 0.0,
         _seconds(ds.get("AcquisitionTime")),
-        float(_int(ds.get("InstanceNumber")) or 0),
+        float(as_int(ds.get("InstanceNumber")) or 0),
     )
     return Frame(
         file=f,
         index=None,
-        position=_floats(ds.get("ImagePositionPatient"), 3) or (tiles[0] if tiles else None),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2),
-        thickness=_float(ds.get("SliceThickness")),
-        slope=_float(ds.get("RescaleSlope")) or 1.0,
-        intercept=_float(ds.get("RescaleIntercept")) or 0.0,
+        position=as_floats(ds.get("ImagePositionPatient"), 3) or (tiles[0] if tiles else None),
+        orientation=as_floats(ds.get("ImageOrientationPatient"), 6),
+        pixel_spacing=as_floats(ds.get("PixelSpacing"), 2) or as_floats(ds.get("ImagerPixelSpacing"), 2),
+        thickness=as_float(ds.get("SliceThickness")),
+        slope=as_float(ds.get("RescaleSlope")) or 1.0,
+        intercept=as_float(ds.get("RescaleIntercept")) or 0.0,
         echo=echo,
-        echo_time=_float(ds.get("EchoTime")),
+        echo_time=as_float(ds.get("EchoTime")),
         kind=classify_image_type(image_type, philips_type),
         derived=_is_derived(ds, image_type, bvalue, gradient),
         localizer=_is_localizer(ds, image_type),
-        instance=_int(ds.get("InstanceNumber")) or 0,
+        instance=as_int(ds.get("InstanceNumber")) or 0,
         time_key=time_key,
         mosaic_slices=mosaic_n,
         mosaic_normal=mosaic_normal,
@@ -239,13 +218,13 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
     ds = f.ds
     shared = _first(ds, "SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    n = _int(ds.get("NumberOfFrames")) or len(per_frame)
+    n = as_int(ds.get("NumberOfFrames")) or len(per_frame)
     top_type = list(ds.get("ImageType", []) or [])
-    top_echo = _int(ds.get("EchoNumbers"))
+    top_echo = as_int(ds.get("EchoNumbers"))
     # Volumes of one object are ordered by their non-spatial dimension index values, the last declared
     # dimension first (the order dcm2niix gives; dimensions that split the object, such as echo or
     # image kind, are constant within each volume); then by temporal position and acquisition number.
-    dims = [_int(item.get("DimensionIndexPointer")) for item in ds.get("DimensionIndexSequence") or []]
+    dims = [as_int(item.get("DimensionIndexPointer")) for item in ds.get("DimensionIndexSequence") or []]
     temporal_dims = [k for k, ptr in enumerate(dims) if ptr not in _SPATIAL_DIMENSIONS]
     frames = []
     for i in range(n):
@@ -266,39 +245,39 @@ def enhanced_frames(f: DicomFile) -> List[Frame]:
         frame_type = list(ftype.get("FrameType", []) or []) if ftype is not None else top_type
         philips_type = philips[0x2005, 0x1011].value if philips is not None and (0x2005, 0x1011) in philips \
             else None
-        echo = _int(philips.get("EchoNumbers")) if philips is not None else None
+        echo = as_int(philips.get("EchoNumbers")) if philips is not None else None
         if echo is None:
             echo = _ice_echo(pf) if pf is not None else None
         if echo is None:
             echo = top_echo
-        bvalue = _float(diff.get("DiffusionBValue")) if diff is not None else None
+        bvalue = as_float(diff.get("DiffusionBValue")) if diff is not None else None
         gradient = None
         if diff is not None:
             gitem = _first(diff, "DiffusionGradientDirectionSequence")
             if gitem is not None:
-                gradient = _floats(gitem.get("DiffusionGradientOrientation"), 3)
-        temporal = _int(content.get("TemporalPositionIndex")) if content is not None else None
-        acq = _int(content.get("FrameAcquisitionNumber")) if content is not None else None
+                gradient = as_floats(gitem.get("DiffusionGradientOrientation"), 3)
+        temporal = as_int(content.get("TemporalPositionIndex")) if content is not None else None
+        acq = as_int(content.get("FrameAcquisitionNumber")) if content is not None else None
         dim = content.get("DimensionIndexValues") if content is not None else None
         dim = (dim,) if isinstance(dim, int) else tuple(dim or ())  # one value reads as an int
         order = tuple(float(dim[k]) for k in reversed(temporal_dims) if k < len(dim))
         frames.append(Frame(
             file=f,
             index=i,
-            position=_floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None,
-            orientation=_floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None,
-            pixel_spacing=_floats(meas.get("PixelSpacing"), 2) if meas is not None else None,
-            thickness=_float(meas.get("SliceThickness")) if meas is not None else None,
-            slope=(_float(pvt.get("RescaleSlope")) or 1.0) if pvt is not None else 1.0,
-            intercept=(_float(pvt.get("RescaleIntercept")) or 0.0) if pvt is not None else 0.0,
+            position=as_floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None,
+            orientation=as_floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None,
+            pixel_spacing=as_floats(meas.get("PixelSpacing"), 2) if meas is not None else None,
+            thickness=as_float(meas.get("SliceThickness")) if meas is not None else None,
+            slope=(as_float(pvt.get("RescaleSlope")) or 1.0) if pvt is not None else 1.0,
+            intercept=(as_float(pvt.get("RescaleIntercept")) or 0.0) if pvt is not None else 0.0,
             echo=echo,
-            echo_time=_float(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None,
+            echo_time=as_float(echo_item.get("EffectiveEchoTime")) if echo_item is not None else None,
             kind=classify_image_type(frame_type, philips_type,
                                      (ftype.get("ComplexImageComponent") if ftype is not None else None)
                                      or ds.get("ComplexImageComponent")),
             derived=_is_derived(ds, frame_type, bvalue, gradient),
             localizer=_is_localizer(ds, frame_type),
-            instance=_int(ds.get("InstanceNumber")) or 0,
+            instance=as_int(ds.get("InstanceNumber")) or 0,
             time_key=order + (float(temporal or 0), float(acq or 0), float(i), 0.0),
             philips_scale_slope=_philips_scale(philips),
             bvalue=bvalue,
@@ -316,7 +295,7 @@ def classic_multiframe(f: DicomFile, first: Frame, n: int) -> List[Frame]:
     import numpy as np
 
     ds = f.ds
-    step = _float(ds.get("SpacingBetweenSlices")) or None
+    step = as_float(ds.get("SpacingBetweenSlices")) or None
     frames = []
     for i in range(n):
         position = None
@@ -333,5 +312,5 @@ def file_frames(f: DicomFile) -> List[Frame]:
     if "PerFrameFunctionalGroupsSequence" in f.ds or "SharedFunctionalGroupsSequence" in f.ds:
         return enhanced_frames(f)
     frame = classic_frame(f)
-    n = _int(f.ds.get("NumberOfFrames")) or 1
+    n = as_int(f.ds.get("NumberOfFrames")) or 1
     return classic_multiframe(f, frame, n) if n > 1 and not frame.mosaic_slices else [frame]

@@ -7,7 +7,8 @@ decoders, which use the pylibjpeg plug-ins (JPEG, JPEG-LS, JPEG 2000, RLE) when 
 """
 from __future__ import annotations
 
-from typing import BinaryIO, Dict, Optional
+from pathlib import Path
+from typing import BinaryIO, Dict, Optional, Union
 
 import numpy as np
 import pydicom
@@ -15,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from .dicomfile import DicomFile
 from .errors import SeriesError
+from .values import pixel_int
 from .pixeldata import EXPLICIT_LE, IMPLICIT_LE, PixelElement, pixel_element, transfer_syntax
 from .volume import RGB24
 
@@ -22,16 +24,16 @@ NATIVE_LE = {IMPLICIT_LE, EXPLICIT_LE}
 _PYDICOM_PREAMBLE = "Unable to decode as exceptions were raised by all available plugins: "
 
 
-def stored_dtype(ds: Dataset) -> np.dtype:
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+def stored_dtype(ds: Dataset, path: Optional[Union[str, Path]] = None) -> np.dtype:
+    bits = pixel_int(ds, "BitsAllocated", 16, path)
+    signed = pixel_int(ds, "PixelRepresentation", 0, path) == 1
     if bits not in (8, 16, 32):
         raise SeriesError(f"unsupported BitsAllocated={bits}", None, "only 8, 16 and 32 bit pixels are supported")
     return np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
 
 
-def samples_per_pixel(ds: Dataset) -> int:
-    return int(ds.get("SamplesPerPixel", 1) or 1)
+def samples_per_pixel(ds: Dataset, path: Optional[Union[str, Path]] = None) -> int:
+    return pixel_int(ds, "SamplesPerPixel", 1, path) or 1
 
 
 def is_colour(ds: Dataset) -> bool:
@@ -57,8 +59,8 @@ def fix_stored_bits(arr: np.ndarray, ds: Dataset) -> None:
 
     Scanners leave garbage in the unused high bits (dcm_qa_12bit has 0xFFFF in 12-bit data).
     """
-    allocated = int(ds.get("BitsAllocated", 16) or 16)
-    stored = int(ds.get("BitsStored", allocated) or allocated)
+    allocated = pixel_int(ds, "BitsAllocated", 16) or 16
+    stored = pixel_int(ds, "BitsStored", allocated) or allocated
     if stored >= allocated or stored <= 0 or arr.dtype.kind not in "iu":
         return
     shift = allocated - stored
@@ -67,6 +69,31 @@ def fix_stored_bits(arr: np.ndarray, ds: Dataset) -> None:
     else:
         np.left_shift(arr, shift, out=arr)
         np.right_shift(arr, shift, out=arr)
+
+
+def _decode_quietly(ds: Dataset) -> np.ndarray:
+    """The decoded pixel array, by GDCM only where no other installed plug-in decodes the transfer syntax.
+
+    GDCM (python-gdcm, which dicom2nifti installs) writes its own and OpenJPEG's complaints about
+    damaged data straight to the process's stderr, where they would break our one-line messages;
+    pydicom tries it first. The other plug-ins raise instead, and are tried in pydicom's order.
+    """
+    try:
+        from pydicom.pixels import get_decoder
+        plugins = list(get_decoder(transfer_syntax(ds) or IMPLICIT_LE).available_plugins)
+    except Exception:  # noqa: BLE001 - pydicom 2.4 (no such API), or a syntax pydicom cannot decode at all
+        return ds.pixel_array
+    quiet = [name for name in plugins if name != "gdcm"]
+    if not quiet or len(quiet) == len(plugins):
+        return ds.pixel_array
+    failures = []
+    for name in quiet:
+        try:
+            ds.pixel_array_options(decoding_plugin=name)
+            return ds.pixel_array
+        except Exception as exc:  # noqa: BLE001 - as pydicom's own loop over its plug-ins
+            failures.append(f"{name}: {exc}")
+    raise RuntimeError(" ".join(failures))
 
 
 class FrameReader:
@@ -80,7 +107,7 @@ class FrameReader:
         ds = f.pixel_ds
         if f.pixel_offset is None:
             raise SeriesError("no pixel data", f.path)
-        rows, cols = int(ds.Rows), int(ds.Columns)
+        rows, cols = pixel_int(ds, "Rows", 0, f.path), pixel_int(ds, "Columns", 0, f.path)
         if out.shape != (rows, cols):
             raise SeriesError(f"frame is {rows}x{cols}, expected {out.shape[0]}x{out.shape[1]}", f.path)
         if out.dtype == RGB24:
@@ -90,8 +117,9 @@ class FrameReader:
             return
         # A bare data set without file meta is in DICOM's default transfer syntax.
         ts = transfer_syntax(ds) or IMPLICIT_LE
-        dtype = stored_dtype(ds)
-        if ts in NATIVE_LE and samples_per_pixel(ds) == 1 and dtype.itemsize * 8 == int(ds.BitsAllocated):
+        dtype = stored_dtype(ds, f.path)
+        if ts in NATIVE_LE and samples_per_pixel(ds, f.path) == 1 and dtype.itemsize * 8 == \
+                pixel_int(ds, "BitsAllocated", 16, f.path):
             with open(f.path, "rb") as fh:
                 found = pixel_element(f, fh, ts)
                 if found is not None and not found.encapsulated:
@@ -107,7 +135,7 @@ class FrameReader:
         ds = f.pixel_ds
         rows, cols = out.shape
         frame_bytes = rows * cols * dtype.itemsize
-        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+        n_frames = pixel_int(ds, "NumberOfFrames", 1, f.path) or 1
         if found.length < frame_bytes * n_frames:
             raise SeriesError(f"pixel data holds {found.length} bytes, {frame_bytes * n_frames} expected",
                               f.path, "the file is truncated or its header is wrong")
@@ -127,7 +155,7 @@ class FrameReader:
             return self._decoded[key]
         try:
             full = pydicom.dcmread(str(f.path), force=True)
-            arr = full.pixel_array
+            arr = _decode_quietly(full)
         except Exception as exc:  # noqa: BLE001 - decoders raise many kinds on corrupt data
             # One line: plug-in errors span several.
             detail = " ".join(str(exc).split()).replace(_PYDICOM_PREAMBLE, "")[:160]
@@ -141,7 +169,7 @@ class FrameReader:
         arr = np.ascontiguousarray(arr)
         if arr.dtype.kind in "iu":
             fix_stored_bits(arr, f.pixel_ds)
-        n_frames = int(f.pixel_ds.get("NumberOfFrames", 1) or 1)
+        n_frames = pixel_int(f.pixel_ds, "NumberOfFrames", 1, f.path) or 1
         if n_frames > 1:
             self._decoded[key] = arr
         return arr

@@ -26,6 +26,7 @@ from ..pixeldata import (
     pixel_element,
     transfer_syntax,
 )
+from ..values import as_int
 
 try:  # pydicom >= 3
     from pydicom.pixels.utils import get_expected_length
@@ -37,10 +38,7 @@ _FLOAT_BITS = {FLOAT_PIXEL_DATA_TAG: 32, DOUBLE_FLOAT_PIXEL_DATA_TAG: 64}
 
 
 def _frames(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
+    return max(1, as_int(ds.get("NumberOfFrames")) or 1)
 
 
 def _expected(ds: Dataset, tag: int) -> Optional[int]:

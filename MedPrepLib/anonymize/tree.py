@@ -36,6 +36,7 @@ from .anonymizer import Anonymizer
 from .burnedin import burned_in_reason
 from .pixelcheck import pixel_problem
 from .rawpixels import copy_extent, pixel_extent, write_header
+from ..values import as_int
 
 MAPPING_WARNING = ("This file maps pseudonyms back to real patients and UIDs: it identifies them. "
                    "Store it like the original data and never share it with the anonymized data.")
@@ -98,13 +99,6 @@ def _name(value: str) -> str:
     return value if value and value not in (".", "..") and os.sep not in value else "unknown"
 
 
-def _int(value) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _staged(staging: Path, index: int) -> Path:
     """Where input file number `index` waits for its final name."""
     return staging / f"{index}.dcm"
@@ -126,7 +120,7 @@ def _process(anonymizer: Anonymizer, index: int, path: Path, staging: Path, chec
         return _Done(index, skipped=_skip_reason(path, reason))
     ds = f.ds
     done = _Done(index, series=(str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("SeriesNumber", ""))),
-                 series_number=_int(ds.get("SeriesNumber")), modality=str(ds.get("Modality", "") or ""))
+                 series_number=as_int(ds.get("SeriesNumber")), modality=str(ds.get("Modality", "") or ""))
     done.burned_in = (burned_in_reason(ds) or "") if check_burned_in else ""
     if done.burned_in:
         return done  # its series is withheld: no need to write it

@@ -725,3 +725,19 @@ def test_read_dicom_never_drops_a_series_in_silence(tmp_path):
     said: List[str] = []
     volumes = read_dicom(tmp_path, warn=said.append)
     assert len(volumes) == 1 and len(said) == 1 and "series 2 not converted" in said[0]
+
+
+@pytest.mark.parametrize("keyword,converts", [("NumberOfFrames", False), ("SeriesNumber", True),
+                                              ("InstanceNumber", True), ("EchoNumbers", True)])
+def test_malformed_integer_strings(tmp_path, convert, keyword, converts):
+    """Text where an IS value should be ("+7x01"): an attribute the pixel data are read with fails its
+    series in one line naming it and the file; any other reads as absent. Before: "internal error
+    (ValueError: invalid literal for int())" for NumberOfFrames."""
+    bad = _series(tmp_path / "in" / "bad", n=3, extra={keyword: "+7001"})
+    _patch_value(bad, b"+7001", b"+7x01")
+    _series(tmp_path / "in" / "good", n=3)
+    run = convert(tmp_path / "in")
+    assert run.rc == 0 and len(run.niftis()) == (1 if not converts else 2), run.err
+    if not converts:
+        (line,) = [w for w in run.warnings if "not converted" in w]
+        assert f"{keyword} is '+7x01', not a whole number" in line and "bad" in line
