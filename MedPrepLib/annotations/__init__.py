@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 
 from ..errors import MedPrepError
 from ..volume import Volume
+from ..values import as_int
 from .labelmap import OVERLAP_RULE, ImageGrid, LabelMap, SegmentInfo, write_labelmap
 from .rtstruct import RTSTRUCT_CLASS, read_rtstruct
 from .seg import SEG_CLASS, read_seg
@@ -74,16 +75,13 @@ def describe(ds: Dataset, path: Union[str, Path]) -> AnnotationObject:
     if kind is None:
         raise MedPrepError("not a DICOM SEG or RT Structure Set", path)
     if kind == "SEG":
-        items = [(int(s.get("SegmentNumber", 0) or 0), str(s.get("SegmentLabel", "") or ""))
+        items = [(as_int(s.get("SegmentNumber")) or 0, str(s.get("SegmentLabel", "") or ""))
                  for s in ds.get("SegmentSequence") or []]
     else:
-        items = [(int(s.get("ROINumber", 0) or 0), str(s.get("ROIName", "") or ""))
+        items = [(as_int(s.get("ROINumber")) or 0, str(s.get("ROIName", "") or ""))
                  for s in ds.get("StructureSetROISequence") or []]
     items.sort()
-    try:
-        number: Optional[int] = int(ds.get("SeriesNumber"))
-    except (TypeError, ValueError):
-        number = None
+    number = as_int(ds.get("SeriesNumber"))
     refs = _referenced_series(ds, kind)
     warnings = [] if refs else ["names no referenced image series"]
     return AnnotationObject(Path(path), kind, refs, [n for _, n in items], [k for k, _ in items], number,
@@ -125,10 +123,10 @@ def deidentify_names(labelmap: LabelMap, path: Union[str, Path], anonymizer: Any
 
     ds = anonymizer.anonymize(pydicom.dcmread(str(path), stop_before_pixels=True))
     if labelmap.kind == "SEG":
-        items = {int(s.get("SegmentNumber", 0) or 0): (s.get("SegmentLabel"), s.get("SegmentDescription"))
+        items = {as_int(s.get("SegmentNumber")) or 0: (s.get("SegmentLabel"), s.get("SegmentDescription"))
                  for s in ds.get("SegmentSequence") or []}
     else:
-        items = {int(s.get("ROINumber", 0) or 0): (s.get("ROIName"), s.get("ROIDescription"))
+        items = {as_int(s.get("ROINumber")) or 0: (s.get("ROIName"), s.get("ROIDescription"))
                  for s in ds.get("StructureSetROISequence") or []}
     for s in labelmap.segments:
         name, description = items.get(s.number, (None, None))

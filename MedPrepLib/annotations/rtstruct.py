@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .labelmap import ImageGrid, LabelMap, SegmentInfo, coded
+from ..values import as_int
 
 RTSTRUCT_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 FILLED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
@@ -64,14 +65,16 @@ def fill_polygons(polygons: Sequence[np.ndarray], rows: int, cols: int) -> np.nd
 def _roi_infos(ds: Dataset) -> Dict[int, SegmentInfo]:
     infos: Dict[int, SegmentInfo] = {}
     for item in ds.get("StructureSetROISequence") or []:
-        number = int(item.ROINumber)
+        number = as_int(item.get("ROINumber"))
+        if number is None:  # nothing can reference it: its contours are reported as an unlisted ROI's
+            continue
         extra = {}
         if item.get("ROIGenerationAlgorithm"):
             extra["generation_algorithm"] = str(item.ROIGenerationAlgorithm)
         infos[number] = SegmentInfo(number=number, name=str(item.get("ROIName", "") or ""),
                                     description=str(item.get("ROIDescription", "") or ""), extra=extra)
     for obs in ds.get("RTROIObservationsSequence") or []:
-        s = infos.get(int(obs.get("ReferencedROINumber", -1) or -1))
+        s = infos.get(as_int(obs.get("ReferencedROINumber")))
         if s is None:
             continue
         if obs.get("RTROIInterpretedType"):
@@ -80,7 +83,7 @@ def _roi_infos(ds: Dataset) -> Dict[int, SegmentInfo]:
         if code is not None:
             s.type = coded(code)
     for rc in ds.get("ROIContourSequence") or []:
-        s = infos.get(int(rc.get("ReferencedROINumber", -1) or -1))
+        s = infos.get(as_int(rc.get("ReferencedROINumber")))
         if s is not None and rc.get("ROIDisplayColor"):
             s.color = [int(v) for v in rc.ROIDisplayColor]
     return infos
@@ -120,7 +123,7 @@ def read_rtstruct(ds: Dataset, grid: ImageGrid) -> LabelMap:
     problems: Counter = Counter()
     n_contours: Counter = Counter()
     for rc in ds.get("ROIContourSequence") or []:
-        number = int(rc.get("ReferencedROINumber", -1) or -1)
+        number = as_int(rc.get("ReferencedROINumber"))
         if number not in infos:
             problems["contours of an ROI that the structure set does not list"] += len(rc.get("ContourSequence") or [])
             continue

@@ -389,3 +389,16 @@ def test_export_seg_from_a_dcm2niix_label_map(tmp_path):
     ref = nib.load(str(root / "ref" / "label.nii.gz"))
     moved = _on_ref(back.label_array().transpose(2, 1, 0), vol.affine, ref.affine)
     assert np.array_equal(moved, np.asarray(ref.dataobj)) and len(back.segments) == 5
+
+
+def test_rtstruct_roi_with_a_malformed_number_is_reported_and_the_others_kept(tmp_path):
+    """An ROI Number (IS) that is text ("+7x01") cannot be referenced: its contours are reported as those
+    of an ROI the structure set does not list, the other ROIs are read. Before: internal error (ValueError)."""
+    series = _ct(tmp_path / "ct")
+    path = _rtstruct(tmp_path / "rt.dcm", series, [("+7001", "Broken", [(1, SQUARE)]), (2, "Liver", [(2, SQUARE)])])
+    data = path.read_bytes()
+    assert data.count(b"+7001") == 2  # ROI Number, then the contour's Referenced ROI Number
+    path.write_bytes(data.replace(b"+7001", b"+7x01", 1))
+    labelmap = read_annotation(path, _grid(series))
+    assert [s.name for s in labelmap.segments] == ["Liver"]
+    assert any("does not list" in w for w in labelmap.warnings), labelmap.warnings
