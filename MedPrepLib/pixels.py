@@ -92,7 +92,7 @@ def _decode_quietly(ds: Dataset) -> np.ndarray:
             ds.pixel_array_options(decoding_plugin=name)
             return ds.pixel_array
         except Exception as exc:  # noqa: BLE001 - as pydicom's own loop over its plug-ins
-            failures.append(f"{name}: {exc}")
+            failures.append(str(exc))  # pydicom names the plug-in
     raise RuntimeError(" ".join(failures))
 
 
