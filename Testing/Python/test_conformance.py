@@ -215,10 +215,10 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
 
     import MedPrepLib.discovery as discovery
 
-    monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # the sets are small: scan every one in the workers
     monkeypatch.setattr(discovery, "SCAN_CHUNK", 16)
     root = require_conformance()
     with LocalPool(2, preload=DICOM_PRELOAD) as pool:
+        list(pool.map(abs, [(1,), (2,)]))  # both workers up: none of the scan runs here while they start
         for set_dir in sorted(root / name for name in SETS):
             here, there = scan(set_dir), scan(set_dir, map_chunks=pool.ordered)
             assert [row(s) for s in there.series] == [row(s) for s in here.series], set_dir.name

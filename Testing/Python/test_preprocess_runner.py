@@ -170,8 +170,7 @@ def test_run_dicom_tree_names_cases_without_patient_data(tmp_path, workers, monk
     import MedPrepLib.discovery as discovery
     from MedPrepLib.sample import write_ct_series
 
-    monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # with 2 workers, they read the headers (in chunks of 4)
-    monkeypatch.setattr(discovery, "SCAN_CHUNK", 4)
+    monkeypatch.setattr(discovery, "SCAN_CHUNK", 4)  # with 2 workers, they read the headers in chunks
 
     for i in range(workers):  # 2 workers run only where there are 2 cases
         write_ct_series(tmp_path / "dicom" / "DEMO^PATIENT" / f"ct{i}", n_slices=6, rows=32, cols=32,
