@@ -12,6 +12,7 @@ fork server, which itself exits when the driver does) dies.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from collections import deque
 from multiprocessing.connection import wait
@@ -87,10 +88,14 @@ class _Worker:
         self.lifeline.close()
 
 
-def _here(fn: Callable, index: int, args: tuple) -> Outcome:
-    """A job run in the calling process, reported as a worker reports it."""
+def _here(fn: Callable, index: int, args: tuple, as_sent: bool = False) -> Outcome:
+    """A job run in the calling process, reported as a worker reports it. `as_sent`: its value as a
+    worker would have sent it (pickled and back), so that the caller holds the same objects whoever
+    ran the job (a header scan's files without their whole headers, say)."""
     try:
-        return Outcome(index, fn(*args), worker="this process")
+        value = fn(*args)
+        return Outcome(index, pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) if as_sent else value,
+                       worker="this process")
     except Exception as exc:  # noqa: BLE001 - as a worker reports it
         return Outcome(index, error=f"{type(exc).__name__}: {exc}", worker="this process")
 
@@ -252,7 +257,7 @@ class LocalPool(Executor):
                     attempts[index] += 1
                     remaining -= 1
                     ran_here = True
-                    yield _here(fn, index, arguments[index])
+                    yield _here(fn, index, arguments[index], as_sent=True)
                     continue
                 busy = [w for w in workers if w.job is not None]
                 starting = len(workers) < n and self._wake is not None
