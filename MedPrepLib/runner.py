@@ -26,8 +26,7 @@ import numpy as np
 
 from .targets import BOXES_KEY, attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
-from .cases import (DICOM_PRELOAD, PRELOAD, Case, LabelTableOptions, find_cases, is_dicom_tree,  # noqa: F401
-                    read_case_label, read_image, worker_preload)
+from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case_label, read_image, worker_preload
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads

@@ -207,7 +207,7 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
     from MedPrepLib.discovery import scan
     from MedPrepLib.errors import MedPrepError
     from MedPrepLib.executor.local import LocalPool
-    from MedPrepLib.runner import DICOM_PRELOAD
+    from MedPrepLib.cases import DICOM_PRELOAD
 
     def row(s):
         return (s.uid, s.postfix, [str(f.path) for f in s.files], len(s.frames),

@@ -151,7 +151,8 @@ def rerun_counts(capsys, *args: str) -> tuple:
 def test_builtin_pool_a_killed_worker_case_runs_again(dataset, reference, tmp_path):
     from MedPrepLib.executor.local import LocalPool
     from MedPrepLib.preprocess import load_pipeline
-    from MedPrepLib.runner import PRELOAD, run_dataset
+    from MedPrepLib.cases import PRELOAD
+    from MedPrepLib.runner import run_dataset
 
     out = tmp_path / "out"
     killed = []

@@ -189,8 +189,8 @@ def test_a_nifti_run_does_not_load_the_dicom_stack():
     """What the workers of a NIfTI run import (the fork server's preload) leaves pydicom out: it costs
     each run 0.3 s and 23 MB. pydicom and nibabel's DICOM-free parts still work afterwards."""
     code = ("import sys, importlib\n"
-            "from MedPrepLib import runner\n"
-            "for name in runner.PRELOAD: importlib.import_module(name)\n"
+            "from MedPrepLib import cases\n"
+            "for name in cases.PRELOAD: importlib.import_module(name)\n"
             "assert 'pydicom' not in sys.modules, 'pydicom was imported'\n"
             "import pydicom, pydicom.dataset\n"
             "from nibabel.nicom import csareader\n"
