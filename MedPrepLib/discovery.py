@@ -338,9 +338,7 @@ def scan_files(paths: List[Path]) -> List[FileScan]:
 
 
 # Files a worker scans at a time when `scan` is given a pool: a few tens of milliseconds of work.
-# Fewer files than SCAN_ALONE are read here: starting worker processes costs about as much (0.5 s).
 SCAN_CHUNK = 64
-SCAN_ALONE = 512
 ChunkMap = Callable[[Callable[[List[Path]], List[FileScan]], List[List[Path]]], Iterable[List[FileScan]]]
 
 
@@ -348,10 +346,11 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
          progress: Optional[Callable[[int, int], None]] = None, map_chunks: Optional[ChunkMap] = None) -> ScanResult:
     """Find every image series under `path` (a folder or a single file).
 
-    `map_chunks(scan_files, chunks)`, if given, scans the chunks of files elsewhere (worker processes)
-    and returns their results in order. The headers stay where they were read: a Frame's file comes
-    back with its path, offsets and pixel attributes, and reads its header again when asked (see
-    DicomFile), which the scan itself does for one file per series only.
+    `map_chunks(scan_files, chunks)`, if given, scans the chunks of files elsewhere (worker processes;
+    a local pool scans here too while its workers start) and returns their results in order. The
+    headers stay where they were read: a Frame's file comes back with its path, offsets and pixel
+    attributes, and reads its header again when asked (see DicomFile), which the scan itself does
+    for one file per series only.
     """
     skipped: List[Skipped] = []
 
@@ -359,7 +358,7 @@ def scan(path: Union[str, Path], ignore_derived: bool = False,
         skipped.append(Skipped(folder, unreadable_folder_reason(exc)))
 
     files = list(walk_files(path, on_error=unreadable))
-    if map_chunks is None or len(files) < SCAN_ALONE:
+    if map_chunks is None:
         scanned: Iterable[FileScan] = (scan_file(p) for p in files)
     else:
         chunks = [files[i:i + SCAN_CHUNK] for i in range(0, len(files), SCAN_CHUNK)]

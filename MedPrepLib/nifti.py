@@ -46,6 +46,11 @@ _BLOCK = 1 << 20
 _gzip_threads = 2
 
 
+def gzip_threads() -> int:
+    """Compression threads for .nii.gz in this process (see `set_gzip_threads`)."""
+    return _gzip_threads
+
+
 def set_gzip_threads(threads: int) -> None:
     """Compression threads for .nii.gz in this process (like ITK's global thread count): a dataset
     run gives each worker its share of the CPUs; 1 compresses in the calling thread."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from .targets import attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
-from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case, read_image
+from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case, read_image, worker_preload
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
@@ -36,12 +36,6 @@ from .preprocess import pipeline as pl
 from .splits import SplitSpec
 from .stage import Stage, remove_leftovers
 from .statistics_journal import JOURNAL_NAME, SummaryJournal
-
-# What a run's workers import before their first job. A run over DICOM also has them import the
-# DICOM reader (pydicom); a NIfTI run leaves it out: 23 MB less in each worker.
-PRELOAD = ["MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
-           "SimpleITK", "numpy"]
-DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
 
 
 def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, Any]], out_dir: Path,
@@ -141,8 +135,7 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
     if executor is None:
         from .executor import make_executor
 
-        dicom = in_root.is_dir() and is_dicom_tree(in_root)
-        with make_executor(workers, preload=DICOM_PRELOAD if dicom else PRELOAD) as pool:
+        with make_executor(workers, preload=worker_preload(in_root)) as pool:
             return run_dataset(pipeline, in_root, out_dir, qa=qa, labels_dir=labels_dir, split_file=split_file,
                                statistics_file=statistics_file, progress=progress, executor=pool,
                                label_table=label_table, split=split, boxes=boxes, label_names=label_names,

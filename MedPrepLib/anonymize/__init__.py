@@ -2,11 +2,22 @@
 
 `Anonymizer(key, options).anonymize(ds)` de-identifies one pydicom Dataset in place (full or
 header-only); `anonymize_tree` writes a de-identified copy of a DICOM tree.
-"""
-from .anonymizer import Anonymizer
-from .burnedin import burned_in_reason
-from .options import AnonymizeOptions
-from .tree import TreeReport, anonymize_tree, write_mapping
 
-__all__ = ["Anonymizer", "AnonymizeOptions", "TreeReport", "anonymize_tree", "burned_in_reason",
-           "write_mapping"]
+The names below are imported when first used: the command line builds its options from `options`
+alone, and `medprep anonymize` starts its workers before it imports pydicom itself.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {"Anonymizer": "anonymizer", "AnonymizeOptions": "options", "TreeReport": "tree",
+          "anonymize_tree": "tree", "burned_in_reason": "burnedin", "write_mapping": "tree"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -241,7 +241,7 @@ def _batches(anonymizer: Anonymizer, paths: List[Path], staging: Path, check_bur
     blank = copy.copy(anonymizer)  # what every job gets: the options and key, none of the mapping
     blank.uids, blank.patients = {}, {}
     arguments = [(blank, [(i, paths[i]) for i in span], staging, check_burned_in) for span in spans]
-    for outcome in executor.map(_run_span, arguments):
+    for outcome in executor.map(_run_span, arguments, light=True):
         span = spans[outcome.index]
         if outcome.worker:
             report.workers[outcome.worker] = report.workers.get(outcome.worker, 0) + len(span)

@@ -124,13 +124,15 @@ def _summary(report, kept_damaged: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..anonymize import anonymize_tree, write_mapping
-    from ..anonymize.tree import MAPPING_WARNING
-
-    anonymizer = anonymizer_from_args(args)
     if args.jobs < 1:
         raise MedPrepError(f"--jobs must be at least 1, not {args.jobs}")
+    # Where the jobs run comes first: a local pool's fork server then imports what the workers need
+    # while this process imports its own modules.
     with executor_from_args(args, args.jobs, preload=["MedPrepLib.anonymize.tree"]) as executor:
+        from ..anonymize import anonymize_tree, write_mapping
+        from ..anonymize.tree import MAPPING_WARNING
+
+        anonymizer = anonymizer_from_args(args)
         report = anonymize_tree(args.input, args.output, anonymizer, jobs=executor)
     for w in report.withheld:
         print(f"medprep: warning: series {w.series_number} ({w.modality}, {w.files} files) not written: "

@@ -76,17 +76,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cases import worker_preload
+    from ..errors import MedPrepError
+
+    if args.workers is not None and args.workers < 1:
+        raise MedPrepError(f"--workers must be at least 1, got {args.workers}")
+    # Where the jobs run comes first: a local pool's fork server then imports what the workers need
+    # while this process imports its own modules and checks the rest of the command.
+    with executor_from_args(args, args.workers, worker_preload(args.input_dir)) as executor:
+        return _run(args, executor)
+
+
+def _run(args: argparse.Namespace, executor: Any) -> int:
     from ..boxes import BoxOptions
-    from ..cases import LabelTableOptions, is_dicom_tree, is_label_table
+    from ..cases import LabelTableOptions, is_label_table
     from ..errors import MedPrepError
     from ..export import DatasetInfo, nnunet_dataset_dir, parse_names
     from ..preprocess import load_pipeline
     from ..progress import Progress
-    from ..runner import DICOM_PRELOAD, PRELOAD, run_dataset
+    from ..runner import run_dataset
     from ..splits import is_split_spec, parse_split_spec
 
-    if args.workers is not None and args.workers < 1:
-        raise MedPrepError(f"--workers must be at least 1, got {args.workers}")
     pipeline = load_pipeline(args.pipeline, args.overrides + ([f"output.layout={args.layout}"] if args.layout else []))
     table = None
     if args.labels and is_label_table(args.labels):
@@ -110,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
         raise MedPrepError("--stratify and --group-by go with --split train=...,val=...,test=...")
     if spec is not None and spec.stratify == "label" and table is None:
         raise MedPrepError("--stratify label needs class labels", hint="give --labels TABLE.csv")
-    dicom = Path(args.input_dir).is_dir() and is_dicom_tree(Path(args.input_dir))
     output_dir = args.output_dir
     nnunet_only = [flag for flag, value in (("--modality", args.modality), ("--dataset-id", args.dataset_id),
                                             ("--dataset-name", args.dataset_name)) if value is not None]
@@ -132,13 +141,11 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             bar.done()
 
-    with executor_from_args(args, args.workers, DICOM_PRELOAD if dicom else PRELOAD) as executor:
-        report = run_dataset(pipeline, args.input_dir, output_dir, qa=args.qa,
-                             labels_dir=None if table else args.labels,
-                             split_file=None if spec or not args.split else args.split,
-                             statistics_file=args.statistics, progress=progress, executor=executor,
-                             label_table=table, split=spec, boxes=boxes,
-                             label_names=list(dataset.label_names) or None, dataset=dataset)
+    report = run_dataset(pipeline, args.input_dir, output_dir, qa=args.qa, labels_dir=None if table else args.labels,
+                         split_file=None if spec or not args.split else args.split,
+                         statistics_file=args.statistics, progress=progress, executor=executor,
+                         label_table=table, split=spec, boxes=boxes,
+                         label_names=list(dataset.label_names) or None, dataset=dataset)
     for warning in report.warnings:
         print(f"medprep: warning: {warning}", file=sys.stderr)
     reused, computed = report.summaries

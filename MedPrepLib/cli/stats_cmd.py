@@ -36,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import MedPrepError
     from ..preprocess import load_pipeline
     from ..preprocess.pipeline import save_statistics
-    from ..cases import find_cases
+    from ..cases import find_cases, worker_preload
     from ..dataset_statistics import compute_statistics
     from ..executor import make_executor
-    from ..runner import PRELOAD
     from ..splits import apply_split_file
 
     pipeline = load_pipeline(args.pipeline, args.overrides)
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.split:
         apply_split_file(cases, args.split)
     warnings: list = []
-    with make_executor(args.workers, preload=PRELOAD) as executor:
+    with make_executor(args.workers, preload=worker_preload(args.input_dir)) as executor:
         executor.limit(len(cases))
         statistics = compute_statistics(cases, pipeline, executor, warn=warnings.append)
     training = [c.case_id for c in cases if c.training]

@@ -46,16 +46,41 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+# The calling process's own thread settings while jobs that run in it have changed them (see
+# `limit_threads`); None when they are its own.
+_caller_threads: Optional[Tuple[int, int]] = None
+
+
 def limit_threads(per_host: int) -> None:
     """ITK's and gzip's threads in a worker: its share of the CPUs among the `per_host` workers of its
-    machine (more threads than that only compete with the other workers)."""
+    machine (more threads than that only compete with the other workers). In the calling process
+    (a job run there) the settings it had are kept, for `restore_threads` to give them back."""
+    global _caller_threads
+    import SimpleITK as sitk
+
+    from ..nifti import gzip_threads, set_gzip_threads
+
+    if _caller_threads is None:
+        _caller_threads = (sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), gzip_threads())
+    share = max(1, usable_cpus() // max(1, per_host))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(share)
+    set_gzip_threads(share)
+
+
+def restore_threads() -> None:
+    """Give the calling process back the ITK and gzip thread counts it had before jobs run in it
+    called `limit_threads`: the caller (Slicer, a notebook) keeps its own settings."""
+    global _caller_threads
+    if _caller_threads is None:
+        return
     import SimpleITK as sitk
 
     from ..nifti import set_gzip_threads
 
-    share = max(1, usable_cpus() // max(1, per_host))
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(share)
-    set_gzip_threads(share)
+    itk, gz = _caller_threads
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk)
+    set_gzip_threads(gz)
+    _caller_threads = None
 
 
 class Executor:
@@ -77,17 +102,20 @@ class Executor:
         """How many jobs run at once for a run of `jobs` jobs."""
         return max(1, min(self.workers, jobs))
 
-    def map(self, fn: Callable, arguments: Sequence[tuple], sizes: Optional[Sequence[float]] = None
-            ) -> Iterator[Outcome]:
+    def map(self, fn: Callable, arguments: Sequence[tuple], sizes: Optional[Sequence[float]] = None,
+            light: bool = False) -> Iterator[Outcome]:
         """fn(*a) for each a of `arguments`, as they finish. With `sizes`, the largest jobs start first:
-        a large case started last would leave the other workers idle while it runs alone."""
+        a large case started last would leave the other workers idle while it runs alone. `light`
+        jobs (little memory, no threads of their own: reading headers, de-identifying files) may run
+        in the calling process while the workers start, rather than wait for them."""
         raise NotImplementedError
 
     def ordered(self, fn: Callable, arguments: Sequence[Any]) -> Iterator[Any]:
-        """fn(a) for each a of `arguments`, in their order; a job that fails raises MedPrepError."""
+        """fn(a) for each a of `arguments` (light jobs, see `map`), in their order; a job that fails
+        raises MedPrepError."""
         done: Dict[int, Any] = {}
         following = 0
-        for outcome in self.map(fn, [(a,) for a in arguments]):
+        for outcome in self.map(fn, [(a,) for a in arguments], light=True):
             if outcome.error:
                 raise MedPrepError(f"a worker failed: {outcome.error}")
             done[outcome.index] = outcome.value

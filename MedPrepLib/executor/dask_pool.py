@@ -140,8 +140,8 @@ class DaskPool(Executor):
 
         return self.client.run(os.getpid)
 
-    def map(self, fn: Callable, arguments: Sequence[tuple], sizes: Optional[Sequence[float]] = None
-            ) -> Iterator[Outcome]:
+    def map(self, fn: Callable, arguments: Sequence[tuple], sizes: Optional[Sequence[float]] = None,
+            light: bool = False) -> Iterator[Outcome]:
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 

@@ -207,7 +207,7 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
     from MedPrepLib.discovery import scan
     from MedPrepLib.errors import MedPrepError
     from MedPrepLib.executor.local import LocalPool
-    from MedPrepLib.runner import DICOM_PRELOAD
+    from MedPrepLib.cases import DICOM_PRELOAD
 
     def row(s):
         return (s.uid, s.postfix, [str(f.path) for f in s.files], len(s.frames),
@@ -215,10 +215,10 @@ def test_scanning_in_worker_processes_finds_the_same_series(monkeypatch) -> None
 
     import MedPrepLib.discovery as discovery
 
-    monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # the sets are small: scan every one in the workers
     monkeypatch.setattr(discovery, "SCAN_CHUNK", 16)
     root = require_conformance()
     with LocalPool(2, preload=DICOM_PRELOAD) as pool:
+        list(pool.map(abs, [(1,), (2,)]))  # both workers up: none of the scan runs here while they start
         for set_dir in sorted(root / name for name in SETS):
             here, there = scan(set_dir), scan(set_dir, map_chunks=pool.ordered)
             assert [row(s) for s in there.series] == [row(s) for s in here.series], set_dir.name

@@ -136,7 +136,8 @@ def rerun_counts(capsys, *args: str) -> tuple:
 def test_builtin_pool_a_killed_worker_case_runs_again(dataset, reference, tmp_path):
     from MedPrepLib.executor.local import LocalPool
     from MedPrepLib.preprocess import load_pipeline
-    from MedPrepLib.runner import PRELOAD, run_dataset
+    from MedPrepLib.cases import PRELOAD
+    from MedPrepLib.runner import run_dataset
 
     out = tmp_path / "out"
     killed = []
@@ -215,6 +216,66 @@ def test_every_training_case_failing_in_the_statistics_pass_is_one_line_with_the
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "step 'nnunet_ct' needs dataset statistics but every training case failed (the " \
         "first, c0: " in err[0], err
+
+
+def mark_started(folder: Path, i: int) -> int:
+    (folder / str(i)).touch()
+    return i
+
+
+def test_builtin_pool_an_idle_worker_gets_its_next_job_before_the_caller_takes_a_result(tmp_path):
+    """The caller may spend a while on each result (journaling a case waits for the disk): the worker
+    that sent it is already on its next job meanwhile."""
+    from MedPrepLib.executor.local import LocalPool
+
+    with LocalPool(2) as pool:
+        outcomes = pool.map(mark_started, [(tmp_path, i) for i in range(4)])
+        first = next(outcomes)
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = len(list(tmp_path.iterdir()))
+        rest = list(outcomes)
+    assert started >= 3, "the next job waited for the caller"
+    assert sorted([first.index] + [o.index for o in rest]) == [0, 1, 2, 3]
+    assert all(o.value == o.index and not o.error for o in [first] + rest)
+
+
+def test_builtin_pool_runs_light_jobs_only_here_while_workers_start():
+    """Light jobs (header reading, de-identifying files) may run in the calling process while the
+    workers start; other jobs never do (a case's volume in the driver would add to the run's memory).
+    The results are the same whoever runs them."""
+    from MedPrepLib.executor.local import LocalPool
+
+    with LocalPool(2) as pool:
+        heavy = list(pool.map(os.getpid, [()] * 6))
+    with LocalPool(2) as pool:
+        light = list(pool.map(abs, [(-i,) for i in range(40)], light=True))
+    assert all(o.worker.startswith("worker ") and o.value != os.getpid() for o in heavy)
+    assert sorted((o.index, o.value) for o in light) == [(i, i) for i in range(40)]
+    assert {o.worker for o in light} <= {"this process", "worker 1", "worker 2"}
+
+
+def test_a_run_in_this_process_leaves_its_thread_settings_as_they_were(tmp_path):
+    """With 1 worker the cases run in the calling process (Slicer, a notebook): the ITK and gzip thread
+    counts each case sets for itself are given back when the run ends."""
+    import SimpleITK as sitk
+
+    from MedPrepLib import nifti
+    from MedPrepLib.preprocess import load_pipeline
+    from MedPrepLib.runner import run_dataset
+
+    data = make_dataset(tmp_path / "in", 2)
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), nifti.gzip_threads()
+    try:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(7)
+        nifti.set_gzip_threads(5)
+        report = run_dataset(load_pipeline(str(tmp_path / "p.json")), data, tmp_path / "out", workers=1)
+        assert len(report.written) == 2 and report.workers == {"this process": 2}
+        assert (sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), nifti.gzip_threads()) == (7, 5)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before[0])
+        nifti.set_gzip_threads(before[1])
 
 
 # ---------------------------------------------------------------- Dask

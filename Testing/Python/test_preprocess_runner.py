@@ -170,8 +170,7 @@ def test_run_dicom_tree_names_cases_without_patient_data(tmp_path, workers, monk
     import MedPrepLib.discovery as discovery
     from MedPrepSample import write_ct_series
 
-    monkeypatch.setattr(discovery, "SCAN_ALONE", 0)  # with 2 workers, they read the headers (in chunks of 4)
-    monkeypatch.setattr(discovery, "SCAN_CHUNK", 4)
+    monkeypatch.setattr(discovery, "SCAN_CHUNK", 4)  # with 2 workers, they read the headers in chunks
 
     for i in range(workers):  # 2 workers run only where there are 2 cases
         write_ct_series(tmp_path / "dicom" / "DEMO^PATIENT" / f"ct{i}", n_slices=6, rows=32, cols=32,
@@ -190,8 +189,8 @@ def test_a_nifti_run_does_not_load_the_dicom_stack():
     """What the workers of a NIfTI run import (the fork server's preload) leaves pydicom out: it costs
     each run 0.3 s and 23 MB. pydicom and nibabel's DICOM-free parts still work afterwards."""
     code = ("import sys, importlib\n"
-            "from MedPrepLib import runner\n"
-            "for name in runner.PRELOAD: importlib.import_module(name)\n"
+            "from MedPrepLib import cases\n"
+            "for name in cases.PRELOAD: importlib.import_module(name)\n"
             "assert 'pydicom' not in sys.modules, 'pydicom was imported'\n"
             "import pydicom, pydicom.dataset\n"
             "from nibabel.nicom import csareader\n"
