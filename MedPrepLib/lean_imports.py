@@ -1,14 +1,18 @@
 """Optional imports our dependencies make for features MedPrep never uses, refused at start-up.
 
 Every `medprep` command, and every worker of a dataset run, starts a fresh interpreter, and
-importing is most of what a short conversion costs (a 300-slice CT: 0.9 s of 2.4 s CPU). Two of
-those imports serve nothing of ours:
+importing is most of what a short conversion costs (a 300-slice CT: 0.9 s of 2.4 s CPU). Three
+kinds of those imports serve nothing of ours:
 
 - pydicom's test-data downloader (`pydicom.data.download`) imports `requests` and `tqdm` when they
   are installed, 0.2 s of CPU per start; without them it downloads with urllib, should anyone ask.
 - nibabel imports pydicom only to offer DICOM header extensions in NIfTI files, which MedPrep
   neither reads nor writes; pydicom 3 then loads every pixel-decoder plug-in (0.3 s and 23 MB in
   each worker of a NIfTI dataset run that never touches DICOM).
+- pydicom registers GDCM as a pixel codec whenever another package has installed it (dicom2nifti
+  depends on it): 0.1 s per start, and its C decoder writes its complaints about a damaged stream
+  straight to the process's stderr, past MedPrep's one-line errors. MedPrep decodes with the
+  pylibjpeg plug-ins it depends on (pyproject.toml), the same with or without GDCM installed.
 
 While such an importer runs its own module code, the import of those names fails as if they
 were not installed, which both packages are written to accept. An import from anywhere else,
@@ -24,6 +28,11 @@ from typing import Any, Dict, Optional, Tuple
 SKIPPED: Dict[str, Tuple[str, ...]] = {
     "pydicom.data.download": ("requests", "tqdm"),
     "nibabel": ("pydicom",),
+    # pydicom 3 decoders and encoders, pydicom 2 handlers and encoders
+    "pydicom.pixels.decoders.gdcm": ("gdcm",),
+    "pydicom.pixels.encoders.gdcm": ("gdcm",),
+    "pydicom.pixel_data_handlers.gdcm_handler": ("gdcm",),
+    "pydicom.encoders.gdcm": ("gdcm",),
 }
 
 
