@@ -7,10 +7,10 @@ gzip at its fastest level: dcm2niix-compatible files at a fraction of zlib's tim
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 from typing import BinaryIO, Union
 
+import nibabel as nib  # without pydicom unless it is loaded already: see lean_imports.py
 import numpy as np
 
 from . import __version__
@@ -18,27 +18,6 @@ from .atomic import atomic_path
 from .errors import MedPrepError
 from .geometry import qform_frame
 from .volume import Volume
-
-
-def _import_nibabel():
-    """nibabel, without the pydicom import it makes only to offer DICOM header extensions.
-
-    MedPrep neither reads nor writes those extensions, and pydicom 3 loads every pixel-decoder
-    plugin when imported: 0.3 s and 23 MB in each worker of a NIfTI dataset run that never
-    touches DICOM. Where pydicom is loaded already (a DICOM run, Slicer), nothing changes.
-    """
-    if "pydicom" in sys.modules or "nibabel.nifti1" in sys.modules:
-        import nibabel
-        return nibabel
-    sys.modules["pydicom"] = None  # type: ignore[assignment]  # fails nibabel's optional import at once
-    try:
-        import nibabel
-    finally:
-        del sys.modules["pydicom"]
-    return nibabel
-
-
-nib = _import_nibabel()
 
 GZIP_LEVEL = 1
 # Voxels move in 1 MB pieces: gzip's readinto decompresses into a temporary of the piece's size.
