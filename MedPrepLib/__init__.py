@@ -3,9 +3,4 @@
 Importable without 3D Slicer. The `medprep` command line, the dataset runner and the Slicer
 module all call the functions of this package with the same parameters.
 """
-from . import lean_imports
-
 __version__ = "0.1.0"
-
-# Before any module of the package imports pydicom or nibabel (see lean_imports.py).
-lean_imports.install()

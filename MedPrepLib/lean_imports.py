@@ -14,6 +14,11 @@ kinds of those imports serve nothing of ours:
   straight to the process's stderr, past MedPrep's one-line errors. MedPrep decodes with the
   pylibjpeg plug-ins it depends on (pyproject.toml), the same with or without GDCM installed.
 
+Only processes MedPrep owns do this: importing this module installs the finder, and the `medprep`
+command line (cli.main) and the fork server of its worker pools (executor.local) import it before
+anything else. A program that imports MedPrepLib as a library (Slicer, a notebook) keeps its
+imports as they are; there MedPrep decodes around GDCM's stderr output instead (pixels.py).
+
 While such an importer runs its own module code, the import of those names fails as if they
 were not installed, which both packages are written to accept. An import from anywhere else,
 before or after, is not affected; a name already imported is never touched (the import system
@@ -56,3 +61,6 @@ def install() -> None:
     """Put the finder first on sys.meta_path, once per process."""
     if not any(isinstance(f, _SkipOptionalImports) for f in sys.meta_path):
         sys.meta_path.insert(0, _SkipOptionalImports())
+
+
+install()

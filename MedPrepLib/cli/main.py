@@ -14,6 +14,7 @@ import warnings
 from typing import List, Optional
 
 from .. import __version__
+from .. import lean_imports  # noqa: F401 - installs itself: the command line is a process of ours
 from ..errors import MedPrepError
 
 # Subcommand modules, in the order `medprep --help` lists them.

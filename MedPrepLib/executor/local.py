@@ -113,7 +113,8 @@ class LocalPool(Executor):
         self.workers = self.per_host = max(1, workers)
         self.retries = retries
         # What every worker needs, imported once by the fork server rather than by each worker.
-        self.preload = ["MedPrepLib.executor.local"] + list(preload)
+        # lean_imports first: a worker is a process of ours (see there)
+        self.preload = ["MedPrepLib.lean_imports", "MedPrepLib.executor.local"] + list(preload)
         self._context: Any = None
         self._slots: List[Optional[_Worker]] = []
         self._starting: Set[int] = set()   # slots whose worker a starter thread is starting

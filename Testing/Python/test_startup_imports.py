@@ -56,3 +56,13 @@ def test_the_anonymizer_loads_on_first_use():
                     "print(json.dumps({'ok': Anonymizer.__module__ == 'MedPrepLib.anonymize.anonymizer' and "
                     "'MedPrepLib.anonymize.tree' in sys.modules and 'burned_in_reason' in dir(a)}))")
     assert result["ok"]
+
+
+def test_a_library_user_keeps_the_imports_of_pydicom_as_they_are():
+    """Only MedPrep's own processes (the command line, its workers) refuse optional imports: a program
+    that imports MedPrepLib (Slicer, a notebook) gets the pydicom it would get without it."""
+    code = ("import json, sys\n{first}import pydicom, pydicom.pixels, nibabel.nifti1\n"
+            "print(json.dumps({{'gdcm': 'gdcm' in sys.modules, 'nibabel_dicom': bool(nibabel.nifti1.have_dicom)}}))")
+    plain = _probe(code.format(first=""))
+    assert _probe(code.format(first="import MedPrepLib.convert, MedPrepLib.nifti, MedPrepLib.executor.local\n")) \
+        == plain
