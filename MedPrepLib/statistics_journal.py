@@ -2,7 +2,7 @@
 
 A dataset run killed during its statistics pass (Ctrl-C, SIGKILL, a node reboot) leaves here the
 summaries it had received; the next run of the same command takes them from here and computes only
-the others. Each line is one training case's summary for one step, appended and flushed at once,
+the others. Each line is one training case's summary for one step, appended at once (see `appendlog`),
 keyed by a digest of all that decides it: the pipeline, the step, the statistics of the steps before
 it, the case's input files (names, sizes, modification times) and the labels kept. A line whose key
 no longer matches (an input or the pipeline changed) is ignored, as is a line cut short by a crash.
@@ -17,11 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .appendlog import AppendLog
 
 JOURNAL_NAME = "statistics-journal.jsonl"
 
@@ -71,7 +72,7 @@ class SummaryJournal:
         self.reused = 0     # summaries taken from the journal
         self.computed = 0   # summaries computed by this run
         self._found: Dict[Tuple[str, str], Any] = {}
-        self._fh: Optional[IO[str]] = None
+        self._log: Optional[AppendLog] = None
 
     def key(self, case: Any, index: int, statistics: Dict[int, Dict[str, Any]]) -> str:
         """What decides `case`'s summary for step `index`, as a digest."""
@@ -80,25 +81,21 @@ class SummaryJournal:
         return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()
 
     def __enter__(self) -> "SummaryJournal":
-        tail = b"\n"
         if self.path.is_file():
             with open(self.path, "rb") as fh:
                 for line in fh:
-                    tail = line[-1:]
                     try:
                         entry = json.loads(line)
                         self._found[(entry["case"], entry["key"])] = entry["summary"]
                     except (ValueError, KeyError, TypeError):
                         continue  # cut short by a crash, or not ours: that case is computed again
-        self._fh = open(self.path, "a", encoding="utf-8")
-        if tail != b"\n":  # the last line was cut short: the next one starts a line of its own
-            self._fh.write("\n")
+        self._log = AppendLog(self.path).__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._log is not None:
+            self._log.__exit__()
+            self._log = None
 
     def found(self, case: Any, index: int, statistics: Dict[int, Dict[str, Any]]) -> List[Any]:
         """[the summary] journaled for this case, step and earlier statistics, or []."""
@@ -115,16 +112,14 @@ class SummaryJournal:
     def append(self, case: Any, index: int, statistics: Dict[int, Dict[str, Any]], summary: Any) -> None:
         """Journal a summary just received (one a step makes of other types is not journaled: it is
         computed again after a crash)."""
-        assert self._fh is not None
+        assert self._log is not None
         self.computed += 1
         try:
             line = json.dumps({"case": case.case_id, "key": self.key(case, index, statistics),
                                "summary": _encode(summary)})
         except TypeError:
             return
-        self._fh.write(line + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._log.write(line + "\n")
 
     def remove(self) -> None:
         """The statistics are written: what the journal kept is in statistics.json."""

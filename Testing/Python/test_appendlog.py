@@ -1,0 +1,43 @@
+"""The append-only logs of a dataset run (manifest.csv, the statistics journal): what a killed process
+leaves, and how often they are forced to the disk."""
+from __future__ import annotations
+
+import MedPrepLib.appendlog as appendlog
+from MedPrepLib.appendlog import AppendLog
+
+
+def test_every_record_is_in_the_file_as_soon_as_it_is_written(tmp_path):
+    path = tmp_path / "log.txt"
+    with AppendLog(path) as log:
+        assert log.was_empty
+        log.write("a\n")
+        assert path.read_text() == "a\n"  # another process (a rerun after a kill) would see it now
+        log.write("b\n")
+        assert path.read_text() == "a\nb\n"
+    with AppendLog(path) as log:
+        assert not log.was_empty
+
+
+def test_a_record_cut_short_by_a_crash_does_not_swallow_the_next(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("whole\ncut sh")
+    with AppendLog(path) as log:
+        log.write("next\n")
+    assert path.read_text().splitlines() == ["whole", "cut sh", "next"]
+
+
+def test_records_are_forced_to_the_disk_once_a_second_and_at_close(tmp_path, monkeypatch):
+    clock, synced = [100.0], []
+    monkeypatch.setattr(appendlog.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(appendlog.os, "fsync", lambda fd: synced.append(clock[0]))
+    with AppendLog(tmp_path / "log.txt") as log:
+        for _ in range(50):  # a burst of cases finishing within the same second: no forcing
+            log.write("row\n")
+            clock[0] += 0.01
+        assert synced == []
+        clock[0] += 1.0
+        log.write("row\n")  # the first record a second after the last forcing forces them all
+        assert synced == [clock[0]]
+        log.write("row\n")
+        assert len(synced) == 1
+    assert len(synced) == 2  # closing forces the rest
