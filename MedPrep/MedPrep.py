@@ -961,6 +961,8 @@ class MedPrepTest(ScriptedLoadableModuleTest):
         sidecar = json.loads((work / "out" / "case.json").read_text())
         self.assertEqual([s["step"] for s in sidecar["MedPrepProvenance"]["steps"]],
                          ["dicom_to_nifti", "orient", "resample", "minmax"])
+        # Apply ran the pipeline as `medprep preprocess` runs it: the sidecar names it as theirs do.
+        self.assertEqual(sidecar["MedPrepPipeline"]["name"], "custom")
         logic.exportPipeline(steps, str(work / "out" / "pipeline.json"))
         self.assertEqual(json.loads((work / "out" / "pipeline.json").read_text())["steps"][0]["step"], "orient")
         self.delayDisplay("Test passed")
