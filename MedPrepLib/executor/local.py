@@ -100,6 +100,12 @@ def _here(fn: Callable, index: int, args: tuple, as_sent: bool = False) -> Outco
         return Outcome(index, error=f"{type(exc).__name__}: {exc}", worker="this process")
 
 
+def worker_imports(preload: Iterable[str]) -> List[str]:
+    """What the fork server imports for its workers, in order: what every worker needs, imported once
+    rather than by each; lean_imports first, as a worker is a process of ours (see there)."""
+    return ["MedPrepLib.lean_imports", "MedPrepLib.executor.local"] + list(preload)
+
+
 class LocalPool(Executor):
     """Worker processes for a whole run; a single worker is this process.
 
@@ -112,9 +118,7 @@ class LocalPool(Executor):
     def __init__(self, workers: int, retries: int = DEFAULT_RETRIES, preload: Iterable[str] = ()):
         self.workers = self.per_host = max(1, workers)
         self.retries = retries
-        # What every worker needs, imported once by the fork server rather than by each worker.
-        # lean_imports first: a worker is a process of ours (see there)
-        self.preload = ["MedPrepLib.lean_imports", "MedPrepLib.executor.local"] + list(preload)
+        self.preload = worker_imports(preload)
         self._context: Any = None
         self._slots: List[Optional[_Worker]] = []
         self._starting: Set[int] = set()   # slots whose worker a starter thread is starting
