@@ -10,7 +10,7 @@ import MedPrepSample as sample
 from MedPrepLib.annotations import read_annotation
 from MedPrepLib.annotations.export_seg import grid_from_files
 
-from .test_logic import MedPrep, ijk_to_ras  # noqa: F401 - MedPrep is a fixture
+from .test_logic import ijk_to_ras
 
 hd = pytest.importorskip("highdicom")
 vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")

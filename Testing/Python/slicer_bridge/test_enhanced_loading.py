@@ -7,7 +7,7 @@ import pytest
 
 import MedPrepSample as sample
 
-from .test_logic import MedPrep, ijk_to_ras  # noqa: F401 - MedPrep is a fixture
+from .test_logic import ijk_to_ras
 
 vtk = pytest.importorskip("vtk", reason="vtk is not installed: it comes with slicer-core (`make test-slicer`)")
 
