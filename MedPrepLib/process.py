@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .boxes import BOXES_KEY
+from .boxes import BOXES_KEY, identity_map, transform_boxes
 from .errors import MedPrepError
 from .export import OutputPaths, write_outputs
 from .preprocess import pipeline as pl
@@ -66,8 +66,6 @@ def process_case(image: pl.Source, pipeline: pl.Pipeline, paths: Optional[Output
         before = original if isinstance(original, Volume) else original()
     result = CaseResult(out, out_label)
     if boxes is not None:
-        from .boxes import identity_map, transform_boxes
-
         result.boxes = transform_boxes(boxes, out.meta.get(INDEX_MAP_KEY) or identity_map(out), out.affine)
         out.meta[BOXES_KEY] = result.boxes
     if paths is not None:
@@ -77,8 +75,6 @@ def process_case(image: pl.Source, pipeline: pl.Pipeline, paths: Optional[Output
 
         drawn = None
         if boxes is not None:
-            from .boxes import identity_map, transform_boxes
-
             drawn = (transform_boxes(boxes, identity_map(before), before.affine), result.boxes)
         result.written["qa"].append(str(write_qa_png(before, out, out_label, qa, title=title, boxes=drawn)))
     return result
