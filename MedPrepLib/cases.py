@@ -21,11 +21,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
-
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .errors import MedPrepError
-from .volume import Volume
+
+if TYPE_CHECKING:  # numpy is not imported by `medprep run`'s parser, nor before its worker pool starts
+    from .volume import Volume
 
 NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 LABEL_SUFFIX_RE = re.compile(r"_(seg|label|labels|mask)$", re.IGNORECASE)
@@ -89,7 +90,7 @@ def is_dicom_tree(root: Path) -> bool:
 
 # What a run's workers import before their first job (the fork server's preload). A run over DICOM
 # also has them import the DICOM reader (pydicom); a NIfTI run leaves it out: 23 MB less in each worker.
-PRELOAD = ["MedPrepLib.nifti", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
+PRELOAD = ["MedPrepLib.nifti", "nibabel", "MedPrepLib.runner", "MedPrepLib.preprocess.steps", "MedPrepLib.export",
            "SimpleITK", "numpy"]
 DICOM_PRELOAD = PRELOAD + ["MedPrepLib.convert"]
 

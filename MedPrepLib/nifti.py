@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
-import nibabel as nib  # without pydicom unless it is loaded already: see lean_imports.py
 import numpy as np
 
 from . import __version__
@@ -18,6 +17,11 @@ from .atomic import atomic_path
 from .errors import MedPrepError
 from .geometry import qform_frame
 from .volume import Volume
+
+# nibabel (with scipy, 0.2 s) is imported by the functions that read or write a file: a dataset run's
+# driver imports this module without ever writing an image itself.
+if TYPE_CHECKING:
+    import nibabel as nib
 
 GZIP_LEVEL = 1
 # Voxels move in 1 MB pieces: gzip's readinto decompresses into a temporary of the piece's size.
@@ -38,6 +42,8 @@ def set_gzip_threads(threads: int) -> None:
 
 
 def nifti_header(volume: Volume) -> nib.Nifti1Header:
+    import nibabel as nib  # without pydicom unless it is loaded already: see lean_imports.py
+
     hdr = nib.Nifti1Header()
     arr = volume.array
     hdr.set_data_dtype(arr.dtype)
@@ -121,6 +127,8 @@ def read_nifti(path: Union[str, Path]) -> Volume:
     (z, y, x) order. nibabel's own path for .nii.gz holds the decompressed bytes and the array at
     the same time, and decompresses with zlib where ISA-L is several times faster.
     """
+    import nibabel as nib
+
     path = Path(path)
     try:
         if path.name.endswith(".gz"):

@@ -47,7 +47,7 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
     start = time.monotonic()
     try:
         limit_threads(per_host)
-        staged = stage.load(case.case_id) if stage is not None else None
+        staged = stage.take(case.case_id) if stage is not None else None
         source: pl.Source
         if staged is not None:
             (source, label), first = staged, stage.index

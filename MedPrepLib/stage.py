@@ -47,7 +47,10 @@ class Stage:
                 fh.write(raw.nbytes.to_bytes(8, "little"))
                 fh.write(raw)
 
-    def load(self, case_id: str) -> Optional[Tuple[Volume, Optional[Volume]]]:
+    def take(self, case_id: str) -> Optional[Tuple[Volume, Optional[Volume]]]:
+        """The staged case, its file removed: each is used once, and deleting a 30 MB file takes a
+        while, better spent by the worker that read it than by the driver at the end of the run. A
+        case run again (its worker died after this) reads its inputs again."""
         path = self._path(case_id)
         if not path.is_file():
             return None
@@ -60,6 +63,7 @@ class Stage:
                 if fh.readinto(memoryview(buffer)) != buffer.nbytes:
                     raise MedPrepError("a staged case is incomplete", path, "run again")
                 buffers.append(buffer)
+        path.unlink()
         return pickle.loads(head, buffers=buffers)
 
     def remove(self) -> None:

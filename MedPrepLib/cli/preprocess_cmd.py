@@ -17,6 +17,17 @@ def pipeline_help() -> str:
     return f"presets: {', '.join(list_presets())}\n\nsteps:\n{steps}"
 
 
+class PipelineHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help whose epilog may be a function, called only when the help is printed.
+
+    `pipeline_help` imports every step (numpy, SimpleITK: 0.2 s); building the parser of `run` must
+    not wait for it, since a run's worker pool starts only once its arguments are parsed.
+    """
+
+    def add_text(self, text):  # noqa: ANN001 - argparse's signature
+        super().add_text(text() if callable(text) else text)
+
+
 def add_pipeline_arguments(parser: argparse.ArgumentParser, positional: bool = False,
                            statistics: bool = True) -> None:
     """The pipeline: a positional PIPELINE (called before the command's other positionals) or
@@ -39,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "preprocess", help="preprocess one image (and its label map) with a pipeline",
         description="Run a preprocessing pipeline on IN (a NIfTI file or a DICOM folder with one series) "
                     "and write OUT (.nii.gz, .nii, .npy or .npz) with a JSON sidecar of its provenance.",
-        epilog=pipeline_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=pipeline_help, formatter_class=PipelineHelpFormatter)
     parser.add_argument("input", metavar="IN", help="NIfTI file or DICOM folder")
     parser.add_argument("output", metavar="OUT", help="output file: .nii.gz, .nii, .npy or .npz")
     add_pipeline_arguments(parser)

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..cases import CASE_ID_RULES
-from ..preprocess.pipeline import LAYOUTS
 from .executor_args import add_executor_arguments, executor_from_args, print_workers
-from .preprocess_cmd import add_pipeline_arguments, pipeline_help
+from .preprocess_cmd import PipelineHelpFormatter, add_pipeline_arguments, pipeline_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Dataset statistics come from the training cases only. Cases whose inputs and pipeline "
                     "are unchanged and whose outputs exist are skipped; manifest.csv lists what was written "
                     "from what. One failing case does not stop the others; the exit status is 1 if any failed.",
-        epilog=pipeline_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=pipeline_help, formatter_class=PipelineHelpFormatter)
     add_pipeline_arguments(parser, positional=True)
     parser.add_argument("input_dir", metavar="INPUT_DIR")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR")
@@ -62,8 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="split each class label (or value of a table column) in the same proportions")
     splits.add_argument("--group-by", metavar="patient|study|COLUMN",
                         help="keep each patient's (study's, column value's) cases in one split")
-    parser.add_argument("--layout", choices=LAYOUTS,
-                        help="files: images/CASE; classes: SPLIT/LABEL/CASE.npy (torchvision DatasetFolder)")
+    # Checked where `--set output.layout=...` is (the pipeline's output parameters), so that building
+    # this parser needs no numpy: the run's worker pool starts only once the arguments are parsed.
+    parser.add_argument("--layout", metavar="LAYOUT",
+                        help="the output layout, as --set output.layout=LAYOUT: files (images/CASE), classes "
+                             "(SPLIT/LABEL/CASE, torchvision DatasetFolder) or detection (SPLIT/images/CASE with "
+                             "SPLIT/annotations.json, COCO)")
     nnunet = parser.add_argument_group("nnU-Net layout (output.format=nnunet)")
     nnunet.add_argument("--modality", metavar="M[,M...]",
                         help="the modality of the images (CT, MR, ...; one for all channels or one per channel) "

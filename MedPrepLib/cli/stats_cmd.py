@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .preprocess_cmd import add_pipeline_arguments, pipeline_help
+from .preprocess_cmd import PipelineHelpFormatter, add_pipeline_arguments, pipeline_help
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "histogram_standardization) on the training cases of INPUT_DIR (NIfTI folder or DICOM tree, "
                     "as for `medprep run`) and write them to STATISTICS (JSON), for `medprep preprocess "
                     "--statistics` and `medprep run --statistics`. Nothing else is written.",
-        epilog=pipeline_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=pipeline_help, formatter_class=PipelineHelpFormatter)
     add_pipeline_arguments(parser, positional=True, statistics=False)  # it writes STATISTICS, reads none
     parser.add_argument("input_dir", metavar="INPUT_DIR")
     parser.add_argument("statistics", metavar="STATISTICS", help="the statistics file to write (.json)")

@@ -9,36 +9,55 @@ and, on a scheduler others may share, put back as it was when the run ends.
 from __future__ import annotations
 
 import logging
+import pickle
 import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import MedPrepError
-from . import DEFAULT_RETRIES, STORAGE_HINT, Executor, Outcome, killed_message, probe_paths
+from . import DEFAULT_RETRIES, STORAGE_HINT, Executor, Outcome, killed_message
 
 EXTRA_HINT = 'install the Dask extra: pip install "medpreplib[dask]"'
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler
 WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join it
 
 
-def _call(fn: Callable, args: tuple) -> Tuple[str, Any]:
-    """Runs on a worker: the job's value, and which worker computed it (for the run's summary)."""
-    from distributed import get_worker
-
-    return get_worker().address, fn(*args)
-
-
-def _worker_ready(modules: List[str]) -> Tuple[str, str]:
-    """Runs on every worker before the run, sent by value (it must work where MedPrepLib is missing):
-    imports what the jobs need there, the way they would; returns (MedPrepLib's version, '') or
-    ('', what cannot be imported and why)."""
+def _unready(modules: List[str], version: str, checks: List[Tuple[str, str]]) -> Tuple[str, str]:
+    """Runs on a worker, sent by value (it must work where MedPrepLib is missing): what keeps this
+    worker from running MedPrep jobs, as the rest of a sentence, and its kind ("install": a missing
+    module or another MedPrepLib version; "storage": a path of `checks` it cannot see), or ("", "")."""
     import importlib
 
     for name in ["MedPrepLib"] + modules:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - ImportError, or a compiled module that fails to load
-            return "", f"cannot import {name} ({exc})"
-    return getattr(importlib.import_module("MedPrepLib"), "__version__", ""), ""
+            return f"cannot import {name} ({exc})", "install"
+    mine = getattr(importlib.import_module("MedPrepLib"), "__version__", "")
+    if mine != version:
+        return f"has MedPrepLib {mine or '(no version)'}, this machine {version}", "install"
+    failure = importlib.import_module("MedPrepLib.executor").probe_paths(checks)
+    return (failure, "storage") if failure else ("", "")
+
+
+def _checked_call(job: bytes, run: str, modules: List[str], version: str,
+                  checks: List[Tuple[str, str]]) -> Tuple[str, Tuple[str, str], Any]:
+    """Runs on a worker, sent by value: (its address, ("", ""), the job's value), or (its address,
+    what keeps it from running MedPrep jobs, None). The check is `_unready`'s, made once per worker
+    and run: a worker that joins an adaptive cluster after the run's probe is checked before its
+    first job. The job (function and arguments) comes pickled, to be unpickled only once MedPrepLib
+    is known to be there."""
+    import pickle
+
+    from distributed import get_worker
+
+    worker = get_worker()
+    checked = worker.__dict__.setdefault("medprep_checked", {})
+    if run not in checked:
+        checked[run] = _unready(modules, version, checks)
+    if checked[run][0]:
+        return worker.address, checked[run], None
+    fn, args = pickle.loads(job)
+    return worker.address, ("", ""), fn(*args)
 
 
 def _on_scheduler(client: Any, fn: Callable, *args: Any) -> Any:
@@ -68,6 +87,8 @@ class DaskPool(Executor):
         self.preload = list(preload)  # what the jobs import: every worker must be able to
         self.cluster: Any = None
         self._allowed_failures: Optional[int] = None  # the shared scheduler's own value, put back on close
+        self._checks: List[Tuple[str, str]] = []  # the paths of the last `probe`, which every worker must see
+        self._run = ""
         logging.getLogger("distributed").setLevel(logging.ERROR)
         if address:
             try:
@@ -95,25 +116,24 @@ class DaskPool(Executor):
         except Exception:  # noqa: BLE001 - TimeoutError, by version
             raise MedPrepError(f"no Dask worker joined {where} within {WORKERS_TIMEOUT} s",
                                hint="start workers with `dask worker SCHEDULER_ADDRESS`") from None
-        from .. import __version__
-
-        hint = (f"install MedPrepLib with its dependencies in every worker's environment, the version of "
-                f'this machine: pip install "medpreplib[dask]=={__version__}"')
-        results = self.client.run(_by_value(_worker_ready), self.preload, on_error="return")
-        for worker, result in sorted(results.items()):
-            version, missing = (("", f"cannot run MedPrep jobs ({type(result).__name__}: {result})")
-                                if isinstance(result, BaseException) else result)
-            if missing:
-                raise MedPrepError(f"Dask worker {worker} {missing}", hint=hint)
-            if version != __version__:
-                raise MedPrepError(f"Dask worker {worker} has MedPrepLib {version or '(no version)'}, "
-                                   f"this machine {__version__}", hint=hint)
+        self._check_every_worker()
         info = self.client.scheduler_info()["workers"].values()
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info))
         hosts: Dict[str, int] = {}
         for w in info:
             hosts[w.get("host", "")] = hosts.get(w.get("host", ""), 0) + w.get("nthreads", 1)
         self.per_host = max(hosts.values())
+
+    def _check_every_worker(self) -> None:
+        """`_unready` on every worker of the cluster now; the jobs check the workers that join later."""
+        from .. import __version__
+
+        self._run = uuid.uuid4().hex  # a new check for every worker at its next job
+        results = self.client.run(_by_value(_unready), self.preload, __version__, self._checks, on_error="return")
+        for worker, result in sorted(results.items()):
+            if isinstance(result, BaseException):
+                result = (f"cannot run MedPrep jobs ({type(result).__name__}: {result})", "install")
+            _refuse(worker, result)
 
     def close(self) -> None:
         client, cluster, self.client, self.cluster = getattr(self, "client", None), self.cluster, None, None
@@ -128,12 +148,8 @@ class DaskPool(Executor):
             cluster.close()
 
     def probe(self, checks: List[Tuple[str, str]]) -> None:
-        results = self.client.run(probe_paths, checks, on_error="return")
-        for worker, failure in sorted(results.items()):
-            if isinstance(failure, BaseException):
-                failure = f"cannot check the paths ({type(failure).__name__}: {failure})"
-            if failure:
-                raise MedPrepError(f"Dask worker {worker} {failure}", hint=STORAGE_HINT)
+        self._checks = list(checks)
+        self._check_every_worker()
 
     def worker_pids(self) -> Dict[str, int]:
         import os
@@ -145,6 +161,8 @@ class DaskPool(Executor):
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
+        from .. import __version__
+
         if not arguments:
             return
         # Submitted largest first: among tasks of equal priority the scheduler starts older ones first.
@@ -152,7 +170,9 @@ class DaskPool(Executor):
         run = uuid.uuid4().hex[:8]
         keys = [f"medprep-{getattr(fn, '__name__', 'job')}-{run}-{i}" for i in order]
         index = {k: i for k, i in zip(keys, order)}
-        futures = self.client.map(_call, [fn] * len(order), [arguments[i] for i in order], key=keys, pure=False)
+        jobs = [pickle.dumps((fn, arguments[i]), pickle.HIGHEST_PROTOCOL) for i in order]
+        futures = self.client.map(_by_value(_checked_call), jobs, key=keys, pure=False, run=self._run,
+                                  modules=self.preload, version=__version__, checks=self._checks)
         pending = set(keys)
         completed = as_completed(futures, loop=self.client.loop)
         try:
@@ -177,7 +197,8 @@ class DaskPool(Executor):
                         else:
                             outcome = Outcome(i, error=f"{type(exc).__name__}: {exc}", attempts=attempts)
                     elif future.key in values:
-                        worker, value = values.pop(future.key)
+                        worker, unready, value = values.pop(future.key)
+                        _refuse(worker, unready, ", which joined the cluster after the run started,")
                         outcome = Outcome(i, value, worker=worker, attempts=attempts)
                     else:  # its result was lost with its worker: it is computed again
                         completed.add(future)
@@ -192,7 +213,27 @@ class DaskPool(Executor):
 
 def _by_value(fn: Callable) -> Callable:
     """A copy of `fn` that belongs to no module: cloudpickle sends such a function's code rather
-    than its name."""
+    than its name. The functions of this module it calls go along the same way."""
     import types
 
-    return types.FunctionType(fn.__code__, {"__builtins__": __builtins__}, fn.__name__, fn.__defaults__)
+    names = {"__builtins__": __builtins__}
+    for name in fn.__code__.co_names:
+        if name in _SENT_BY_VALUE:
+            names[name] = _by_value(globals()[name])
+    return types.FunctionType(fn.__code__, names, fn.__name__, fn.__defaults__)
+
+
+_SENT_BY_VALUE = ("_unready",)
+
+
+def _refuse(worker: str, unready: Tuple[str, str], note: str = "") -> None:
+    """Stop the run with one line naming `worker` and what keeps it from running MedPrep jobs."""
+    from .. import __version__
+
+    failure, kind = unready
+    if not failure:
+        return
+    hint = STORAGE_HINT if kind == "storage" else (
+        f"install MedPrepLib with its dependencies in every worker's environment, the version of this machine: "
+        f'pip install "medpreplib[dask]=={__version__}"')
+    raise MedPrepError(f"Dask worker {worker}{note} {failure}", hint=hint)

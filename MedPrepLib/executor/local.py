@@ -174,7 +174,10 @@ class LocalPool(Executor):
         missing = []
         for slot in range(n):
             w = self._slots[slot]
-            if slot in self._starting or (w is not None and w.process.is_alive()):
+            # A dead worker still holding a job is not replaced here: the job would be lost. Its death
+            # is seen where the jobs' replies are read (its sentinel is ready), the job goes back in
+            # line and its slot is emptied, to be filled by the next call.
+            if slot in self._starting or (w is not None and (w.process.is_alive() or w.job is not None)):
                 continue
             if w is not None:
                 w.stop(force=True)

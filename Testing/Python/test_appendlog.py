@@ -2,6 +2,9 @@
 leaves, and how often they are forced to the disk."""
 from __future__ import annotations
 
+import threading
+import time
+
 import MedPrepLib.appendlog as appendlog
 from MedPrepLib.appendlog import AppendLog
 
@@ -37,7 +40,37 @@ def test_records_are_forced_to_the_disk_once_a_second_and_at_close(tmp_path, mon
         assert synced == []
         clock[0] += 1.0
         log.write("row\n")  # the first record a second after the last forcing forces them all
+        _wait_for(lambda: synced)
         assert synced == [clock[0]]
         log.write("row\n")
         assert len(synced) == 1
     assert len(synced) == 2  # closing forces the rest
+
+
+def _wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.perf_counter() + seconds
+    while not condition() and time.perf_counter() < deadline:
+        time.sleep(0.005)
+
+
+def test_the_writer_never_waits_for_the_disk(tmp_path, monkeypatch):
+    """The driver of a run writes a manifest row and hands out the next job: a slow fsync (0.1 s on a
+    VM's disk) must not hold it, so the log forces in a thread of its own."""
+    clock, forcing_threads, disk_answers = [100.0], [], threading.Event()
+
+    def slow_fsync(fd):
+        forcing_threads.append(threading.current_thread())
+        disk_answers.wait(5)
+
+    monkeypatch.setattr(appendlog.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(appendlog.os, "fsync", slow_fsync)
+    path = tmp_path / "log.txt"
+    with AppendLog(path) as log:
+        clock[0] += 2.0
+        log.write("a\n")  # asks for a forcing, which the disk does not answer yet
+        log.write("b\n")
+        assert path.read_text() == "a\nb\n"
+        _wait_for(lambda: forcing_threads)
+        disk_answers.set()
+    assert forcing_threads[0] is not threading.current_thread()
+    assert len(forcing_threads) == 2  # and once more, by the closing writer, after the thread has ended

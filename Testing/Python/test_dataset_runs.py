@@ -241,6 +241,51 @@ def test_builtin_pool_an_idle_worker_gets_its_next_job_before_the_caller_takes_a
     assert all(o.value == o.index and not o.error for o in [first] + rest)
 
 
+class _SeenLate:
+    """A worker's pipe and process as the driver may see them just after a SIGKILL: not yet closed,
+    still alive, for one look each."""
+
+    def __init__(self, real, method: str, answer: bool):
+        self._real, self._method, self._answer, self._looked = real, method, answer, False
+
+    def __getattr__(self, name: str):
+        if name == self._method and not self._looked:
+            self._looked = True
+            return lambda *a, **k: self._answer
+        return getattr(self._real, name)
+
+
+def test_builtin_pool_two_workers_killed_at_once_lose_no_job():
+    """Both workers die holding jobs; the death of the second is seen a moment after the first's (its
+    process not yet reaped). Its job must still run again: a fresh worker once took its slot and the
+    job was lost, the run waiting for it forever."""
+    import threading
+
+    from MedPrepLib.executor.local import LocalPool
+
+    outcomes: list = []
+
+    def consume(pool) -> None:
+        for outcome in pool.map(time.sleep, [(0.3,)] * 4):
+            if not outcomes:  # both workers hold their next jobs: kill them
+                workers = [w for w in pool._slots if w is not None]
+                for w in workers:
+                    os.kill(w.process.pid, signal.SIGKILL)
+                for w in workers:
+                    w.process.join(10)
+                late = workers[-1]
+                late.conn = _SeenLate(late.conn, "poll", False)
+                late.process = _SeenLate(late.process, "is_alive", True)
+            outcomes.append(outcome)
+
+    with LocalPool(2) as pool:
+        runner = threading.Thread(target=consume, args=(pool,), daemon=True)
+        runner.start()
+        runner.join(30)
+        assert not runner.is_alive(), "a job was lost: the run waits for it forever"
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3] and not [o for o in outcomes if o.error]
+
+
 def test_builtin_pool_runs_light_jobs_only_here_while_workers_start():
     """Light jobs (header reading, de-identifying files) may run in the calling process while the
     workers start; other jobs never do (a case's volume in the driver would add to the run's memory).
@@ -488,6 +533,40 @@ def test_a_worker_missing_medpreplib_or_a_dependency_stops_the_run_naming_it(dat
         finally:
             worker.kill()
             worker.wait()
+
+
+@needs_dask
+def test_dask_a_worker_that_joins_during_the_run_is_checked_before_its_first_job(tmp_path):
+    """An adaptive cluster adds workers while a run goes on: one from the same environment takes
+    jobs; one without MedPrepLib stops the run with one line naming it, rather than failing its jobs."""
+    import logging
+
+    from MedPrepLib.errors import MedPrepError
+    from MedPrepLib.executor.dask_pool import DaskPool
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as local, \
+            DaskPool(address=local.scheduler_address) as pool:
+        pool.probe([("read", str(tmp_path)), ("write", str(tmp_path))])
+        local.scale(2)
+        pool.client.wait_for_workers(2, timeout=60)
+        assert len({o.worker for o in pool.map(time.sleep, [(0.2,)] * 8)}) == 2
+        late = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", local.scheduler_address,
+                                 "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                env=dict(env(), PYTHONPATH=without(tmp_path / "site", "MedPrepLib") + os.pathsep +
+                                         env()["PYTHONPATH"]),
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            known = set(pool.client.scheduler_info()["workers"])
+            pool.client.wait_for_workers(3, timeout=60)
+            address = (set(pool.client.scheduler_info()["workers"]) - known).pop()
+            with pytest.raises(MedPrepError) as refused:
+                list(pool.map(time.sleep, [(0.2,)] * 12))
+            assert (f"Dask worker {address}, which joined the cluster after the run started, cannot import "
+                    "MedPrepLib (No module named") in refused.value.one_line()
+        finally:
+            late.kill()
+            late.wait()
 
 
 # ---------------------------------------------------------------- anonymize

@@ -246,9 +246,9 @@ def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path
     from MedPrepLib.stage import Stage
 
     loaded = []
-    original_load = Stage.load
-    monkeypatch.setattr(Stage, "load", lambda self, case_id: loaded.append(case_id) or
-                        original_load(self, case_id))
+    original_take = Stage.take
+    monkeypatch.setattr(Stage, "take", lambda self, case_id: loaded.append(case_id) or
+                        original_take(self, case_id))
     assert main(["run", str(pipe), str(inp), str(out), "--workers", str(workers)]) == 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     if workers == 1:  # in this process: the second pass did start from the staged images
@@ -274,7 +274,8 @@ def test_second_pass_from_the_statistics_pass_images_equals_a_whole_run(tmp_path
 
 def test_a_staged_case_comes_back_as_it_went_in(tmp_path):
     """The stage keeps voxel buffers out of the pickle: contiguous arrays and strided views both come
-    back equal, writable, with their metadata; a cut-short file is one clear error."""
+    back equal, writable, with their metadata, once (the file goes when taken); a cut-short file is
+    one clear error."""
     from MedPrepLib.errors import MedPrepError
     from MedPrepLib.stage import Stage
     from MedPrepLib.volume import Volume
@@ -285,15 +286,17 @@ def test_a_staged_case_comes_back_as_it_went_in(tmp_path):
     image.history.append({"step": "resample", "params": {"spacing": [1.5, 1.5, 2.0]}})
     label = Volume(array=(values > 0).astype(np.uint8)[:, ::-1], affine=image.affine.copy())
     stage.save("case", image, label)
-    back, back_label = stage.load("case")
+    back, back_label = stage.take("case")
+    assert not (stage.folder / "case.pickle").exists() and stage.take("case") is None
     assert np.array_equal(back.array, values) and back.array.dtype == np.float32 and back.array.flags.writeable
     assert np.array_equal(back_label.array, label.array) and np.array_equal(back.affine, image.affine)
     assert back.meta == image.meta and back.history == image.history
-    assert stage.load("other") is None
+    assert stage.take("other") is None
+    stage.save("case", image, label)
     path = stage.folder / "case.pickle"
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(MedPrepError, match="incomplete"):
-        stage.load("case")
+        stage.take("case")
     stage.remove()
     assert not stage.folder.exists()
 
