@@ -4,7 +4,9 @@ Needs the `dask` extra (`pip install "medpreplib[dask]"`) here and MedPrepLib on
 A worker that dies under a job (out of memory, SIGKILL, node lost) makes the scheduler run the job
 again elsewhere; after `retries` such deaths it gives up on the job (Dask's KilledWorker), which
 comes back as that job's error. The scheduler's `allowed-failures` is set to `retries` for the run
-and, on a scheduler others may share, put back as it was when the run ends.
+and, on a scheduler others may share, put back as it was when the run ends. Every worker is checked
+before the run (MedPrepLib, its version, what the jobs import, the run's paths); one that joins
+later is checked by its first job, which stops the run naming it if the check fails.
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ def _cell(text: str) -> str:
 def meta_line(meta: dict) -> str:
     load = meta.get("load_average_before_after") or ["?", "?"]
     return (f"Run of {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), Python {meta['python']}, "
-            f"load average {load[0]} before and {load[1]} after, {meta['duration_s']:.0f} s in all.")
+            f"load average {load[0]} before and {load[1]} after, {meta['duration_s']:.0f} s in all"
+            + (f"; MedPrep's modules {meta['bytecode']}." if meta.get("bytecode") else "."))
 
 
 def render_results_md(data: dict) -> str:

@@ -10,6 +10,7 @@ exit code is non-zero only when a module itself fails.
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import importlib.util
 import json
@@ -43,6 +44,15 @@ def load(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def compile_package() -> bool:
+    """Byte-compile MedPrep's own packages, as pip does when it installs a wheel: measured is MedPrep
+    as installed. Left to the editable install, Python caches each module on its first import,
+    except where PYTHONDONTWRITEBYTECODE is set (as on the machine that made the committed record):
+    every `medprep` process, and each worker pool's fork server, then compiles the modules it imports
+    from source, 0.1-0.2 s of start-up that no installed copy pays."""
+    return all(compileall.compile_dir(ROOT / name, quiet=1) for name in ("MedPrepLib", "MedPrepSample"))
 
 
 def _fmt(value, unit: str = "s") -> str:
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows: list[dict] = []
     failed: list[str] = []
+    compiled = compile_package()
     started = time.time()
     load_before = os.getloadavg()[0]
     if load_before > (os.cpu_count() or 1) / 2:
@@ -126,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "duration_s": round(time.time() - started, 1),
         "failed_modules": failed,
+        "bytecode": "compiled before the run" if compiled else "compiling failed: modules compiled per process",
     }
     OUTPUT.mkdir(exist_ok=True)
     with open(OUTPUT / "results.json", "w") as fh:
