@@ -207,3 +207,17 @@ def test_colour_to_nifti_and_numpy_outputs(tmp_path, capsys):
                  "--set", "output.dtype=float32"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "a colour (RGB) image cannot be written as float32" in err
+
+
+def test_qa_picture_shows_colour_as_it_is(tmp_path):
+    from PIL import Image
+
+    from MedPrepLib.qa import write_qa_png
+    from MedPrepLib.volume import RGB24, Volume
+
+    array = np.zeros((4, 6, 8), RGB24)
+    array[...] = (230, 20, 40)
+    vol = Volume(array=array, affine=np.diag([0.8, 0.6, 2.0, 1.0]))
+    with Image.open(write_qa_png(vol, vol, None, tmp_path / "qa.png", title="c")) as im:
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert (np.abs(pixels.astype(int) - [230, 20, 40]).max(axis=1) <= 1).sum() > 1000
