@@ -52,8 +52,13 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
     """
     if what == "label":
         volume = label_volume(volume)  # whole numbers or a clear refusal, never rounded
-    if dtype == "keep":
+    if dtype == "keep" or (volume.is_rgb and dtype == "uint8"):
         return volume
+    if volume.is_rgb:
+        # NIfTI's only colour type is RGB24; a float R, G, B would be read back as three grey frames.
+        raise MedPrepError(f"a colour (RGB) image cannot be written as {dtype}: its values are uint8 R, G, B",
+                           hint="set output.dtype to keep or uint8 for colour images "
+                                "(the nnU-Net layout writes R, G and B as separate grey channels of any dtype)")
     target = np.dtype(dtype)
     values = volume.scaled()
     if values.dtype == target:
@@ -68,8 +73,16 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
     return volume.with_values(values.astype(target), volume.affine.copy())
 
 
+def colour_channels(array: np.ndarray) -> List[np.ndarray]:
+    """The R, G and B uint8 channels of RGB24 voxels (views, no copy)."""
+    return [array[name] for name in array.dtype.names]
+
+
 def channels_first(array: np.ndarray) -> np.ndarray:
-    """(C, z, y, x): a 3D volume is one channel, a 4D one has its time points as channels."""
+    """(C, z, y, x): a 3D volume is one channel, a 4D one has its time points as channels, a colour
+    one R, G and B."""
+    if array.dtype.names:
+        return np.stack(colour_channels(array))
     return array if array.ndim == 4 else array[np.newaxis]
 
 
@@ -203,8 +216,9 @@ def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], ou
                            hint="give a label output path")
     written: Dict[str, List[str]] = {"image": [], "label": []}
     if paths.channels:
-        # nnU-Net wants one file per channel (_0000, _0001, ...) and the sidecars out of its folders.
-        frames = image.array if image.is_4d else [image.array]
+        # nnU-Net wants one file per channel (_0000, _0001, ...) and the sidecars out of its folders;
+        # a colour image is three grey channels, R, G and B.
+        frames = colour_channels(image.array) if image.is_rgb else image.array if image.is_4d else [image.array]
         for channel, frame in enumerate(frames):
             target = Path(str(paths.image).replace("_0000.nii", f"_{channel:04d}.nii"))
             vol = image.with_stored(frame, image.affine.copy())
@@ -215,6 +229,10 @@ def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], ou
                                                           sidecar=paths.sidecar is None, overwrite=overwrite)]
     if paths.sidecar is not None:
         side = image
+        if paths.channels and image.is_rgb:
+            # What says, whatever the input was, that the channel files are R, G and B (dataset.json).
+            side = image.with_stored(image.array, image.affine.copy())
+            side.meta["ColorImage"] = "RGB24"
         if not paths.channels:
             side = image.with_stored(image.array, image.affine.copy())
             side.meta["MedPrepGeometry"] = _geometry(image)
@@ -233,6 +251,8 @@ def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], ou
 # ---------------------------------------------------------------- nnU-Net v2 datasets
 
 NNUNET_NO_NORM = "noNorm"
+# nnU-Net's names for the channels of a colour image (its dataset_format.md, natural images).
+NNUNET_RGB = ["R", "G", "B"]
 _DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CHANNEL_FILE_RE = re.compile(r"_\d{4}\.nii(\.gz)?$")
 
@@ -270,10 +290,11 @@ def parse_names(text: Optional[str], what: str, unique: bool = True) -> Tuple[st
 
 
 def channel_names(pipeline: Any, n_channels: int, found: Sequence[str],
-                  info: DatasetInfo) -> Tuple[List[str], List[str]]:
+                  info: DatasetInfo, colour: bool = False) -> Tuple[List[str], List[str]]:
     """(dataset.json channel names, warnings) for `pipeline`'s outputs.
 
     `found` is the modality the images carry (DICOM Modality, or the sidecar's), "" when unknown.
+    `colour`: the channels are R, G and B, named so unless --modality names them.
     """
     warnings: List[str] = []
     given = list(info.modalities)
@@ -282,6 +303,8 @@ def channel_names(pipeline: Any, n_channels: int, found: Sequence[str],
     if given and len(given) != n_channels:
         raise MedPrepError(f"--modality names {len(given)} channels but the images have {n_channels}",
                            hint="give one modality for all channels or one per channel")
+    if colour and not given:
+        return list(NNUNET_RGB), warnings
     modalities = given or [m or "" for m in (list(found) or [""])[:1] * n_channels]
     normalizing = pipeline.normalizing_steps()
     if normalizing:
@@ -342,6 +365,27 @@ def write_dataset_json(out_dir: Union[str, Path], name: str, channels: List[str]
     return target
 
 
+def _is_colour_case(out_dir: Union[str, Path], case: str) -> bool:
+    """Whether the case's channel files are R, G and B, as its sidecar says (see `write_outputs`)."""
+    try:
+        doc = json.loads((Path(out_dir) / "sidecars" / f"{case}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("ColorImage") == "RGB24"
+
+
+def check_one_channel_kind(kinds: Dict[str, bool]) -> bool:
+    """The one kind (colour: True) of every case in `kinds` {case: colour}; a mix is refused, since an
+    nnU-Net dataset has the same channels in every case."""
+    colour = [c for c, k in kinds.items() if k]
+    grey = [c for c, k in kinds.items() if not k]
+    if colour and grey:
+        raise MedPrepError(f"case '{colour[0]}' is a colour (RGB) image but case '{grey[0]}' is grey-value: "
+                           "an nnU-Net dataset has the same channels in every case",
+                           hint="process colour and grey-value series as separate datasets (separate runs)")
+    return bool(colour)
+
+
 def write_nnunet_dataset_json(out_dir: Union[str, Path], pipeline: Any, cases: Sequence[Any],
                               results: Dict[str, Dict[str, Any]], info: Optional[DatasetInfo] = None) -> List[str]:
     """dataset.json for the cases now in `out_dir` (nnU-Net layout); returns warnings.
@@ -359,16 +403,20 @@ def write_nnunet_dataset_json(out_dir: Union[str, Path], pipeline: Any, cases: S
     values = set(old_extra.get("label_values", []))
     found = list(old_extra.get("modalities", []))
     n_channels = int(old_extra.get("channels", 1))
+    kinds = {case: _is_colour_case(out_dir, case) for case in sorted(results)}
+    # Cases skipped as unchanged are of the kind the previous dataset.json recorded.
+    kinds.update({c.case_id: bool(old_extra.get("colour", False)) for c in cases if c.case_id not in results})
+    colour = check_one_channel_kind(kinds)
     for r in results.values():
         values.update(r["labels"])
         if r.get("modality") and not found:
             found = [r["modality"]]
         n_channels = sum(1 for p in r["outputs"] if _CHANNEL_FILE_RE.search(str(p))) or n_channels
-    channels, warnings = channel_names(pipeline, n_channels, found, info)
+    channels, warnings = channel_names(pipeline, n_channels, found, info, colour)
     labels, label_warnings = label_table(values, info.label_names)
     n_training = sum(1 for c in cases if c.training and c.label is not None)
     modalities = list(info.modalities) or found
-    extra = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest(), "channels": n_channels,
+    extra = {"pipeline": pipeline.name, "pipeline_digest": pipeline.digest(), "channels": n_channels, "colour": colour,
              "modalities": modalities, "normalized_by": pipeline.normalizing_steps(),
              "label_values": sorted(values)}
     description = pipeline.description

@@ -62,9 +62,12 @@ def _window(values: np.ndarray) -> Tuple[float, float]:
 def _panel(slice2d: np.ndarray, pixel: Tuple[float, float], window: Tuple[float, float],
            label2d: Optional[np.ndarray]):
     Image, _, _ = _pil()
-    lo, hi = window
-    grey = np.clip((slice2d.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if slice2d.dtype.names:  # colour (RGB24) voxels are shown as they are, without a window
+        rgb = np.stack([slice2d[name] for name in slice2d.dtype.names], axis=-1).astype(np.float32)
+    else:
+        lo, hi = window
+        grey = np.clip((slice2d.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255
+        rgb = np.repeat(grey[..., None], 3, axis=2)
     if label2d is not None:
         fg = label2d > 0
         colours = PALETTE[(label2d[fg].astype(np.int64) - 1) % len(PALETTE)]
@@ -77,9 +80,11 @@ def _panel(slice2d: np.ndarray, pixel: Tuple[float, float], window: Tuple[float,
 
 
 def _caption(name: str, volume: Volume) -> str:
-    values = volume.scaled()
     shape = "x".join(str(n) for n in volume.shape_xyz)
     spacing = "x".join(f"{s:.2f}" for s in volume.spacing)
+    if volume.is_rgb:
+        return f"{name}: {shape} voxels, {spacing} mm, colour (RGB)"
+    values = volume.scaled()
     return (f"{name}: {shape} voxels, {spacing} mm, "
             f"range [{float(np.nanmin(values)):.4g}, {float(np.nanmax(values)):.4g}]")
 
@@ -122,7 +127,7 @@ def write_qa_png(before: Volume, after: Volume, label: Optional[Volume], path: U
         values = vol.scaled()
         slices, pixels = mid_slices(values, vol.affine)
         labels = mid_slices(lab.array, lab.affine)[0] if lab is not None else [None] * len(slices)
-        window = _window(values)
+        window = (0.0, 255.0) if vol.is_rgb else _window(values)
         panels = [_panel(s, p, window, lb) for s, p, lb in zip(slices, pixels, labels)]
         planar = values.shape[-3] == 1 and len(slices) == 1
         if boxes is not None and planar:

@@ -31,6 +31,8 @@ def window_start(image: Volume, label: Optional[Volume], p: CropPadParams) -> Li
         fg = label.array > 0
     else:
         values = image.scaled()
+        if image.is_rgb:  # a voxel is foreground when any of its channels is
+            values = np.stack([values[name] for name in values.dtype.names]).any(axis=0)
         fg = np.any(values != 0, axis=0) if values.ndim == 4 else values != 0
     if not fg.any():
         raise MedPrepError("step 'crop_pad': centre: foreground but the foreground is empty",
@@ -68,6 +70,8 @@ def crop_pad_array(array: np.ndarray, start_xyz: Sequence[int], shape_xyz: Seque
 
 def _stored_fill(image: Volume, fill: float) -> Optional[float]:
     """The stored value whose real-world value is `fill`, or None when the stored type has none."""
+    if image.is_rgb:  # the same value in R, G and B
+        return fill if float(fill).is_integer() and 0 <= fill <= 255 else None
     if image.slope == 1.0 and image.inter == 0.0:
         return fill
     stored = (fill - image.inter) / image.slope
@@ -81,7 +85,7 @@ def _stored_fill(image: Volume, fill: float) -> Optional[float]:
     return None
 
 
-@register("crop_pad", CropPadParams, spatial=True)
+@register("crop_pad", CropPadParams, spatial=True, colour=True)
 def crop_pad(image: Volume, label: Optional[Volume], p: CropPadParams) -> Tuple[Volume, Optional[Volume]]:
     """Cut out or pad to `shape` voxels; the affine moves with the window, so positions are kept."""
     start = window_start(image, label, p)
@@ -89,6 +93,9 @@ def crop_pad(image: Volume, label: Optional[Volume], p: CropPadParams) -> Tuple[
     affine = image.affine.copy()
     affine[:3, 3] = image.affine[:3, :3] @ np.asarray(start, float) + image.affine[:3, 3]
     stored_fill = _stored_fill(image, p.fill)
+    if stored_fill is None and image.is_rgb:
+        raise MedPrepError(f"step 'crop_pad': fill {p.fill:g} is not a colour value",
+                           hint="a colour (RGB) image pads with a whole number of 0 to 255 (each channel)")
     if stored_fill is None:
         out = image.with_values(crop_pad_array(image.scaled(), start, shape, p.fill), affine)
     else:

@@ -73,7 +73,7 @@ def reorient_array(array: np.ndarray, affine: np.ndarray, axcodes: str) -> Tuple
     return out, affine @ index_from_new
 
 
-@register("orient", OrientParams, spatial=True)
+@register("orient", OrientParams, spatial=True, colour=True)
 def orient(image: Volume, label: Optional[Volume], p: OrientParams) -> Tuple[Volume, Optional[Volume]]:
     """Permute and flip voxel axes to the requested axis codes (exact, no interpolation)."""
     array, affine = reorient_array(image.array, image.affine, p.axcodes)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import MedPrepError
 from ..volume import Volume
-from .registry import INDEX_MAP_KEY, WORLD_MAP_KEY, StepSpec, get_step, make_params
+from .registry import INDEX_MAP_KEY, STEPS, WORLD_MAP_KEY, StepSpec, get_step, make_params
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 EXPORT_FORMATS = ["nifti", "npy", "npz", "nnunet"]
@@ -239,11 +239,12 @@ Source = Union[Volume, Callable[[], Volume]]
 
 
 def _refuse_colour(image: Volume, step: Step) -> None:
-    # The steps compute on one value per voxel; averaging or resampling R, G and B as one number
-    # would give nonsense rather than an error.
-    if image.is_rgb:
+    # Intensity steps compute on one value per voxel: R, G and B taken as one number would give
+    # nonsense rather than an error. Steps that only move voxels say so in their spec (`colour`).
+    if image.is_rgb and not step.spec.colour:
         raise MedPrepError(f"step '{step.spec.name}' cannot take a colour (RGB) image",
-                           hint="preprocess grey-value images only; colour maps are converted, not preprocessed")
+                           hint="colour images take only the steps that move voxels: "
+                                + ", ".join(sorted(n for n, s in STEPS.items() if s.colour)))
 
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all); may raise to stop between steps

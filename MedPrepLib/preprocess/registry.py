@@ -36,6 +36,7 @@ class StepSpec:
     combine: Optional[Callable[[List[Any], Any], Dict[str, Any]]] = None
     fitted: Tuple[str, ...] = ()
     normalizes: bool = False  # leaves intensities on a fixed, standardised scale (a trainer must not redo it)
+    colour: bool = False  # takes RGB24 colour images: moves the three channels together, computes on none
 
     def needs_statistics(self, params: Any) -> bool:
         """True when a parameter that the dataset pass computes was not given."""
@@ -47,16 +48,18 @@ STEPS: Dict[str, StepSpec] = {}
 
 def register(name: str, params: type, spatial: bool = False, fit: Optional[Callable] = None,
              combine: Optional[Callable] = None, fitted: Tuple[str, ...] = (),
-             normalizes: bool = False) -> Callable[[ApplyFn], ApplyFn]:
+             normalizes: bool = False, colour: bool = False) -> Callable[[ApplyFn], ApplyFn]:
     """Add a step to the catalogue; `spatial` steps change the grid and are applied to the label too.
 
     Dataset-level steps give `fit`, `combine` and the names of the parameters (`fitted`) they compute.
     `normalizes` marks intensity standardisation (z-score, min-max, ...): after it, an export for a
-    trainer that normalises by itself (nnU-Net) tells it not to.
+    trainer that normalises by itself (nnU-Net) tells it not to. `colour` marks a step that only moves
+    voxels (orientation, resampling, crop and pad), which a colour image can go through channel by
+    channel; every other step refuses colour images.
     """
     def wrap(fn: ApplyFn) -> ApplyFn:
         STEPS[name] = StepSpec(name, params, fn, spatial, (fn.__doc__ or "").strip().split("\n")[0],
-                               fit, combine, fitted, normalizes)
+                               fit, combine, fitted, normalizes, colour)
         return fn
     return wrap
 
@@ -167,5 +170,5 @@ def describe() -> Dict[str, Dict[str, Any]]:
                               "required": f.default is dataclasses.MISSING and
                               f.default_factory is dataclasses.MISSING, **dict(f.metadata)}
         out[name] = {"doc": spec.doc, "spatial": spec.spatial, "dataset_statistics": list(spec.fitted),
-                     "normalizes": spec.normalizes, "params": params}
+                     "normalizes": spec.normalizes, "colour": spec.colour, "params": params}
     return out

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MedPrepError
-from ..volume import Volume
+from ..volume import RGB24, Volume
 from ..affine import affine_from_sitk, axis_directions, sitk_geometry, voxel_spacing
 from .grid import centred_affine, storage_order, to_sitk
 from .registry import register
@@ -180,14 +180,35 @@ def resample_array(array: np.ndarray, affine: np.ndarray, size: Sequence[int], o
     return _resample3d(mid, mid_affine, size, out_affine, through_plane, fill, out_dtype)
 
 
-@register("resample", ResampleParams, spatial=True)
+def _resample_colour(array: np.ndarray, affine: np.ndarray, size: Sequence[int], out_affine: np.ndarray,
+                     p: ResampleParams, out_dtype: Optional[np.dtype]) -> np.ndarray:
+    """RGB24 voxels resampled channel by channel, each back to uint8 (rounded and clipped).
+
+    ITK interpolates a vector image component by component, so this is its result; one scalar
+    channel at a time also keeps the slabs and the anisotropic two-pass path of grey images.
+    """
+    if not 0 <= p.fill <= 255:
+        raise MedPrepError(f"step 'resample': fill {p.fill:g} is not a colour value",
+                           hint="a colour (RGB) image takes a fill of 0 to 255 (each channel)")
+    out = np.empty(array.shape[:-3] + tuple(int(n) for n in reversed(size)), RGB24)
+    for name in RGB24.names:
+        channel = resample_array(array[name], affine, size, out_affine, p.interpolator, p.through_plane,
+                                 p.anisotropy_threshold, p.fill, out_dtype)
+        # Linear and B-spline give fractions, and B-spline overshoots at edges.
+        out[name] = channel if channel.dtype == np.uint8 else np.clip(np.rint(channel), 0, 255)
+    return out
+
+
+@register("resample", ResampleParams, spatial=True, colour=True)
 def resample(image: Volume, label: Optional[Volume], p: ResampleParams) -> Tuple[Volume, Optional[Volume]]:
     """Resample to a spacing, a size or a reference grid; the label map follows onto the same grid."""
     size, out_affine = target_grid(image, p)
-    values = image.scaled()
     out_dtype = None if p.interpolator == "nearest" else np.dtype(np.float32)
-    array = resample_array(values, image.affine, size, out_affine, p.interpolator, p.through_plane,
-                           p.anisotropy_threshold, p.fill, out_dtype)
+    if image.is_rgb:
+        array = _resample_colour(image.array, image.affine, size, out_affine, p, out_dtype)
+    else:
+        array = resample_array(image.scaled(), image.affine, size, out_affine, p.interpolator, p.through_plane,
+                               p.anisotropy_threshold, p.fill, out_dtype)
     out = image.with_values(array, out_affine)
     if label is None:
         return out, None

@@ -330,3 +330,102 @@ def test_linear_resampling_in_slabs_equals_one_call(monkeypatch, code, grid):
     np.testing.assert_array_equal(slabs, one)
     if grid != "oblique":  # a rotated grid's corners leave the field of view too
         assert (grid == "partly outside") == bool((one == -1024).any())
+
+
+# ---------------------------------------------------------------- colour (RGB24) images
+
+def rgb_volume(shape_zyx=(6, 9, 11), affine=None, seed=4):
+    """A smooth colour volume (three different ramps plus noise) and its (z, y, x, 3) uint8 channels."""
+    from MedPrepLib.volume import RGB24
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.linspace(0, 1, n) for n in shape_zyx], indexing="ij")
+    planes = np.stack([200 * x + 20 * z, 180 * y + 30 * x, 150 * z + 60 * y], axis=-1)
+    channels = np.clip(planes + rng.uniform(0, 40, planes.shape), 0, 255).astype(np.uint8)
+    array = np.ascontiguousarray(channels).view(RGB24)[..., 0]
+    return Volume(array=array, affine=oblique_affine() if affine is None else affine), channels
+
+
+def grey(channel, affine):
+    return Volume(array=np.ascontiguousarray(channel), affine=affine.copy())
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "PIR", "SLA"])
+def test_orient_colour_equals_each_channel_oriented(axcodes):
+    vol, channels = rgb_volume()
+    out, _ = run_pipeline(vol, step("orient", axcodes=axcodes))
+    assert out.is_rgb and axcodes_of(out.affine) == axcodes
+    for c, name in enumerate("RGB"):
+        alone, _ = run_pipeline(grey(channels[..., c], vol.affine), step("orient", axcodes=axcodes))
+        assert np.array_equal(out.array[name], alone.array)
+        np.testing.assert_array_equal(out.affine, alone.affine)
+
+
+@pytest.mark.parametrize("spacing", [[1.2, 1.1, 1.0], [0.6, 0.5, 2.0]])  # the second: nnU-Net's two passes
+def test_resample_colour_nearest_equals_each_channel_resampled(spacing):
+    vol, channels = rgb_volume()
+    out, _ = run_pipeline(vol, step("resample", spacing=spacing, interpolator="nearest"))
+    assert out.is_rgb
+    for c, name in enumerate("RGB"):
+        alone, _ = run_pipeline(grey(channels[..., c], vol.affine),
+                                step("resample", spacing=spacing, interpolator="nearest"))
+        assert alone.array.dtype == np.uint8 and np.array_equal(out.array[name], alone.array)
+        np.testing.assert_allclose(out.affine, alone.affine)
+
+
+@pytest.mark.parametrize("interpolator", ["linear", "bspline"])
+def test_resample_colour_interpolates_each_component_like_itk_and_stays_uint8(interpolator):
+    """Against SimpleITK resampling the vector image itself (per-component interpolation)."""
+    vol, _ = rgb_volume(affine=np.diag([0.9, 1.1, 1.3, 1.0]))
+    z, y, x = np.indices(vol.array.shape)
+    vol.array["R"] = 255 * ((x // 2 + y // 2 + z) % 2)  # hard edges: B-spline overshoots 0 and 255
+    spacing = [0.7, 0.8, 1.0]
+    out, _ = run_pipeline(vol, step("resample", spacing=spacing, interpolator=interpolator))
+    assert out.is_rgb and out.array.dtype.names == ("R", "G", "B")
+    ref_img = sitk.Resample(vol.to_sitk(), out.to_sitk(), sitk.Transform(),
+                            {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}[interpolator], 0.0,
+                            sitk.sitkVectorFloat32)
+    ref = sitk.GetArrayFromImage(ref_img)  # (z, y, x, 3) float
+    got = np.stack([out.array[n] for n in "RGB"], axis=-1).astype(float)
+    assert np.abs(got - np.clip(ref, 0, 255)).max() <= 0.5 + 1e-3  # rounded to the nearest uint8
+    if interpolator == "bspline":
+        assert ref.min() < -1 and ref.max() > 256  # the clipping above was needed
+
+
+def test_crop_pad_colour_moves_channels_together_and_pads_each_with_fill():
+    vol, channels = rgb_volume()
+    for shape, fill in (([5, 13, 4], 0.0), ([15, 4, 8], 7.0)):
+        out, _ = run_pipeline(vol, step("crop_pad", shape=shape, fill=fill))
+        assert out.is_rgb and out.shape_xyz == tuple(shape)
+        for c, name in enumerate("RGB"):
+            alone, _ = run_pipeline(grey(channels[..., c], vol.affine), step("crop_pad", shape=shape, fill=fill))
+            assert np.array_equal(out.array[name], alone.array)
+            np.testing.assert_allclose(out.affine, alone.affine)
+    padded, _ = run_pipeline(vol, step("crop_pad", shape=[15, 9, 6], fill=7.0))
+    assert padded.array[0, 0, 0].tolist() == (7, 7, 7)
+    with pytest.raises(MedPrepError, match="fill 300 is not a colour value"):
+        run_pipeline(vol, step("crop_pad", shape=[15, 9, 6], fill=300.0))
+
+
+def test_crop_pad_colour_foreground_is_any_channel():
+    from MedPrepLib.volume import RGB24
+
+    array = np.zeros((5, 8, 10), RGB24)
+    array[2, 5, 7] = (0, 0, 9)  # only blue
+    vol = Volume(array=array, affine=np.eye(4))
+    out, _ = run_pipeline(vol, step("crop_pad", shape=[3, 3, 3], centre="foreground"))
+    assert out.array[1, 1, 1].tolist() == (0, 0, 9)
+
+
+def test_only_steps_that_move_voxels_take_colour():
+    """The registry says which steps take colour; an intensity step after them refuses in one line."""
+    from MedPrepLib.preprocess.registry import describe
+
+    assert sorted(n for n, d in describe().items() if d["colour"]) == ["crop_pad", "orient", "resample"]
+    vol, _ = rgb_volume()
+    with pytest.raises(MedPrepError) as err:
+        run_pipeline(vol, load_pipeline([{"step": "orient"}, {"step": "resample", "spacing": [2, 2, 2]},
+                                         {"step": "clip", "min": 0, "max": 100}]))
+    line = err.value.one_line()
+    assert "step 'clip' cannot take a colour (RGB) image" in line and "\n" not in line
+    assert "crop_pad, orient, resample" in line

@@ -113,3 +113,111 @@ def test_stats_then_preprocess_one_image(tmp_path, capsys):
     assert main(["stats", "ct-liver", str(inp), str(stats), *sets]) == 1
     assert main(["stats", "nnunet-raw", str(inp), str(tmp_path / "s2.json")]) == 1
     assert "no step that needs dataset statistics" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- colour (RGB) series
+
+RGB_SPACING, RGB_ORIGIN_LPS = (0.8, 0.6, 2.0), (-10.0, 5.0, 3.0)
+
+
+def write_rgb_tree(root, n=2):
+    """`n` colour Secondary Capture series (z, y, x, 3), PlanarConfiguration 0 and 1 in turn."""
+    from MedPrepSample import write_rgb_series
+
+    volumes = []
+    for i in range(n):
+        rgb = np.random.default_rng(10 + i).integers(0, 256, size=(3, 5, 7, 3)).astype(np.uint8)
+        write_rgb_series(root / f"s{i}", rgb, planar=i % 2, spacing=RGB_SPACING, origin_lps=RGB_ORIGIN_LPS,
+                         series_number=i + 1)
+        volumes.append(rgb)
+    return volumes
+
+
+def dicom_affine_ras():
+    (sx, sy, sz), (ox, oy, oz) = RGB_SPACING, RGB_ORIGIN_LPS
+    return np.array([[-sx, 0, 0, -ox], [0, -sy, 0, -oy], [0, 0, sz, oz], [0, 0, 0, 1.0]])
+
+
+def expected_at(rgb, channel, affine):
+    """(x, y, z) array of the DICOM voxels of one channel, placed on the grid of `affine`."""
+    to_dicom = np.linalg.inv(dicom_affine_ras()) @ affine
+    shape = (rgb.shape[2], rgb.shape[1], rgb.shape[0])
+    out = np.zeros(shape, np.uint8)
+    for ijk in np.ndindex(*shape):
+        i, j, k = np.rint(to_dicom @ [*ijk, 1.0])[:3].astype(int)
+        out[ijk] = rgb[k, j, i, channel]
+    return out
+
+
+def test_run_nnunet_raw_writes_colour_as_r_g_b_channel_files(tmp_path, capsys):
+    volumes = write_rgb_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["run", "nnunet-raw", str(tmp_path / "in"), str(out), "--workers", "1"]
+    assert main(args) == 0
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    cases = sorted(p.name[:-12] for p in (out / "imagesTs").glob("*_0000.nii.gz"))
+    assert len(cases) == 2 and len(list((out / "imagesTs").iterdir())) == 6
+    found = []
+    for case in cases:
+        images = [nib.load(str(out / "imagesTs" / f"{case}_{c:04d}.nii.gz")) for c in range(3)]
+        affine = images[0].affine
+        assert "".join(nib.aff2axcodes(affine)) == "RAS"
+        for img in images:
+            assert img.get_data_dtype() == np.uint8 and img.shape == (7, 5, 3)
+            np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+        data = [np.asarray(img.dataobj) for img in images]
+        found.append(next(i for i, rgb in enumerate(volumes)
+                          if all(np.array_equal(data[c], expected_at(rgb, c, affine)) for c in range(3))))
+    assert sorted(found) == [0, 1]
+    # A rerun that skips every case keeps the channel names.
+    assert main(args) == 0
+    assert json.loads((out / "dataset.json").read_text())["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+
+
+def test_run_nnunet_refuses_colour_and_grey_in_one_dataset(tmp_path, capsys):
+    from MedPrepSample import write_ct_series
+
+    write_rgb_tree(tmp_path / "in", n=1)
+    write_ct_series(tmp_path / "in" / "ct", n_slices=3, rows=6, cols=8)
+    capsys.readouterr()
+    assert main(["run", "nnunet-raw", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "is a colour (RGB) image but case 'series-" in err[0], err
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_colour_to_nifti_and_numpy_outputs(tmp_path, capsys):
+    from MedPrepLib.volume import RGB24
+
+    rgb = write_rgb_tree(tmp_path / "in", n=1)[0]
+    src = str(tmp_path / "in" / "s0")
+    assert main(["preprocess", src, str(tmp_path / "a.nii.gz"), "--preset", "nnunet-raw"]) == 0
+    img = nib.load(str(tmp_path / "a.nii.gz"))
+    assert img.get_data_dtype() == RGB24
+    stored = np.asarray(img.dataobj)
+    for c, name in enumerate("RGB"):
+        assert np.array_equal(stored[name], expected_at(rgb, c, img.affine))
+    assert main(["preprocess", src, str(tmp_path / "n.npy"), "--preset", "nnunet-raw"]) == 0
+    array = np.load(tmp_path / "n.npy")  # channels first: R, G, B as (3, z, y, x) uint8
+    assert array.dtype == np.uint8 and array.shape == (3, 3, 5, 7)
+    assert np.array_equal(array[1], stored["G"].T)
+    capsys.readouterr()
+    assert main(["preprocess", src, str(tmp_path / "b.nii.gz"), "--preset", "nnunet-raw",
+                 "--set", "output.dtype=float32"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "a colour (RGB) image cannot be written as float32" in err
+
+
+def test_qa_picture_shows_colour_as_it_is(tmp_path):
+    from PIL import Image
+
+    from MedPrepLib.qa import write_qa_png
+    from MedPrepLib.volume import RGB24, Volume
+
+    array = np.zeros((4, 6, 8), RGB24)
+    array[...] = (230, 20, 40)
+    vol = Volume(array=array, affine=np.diag([0.8, 0.6, 2.0, 1.0]))
+    with Image.open(write_qa_png(vol, vol, None, tmp_path / "qa.png", title="c")) as im:
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert (np.abs(pixels.astype(int) - [230, 20, 40]).max(axis=1) <= 1).sum() > 1000
