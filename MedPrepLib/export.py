@@ -365,15 +365,6 @@ def write_dataset_json(out_dir: Union[str, Path], name: str, channels: List[str]
     return target
 
 
-def _is_colour_case(out_dir: Union[str, Path], case: str) -> bool:
-    """Whether the case's channel files are R, G and B, as its sidecar says (see `write_outputs`)."""
-    try:
-        doc = json.loads((Path(out_dir) / "sidecars" / f"{case}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("ColorImage") == "RGB24"
-
-
 def check_one_channel_kind(kinds: Dict[str, bool]) -> bool:
     """The one kind (colour: True) of every case in `kinds` {case: colour}; a mix is refused, since an
     nnU-Net dataset has the same channels in every case."""
@@ -403,7 +394,7 @@ def write_nnunet_dataset_json(out_dir: Union[str, Path], pipeline: Any, cases: S
     values = set(old_extra.get("label_values", []))
     found = list(old_extra.get("modalities", []))
     n_channels = int(old_extra.get("channels", 1))
-    kinds = {case: _is_colour_case(out_dir, case) for case in sorted(results)}
+    kinds = {case: bool(r.get("colour")) for case, r in sorted(results.items())}
     # Cases skipped as unchanged are of the kind the previous dataset.json recorded.
     kinds.update({c.case_id: bool(old_extra.get("colour", False)) for c in cases if c.case_id not in results})
     colour = check_one_channel_kind(kinds)

@@ -65,6 +65,7 @@ def case_job(case: Case, pipeline: pl.Pipeline, statistics: Dict[int, Dict[str, 
         return {"status": "written", "outputs": result.written["image"] + result.written["label"] +
                 result.written["qa"], "labels": labels, "boxes": result.boxes,
                 "shape": list(out.shape_xyz[:3]), "modality": str(out.meta.get("Modality", "")),
+                "colour": out.is_rgb,
                 "seconds": time.monotonic() - start}
     except MedPrepError as exc:
         return {"status": "failed", "error": exc.one_line(), "seconds": time.monotonic() - start}
