@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="split each class label (or value of a table column) in the same proportions")
     splits.add_argument("--group-by", metavar="patient|study|COLUMN",
                         help="keep each patient's (study's, column value's) cases in one split")
-    # Checked where `--set output.layout=...` is (the pipeline's output parameters), so that building
-    # this parser needs no numpy: the run's worker pool starts only once the arguments are parsed.
+    # Checked in `_run`, not by argparse choices: the choices live with the pipeline's output
+    # parameters (numpy), and the run's worker pool starts only once the arguments are parsed.
     parser.add_argument("--layout", metavar="LAYOUT",
                         help="the output layout, as --set output.layout=LAYOUT: files (images/CASE), classes "
                              "(SPLIT/LABEL/CASE, torchvision DatasetFolder) or detection (SPLIT/images/CASE with "
@@ -96,10 +96,13 @@ def _run(args: argparse.Namespace, executor: Any) -> int:
     from ..errors import MedPrepError
     from ..export import DatasetInfo, nnunet_dataset_dir, parse_names
     from ..preprocess import load_pipeline
+    from ..preprocess.pipeline import LAYOUTS
     from ..progress import Progress
     from ..runner import run_dataset
     from ..splits import is_split_spec, parse_split_spec
 
+    if args.layout and args.layout not in LAYOUTS:
+        raise MedPrepError(f"--layout takes one of {', '.join(LAYOUTS)}, got '{args.layout}'")
     pipeline = load_pipeline(args.pipeline, args.overrides + ([f"output.layout={args.layout}"] if args.layout else []))
     table = None
     if args.labels and is_label_table(args.labels):

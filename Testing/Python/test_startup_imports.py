@@ -68,3 +68,27 @@ def test_a_library_user_keeps_the_imports_of_pydicom_as_they_are():
     plain = _probe(code.format(first=""))
     assert _probe(code.format(first="import MedPrepLib.convert, MedPrepLib.nifti, MedPrepLib.executor.local\n")) \
         == plain
+
+
+def test_a_run_starts_its_worker_pool_before_importing_numpy():
+    """`medprep run` starts its pool's fork server once its arguments are parsed, and the fork server's
+    imports run beside the driver's: parsing must not import numpy, SimpleITK or the steps first
+    (--help's step list is built when help is printed, --layout is checked after the pool starts).
+    The driver itself never writes an image, so it does not import nibabel (0.2 s with scipy)."""
+    result = _probe("import json, sys\nimport MedPrepLib.cli.main as cli\n"
+                    "cli.build_parser(['run']).parse_args(['run', 'ct-liver', 'in', 'out', '--layout', 'classes'])\n"
+                    "from MedPrepLib.cases import worker_preload\nworker_preload('in')\n"
+                    "parsed = sorted(n for n in ('numpy', 'SimpleITK', 'MedPrepLib.preprocess.steps') if n in sys.modules)\n"
+                    "import MedPrepLib.runner, MedPrepLib.export, MedPrepLib.discovery\n"
+                    "print(json.dumps({'parsed': parsed, 'nibabel': 'nibabel' in sys.modules}))")
+    assert result == {"parsed": [], "nibabel": False}, result
+
+
+def test_an_unknown_layout_is_one_line_naming_the_flag(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (tmp_path / "in").mkdir()
+    done = subprocess.run([sys.executable, "-m", "MedPrepLib.cli.main", "run", "ct-liver", str(tmp_path / "in"),
+                           str(tmp_path / "out"), "--layout", "bogus", "--workers", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "medprep: error: --layout takes one of files, classes, detection, got 'bogus'"], done.stderr
