@@ -78,7 +78,8 @@ def test_a_run_starts_its_worker_pool_before_importing_numpy():
     result = _probe("import json, sys\nimport MedPrepLib.cli.main as cli\n"
                     "cli.build_parser(['run']).parse_args(['run', 'ct-liver', 'in', 'out', '--layout', 'classes'])\n"
                     "from MedPrepLib.cases import worker_preload\nworker_preload('in')\n"
-                    "parsed = sorted(n for n in ('numpy', 'SimpleITK', 'MedPrepLib.preprocess.steps') if n in sys.modules)\n"
+                    "heavy = ('numpy', 'SimpleITK', 'MedPrepLib.preprocess.steps')\n"
+                    "parsed = sorted(n for n in heavy if n in sys.modules)\n"
                     "import MedPrepLib.runner, MedPrepLib.export, MedPrepLib.discovery\n"
                     "print(json.dumps({'parsed': parsed, 'nibabel': 'nibabel' in sys.modules}))")
     assert result == {"parsed": [], "nibabel": False}, result
