@@ -27,7 +27,7 @@ from .errors import MedPrepError
 from .labels import label_volume
 from .nifti import write_nifti
 from .sidecar import write_sidecar
-from .volume import Volume
+from .volume import Volume, rgb_channels
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -73,16 +73,11 @@ def as_dtype(volume: Volume, dtype: str, what: str = "image") -> Volume:
     return volume.with_values(values.astype(target), volume.affine.copy())
 
 
-def colour_channels(array: np.ndarray) -> List[np.ndarray]:
-    """The R, G and B uint8 channels of RGB24 voxels (views, no copy)."""
-    return [array[name] for name in array.dtype.names]
-
-
 def channels_first(array: np.ndarray) -> np.ndarray:
     """(C, z, y, x): a 3D volume is one channel, a 4D one has its time points as channels, a colour
     one R, G and B."""
     if array.dtype.names:
-        return np.stack(colour_channels(array))
+        return np.stack(rgb_channels(array))
     return array if array.ndim == 4 else array[np.newaxis]
 
 
@@ -218,7 +213,7 @@ def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], ou
     if paths.channels:
         # nnU-Net wants one file per channel (_0000, _0001, ...) and the sidecars out of its folders;
         # a colour image is three grey channels, R, G and B.
-        frames = colour_channels(image.array) if image.is_rgb else image.array if image.is_4d else [image.array]
+        frames = rgb_channels(image.array) if image.is_rgb else image.array if image.is_4d else [image.array]
         for channel, frame in enumerate(frames):
             target = Path(str(paths.image).replace("_0000.nii", f"_{channel:04d}.nii"))
             vol = image.with_stored(frame, image.affine.copy())
@@ -230,7 +225,7 @@ def write_outputs(paths: OutputPaths, image: Volume, label: Optional[Volume], ou
     if paths.sidecar is not None:
         side = image
         if paths.channels and image.is_rgb:
-            # What says, whatever the input was, that the channel files are R, G and B (dataset.json).
+            # The sidecar says the channel files are R, G and B, whatever the input's own sidecar said.
             side = image.with_stored(image.array, image.affine.copy())
             side.meta["ColorImage"] = "RGB24"
         if not paths.channels:

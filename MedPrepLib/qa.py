@@ -17,7 +17,7 @@ from .affine import voxel_spacing
 from .atomic import atomic_path, atomic_open
 from .errors import MedPrepError
 from .preprocess.orient import reorient_array
-from .volume import Volume
+from .volume import Volume, rgb_channels
 
 PANEL = 220  # pixels on the longer side of each slice picture
 PALETTE = np.array([[255, 64, 64], [64, 200, 64], [64, 128, 255], [255, 200, 0], [200, 64, 255],
@@ -63,7 +63,7 @@ def _panel(slice2d: np.ndarray, pixel: Tuple[float, float], window: Tuple[float,
            label2d: Optional[np.ndarray]):
     Image, _, _ = _pil()
     if slice2d.dtype.names:  # colour (RGB24) voxels are shown as they are, without a window
-        rgb = np.stack([slice2d[name] for name in slice2d.dtype.names], axis=-1).astype(np.float32)
+        rgb = np.stack(rgb_channels(slice2d), axis=-1).astype(np.float32)
     else:
         lo, hi = window
         grey = np.clip((slice2d.astype(np.float32) - lo) / (hi - lo), 0, 1) * 255

@@ -15,10 +15,15 @@ import numpy as np
 
 from .affine import affine_from_sitk, axis_directions, set_sitk_geometry, sitk_geometry, voxel_spacing
 
-__all__ = ["RGB24", "Volume"]
+__all__ = ["RGB24", "Volume", "rgb_channels"]
 
 # NIfTI's RGB24: three uint8 values per voxel, interleaved (dcm2niix writes colour images so).
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+def rgb_channels(array: np.ndarray) -> List[np.ndarray]:
+    """The R, G and B uint8 channels of RGB24 voxels (views, no copy)."""
+    return [array[name] for name in RGB24.names]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MedPrepError
-from ..volume import Volume
+from ..volume import Volume, rgb_channels
 from .registry import register
 
 
@@ -32,7 +32,7 @@ def window_start(image: Volume, label: Optional[Volume], p: CropPadParams) -> Li
     else:
         values = image.scaled()
         if image.is_rgb:  # a voxel is foreground when any of its channels is
-            values = np.stack([values[name] for name in values.dtype.names]).any(axis=0)
+            values = np.stack(rgb_channels(values)).any(axis=0)
         fg = np.any(values != 0, axis=0) if values.ndim == 4 else values != 0
     if not fg.any():
         raise MedPrepError("step 'crop_pad': centre: foreground but the foreground is empty",

@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MedPrepError
-from ..volume import RGB24, Volume
+from ..volume import RGB24, Volume, rgb_channels
 from ..affine import affine_from_sitk, axis_directions, sitk_geometry, voxel_spacing
 from .grid import centred_affine, storage_order, to_sitk
 from .registry import register
@@ -191,8 +191,8 @@ def _resample_colour(array: np.ndarray, affine: np.ndarray, size: Sequence[int],
         raise MedPrepError(f"step 'resample': fill {p.fill:g} is not a colour value",
                            hint="a colour (RGB) image takes a fill of 0 to 255 (each channel)")
     out = np.empty(array.shape[:-3] + tuple(int(n) for n in reversed(size)), RGB24)
-    for name in RGB24.names:
-        channel = resample_array(array[name], affine, size, out_affine, p.interpolator, p.through_plane,
+    for name, values in zip(RGB24.names, rgb_channels(array)):
+        channel = resample_array(values, affine, size, out_affine, p.interpolator, p.through_plane,
                                  p.anisotropy_threshold, p.fill, out_dtype)
         # Linear and B-spline give fractions, and B-spline overshoots at edges.
         out[name] = channel if channel.dtype == np.uint8 else np.clip(np.rint(channel), 0, 255)

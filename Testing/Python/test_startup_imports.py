@@ -33,9 +33,12 @@ print(json.dumps({"loaded": loaded, "later": later, "nibabel_dicom": bool(nibabe
 """
 
 
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def _probe(code: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), cwd=ROOT, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -86,10 +89,9 @@ def test_a_run_starts_its_worker_pool_before_importing_numpy():
 
 
 def test_an_unknown_layout_is_one_line_naming_the_flag(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     (tmp_path / "in").mkdir()
     done = subprocess.run([sys.executable, "-m", "MedPrepLib.cli.main", "run", "ct-liver", str(tmp_path / "in"),
                            str(tmp_path / "out"), "--layout", "bogus", "--workers", "1"],
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         "medprep: error: --layout takes one of files, classes, detection, got 'bogus'"], done.stderr
