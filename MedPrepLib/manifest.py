@@ -34,7 +34,7 @@ class Journal:
         self._log: Optional[AppendLog] = None
 
     def __enter__(self) -> "Journal":
-        self._log = AppendLog(self.path).__enter__()
+        self._log = AppendLog(self.path, superseded=True).__enter__()  # write_manifest replaces it
         if self._log.was_empty:
             self._log.write(",".join(MANIFEST_FIELDS) + "\n")
         # One row per write: the log flushes each as it comes.
@@ -48,7 +48,7 @@ class Journal:
 
     def __exit__(self, *exc: Any) -> None:
         if self._log is not None:
-            self._log.__exit__()
+            self._log.__exit__(*exc)
             self._log = None
 
 

@@ -89,12 +89,12 @@ class SummaryJournal:
                         self._found[(entry["case"], entry["key"])] = entry["summary"]
                     except (ValueError, KeyError, TypeError):
                         continue  # cut short by a crash, or not ours: that case is computed again
-        self._log = AppendLog(self.path).__enter__()
+        self._log = AppendLog(self.path, superseded=True).__enter__()  # removed once statistics.json is written
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._log is not None:
-            self._log.__exit__()
+            self._log.__exit__(*exc)
             self._log = None
 
     def found(self, case: Any, index: int, statistics: Dict[int, Dict[str, Any]]) -> List[Any]:

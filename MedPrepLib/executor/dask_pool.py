@@ -58,8 +58,11 @@ def _checked_call(job: bytes, run: str, modules: List[str], version: str,
         checked[run] = _unready(modules, version, checks)
     if checked[run][0]:
         return worker.address, checked[run], None
+    from MedPrepLib.executor.heap import roomy_heap
+
     fn, args = pickle.loads(job)
-    return worker.address, ("", ""), fn(*args)
+    with roomy_heap():  # Dask's nanny pins glibc's thresholds, to jobs' cost
+        return worker.address, ("", ""), fn(*args)
 
 
 def _on_scheduler(client: Any, fn: Callable, *args: Any) -> Any:

@@ -19,6 +19,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import DEFAULT_RETRIES, Executor, Outcome, killed_message, restore_threads
+from .heap import roomy_heap
 
 
 def _die_with_driver(lifeline: Any) -> None:
@@ -54,7 +55,8 @@ def _serve(conn: Any, lifeline: Any) -> None:
             return
         index, fn, args = message
         try:
-            reply = (index, "", fn(*args))
+            with roomy_heap():
+                reply = (index, "", fn(*args))
         except BaseException as exc:  # noqa: BLE001 - reported as this job's failure, the worker goes on
             reply = (index, f"{type(exc).__name__}: {exc}", None)
         try:

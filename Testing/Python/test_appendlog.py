@@ -74,3 +74,44 @@ def test_the_writer_never_waits_for_the_disk(tmp_path, monkeypatch):
         disk_answers.set()
     assert forcing_threads[0] is not threading.current_thread()
     assert len(forcing_threads) == 2  # and once more, by the closing writer, after the thread has ended
+
+
+def test_a_superseded_log_is_forced_at_close_only_after_an_error(tmp_path, monkeypatch):
+    """The manifest journal is rewritten and the statistics journal removed as soon as their work ends
+    well: forcing them to the disk first held every worker for 0.07-0.09 s on this VM. After an
+    error they are what is left of the work, and are forced."""
+    synced = []
+    monkeypatch.setattr(appendlog.time, "monotonic", lambda: 100.0)  # no forcing by age
+    monkeypatch.setattr(appendlog.os, "fsync", lambda fd: synced.append(fd))
+    with AppendLog(tmp_path / "a.txt", superseded=True) as log:
+        log.write("row\n")
+    assert synced == []
+    try:
+        with AppendLog(tmp_path / "b.txt", superseded=True) as log:
+            log.write("row\n")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert len(synced) == 1
+    with AppendLog(tmp_path / "c.txt") as log:  # a log that is kept: always forced at close
+        log.write("row\n")
+    assert len(synced) == 2
+    assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text() == "row\n"
+
+
+def test_a_run_that_ends_well_forces_neither_journal_at_close(tmp_path, monkeypatch):
+    """A run with a statistics step journals its summaries and its manifest rows; on its way out it
+    removes the first and rewrites the second, so neither is forced to the disk at close."""
+    from test_dataset_runs import make_dataset
+
+    from MedPrepLib.preprocess import load_pipeline
+    from MedPrepLib.runner import run_dataset
+
+    data = make_dataset(tmp_path / "in", 2)
+    synced = []
+    monkeypatch.setattr(appendlog.time, "monotonic", lambda: 100.0)  # no forcing by age
+    monkeypatch.setattr(appendlog.os, "fsync", lambda fd: synced.append(fd))
+    report = run_dataset(load_pipeline(str(tmp_path / "p.json")), data, tmp_path / "out", workers=1)
+    assert len(report.written) == 2 and report.statistics
+    assert synced == []
+    assert (tmp_path / "out" / "manifest.csv").read_text().count("written") == 2
