@@ -84,6 +84,11 @@ def medprep(*args: str) -> list:
     return [sys.executable, "-m", "MedPrepLib.cli.main", *args]
 
 
+def medprep_late_journal(*args: str) -> list:
+    """`medprep` whose journal records come late (see late_journal.py): a run to kill midway."""
+    return [sys.executable, str(Path(__file__).with_name("late_journal.py")), *args]
+
+
 def env() -> dict:
     return dict(os.environ, PYTHONPATH=str(WORKTREE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -168,7 +173,7 @@ def test_builtin_pool_a_case_that_kills_its_worker_every_time_is_reported(tmp_pa
 def test_builtin_pool_driver_killed_then_run_again_redoes_only_the_rest(dataset, reference, tmp_path, capsys):
     out = tmp_path / "out"
     command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out), "--workers", "2"]
-    finished = kill_driver_mid_run(medprep(*command), out)
+    finished = kill_driver_mid_run(medprep_late_journal(*command), out)
     written, unchanged = rerun_counts(capsys, *command)
     assert (written, unchanged) == (CASES - finished, finished)
     assert_complete(out, reference)
@@ -187,7 +192,8 @@ def test_driver_killed_in_the_statistics_pass_then_run_again_computes_only_the_m
     def journaled() -> int:
         return journal.read_text().count("\n") if journal.is_file() else 0
 
-    proc = subprocess.Popen(medprep(*command), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(medprep_late_journal(*command), env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and journaled() < 2:
         time.sleep(0.02)
@@ -412,7 +418,7 @@ def test_dask_driver_killed_then_run_again_redoes_only_the_rest(dataset, referen
     address, _ = cluster
     out = tmp_path / "out"
     command = ["run", str(dataset.parent / "p.json"), str(dataset), str(out)]
-    finished = kill_driver_mid_run(medprep(*command, "--cluster", "local:2"), out)
+    finished = kill_driver_mid_run(medprep_late_journal(*command, "--cluster", "local:2"), out)
     written, unchanged = rerun_counts(capsys, *command, "--scheduler", address)
     assert (written, unchanged) == (CASES - finished, finished)
     assert_complete(out, reference)
