@@ -303,6 +303,20 @@ def attach_labels(cases: List[Case], table: LabelTable) -> LabelMatch:
 
 # ---------------------------------------------------------------- reading one case
 
+def input_is_colour(case: Case) -> bool:
+    """Whether a case's image is colour (RGB), from what is known without reading its voxels: the
+    scanned pixel attributes of a DICOM series, the header of a NIfTI file."""
+    if case.series is not None:
+        from .pixels import is_colour
+
+        return is_colour(case.series.files[0].pixel_ds)
+    if NIFTI_RE.search(case.image.name) and case.image.is_file():
+        from .nifti import is_colour_nifti
+
+        return is_colour_nifti(case.image)
+    return False
+
+
 def read_image(path: Union[str, Path], series: Any = None) -> Volume:
     """A NIfTI file (with its JSON sidecar's metadata, if any) or a DICOM folder holding one series."""
     path = Path(path)

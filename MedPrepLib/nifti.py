@@ -16,7 +16,7 @@ from . import __version__
 from .atomic import atomic_path
 from .errors import MedPrepError
 from .geometry import qform_frame
-from .volume import Volume
+from .volume import RGB24, Volume
 
 # nibabel (with scipy, 0.2 s) is imported by the functions that read or write a file: a dataset run's
 # driver imports this module without ever writing an image itself.
@@ -118,6 +118,17 @@ def _read_into(fh: BinaryIO, arr: np.ndarray) -> None:
         if not n:
             raise EOFError(f"the file ends after {done} of {len(mem)} bytes of voxel data")
         done += n
+
+
+def is_colour_nifti(path: Union[str, Path]) -> bool:
+    """Whether a NIfTI file holds colour (RGB24) voxels, from its header alone. False for a file
+    nibabel cannot read: reading it reports why."""
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path)).header.get_data_dtype() == RGB24
+    except Exception:  # noqa: BLE001 - nibabel raises many kinds on bad files
+        return False
 
 
 def read_nifti(path: Union[str, Path]) -> Volume:

@@ -27,7 +27,8 @@ import numpy as np
 
 from .targets import attach_annotations, remove_moved, split_cases, write_boxes, write_labels_csv
 from .boxes import BoxOptions
-from .cases import Case, LabelTableOptions, find_cases, is_dicom_tree, read_case, read_image, worker_preload
+from .cases import (Case, LabelTableOptions, find_cases, input_is_colour, is_dicom_tree, read_case, read_image,
+                    worker_preload)
 from .dataset_statistics import compute_statistics
 from .errors import MedPrepError
 from .executor import Executor, limit_threads
@@ -164,8 +165,10 @@ def run_dataset(pipeline: pl.Pipeline, input_dir: Union[str, Path], output_dir: 
         rows_by_id = attach_annotations(cases, label_table, boxes, report)
         split_cases(cases, out_dir, split_file, split, rows_by_id, report)
         if pipeline.output.format == "nnunet":
-            from .export import unlabelled_training
+            from .export import check_one_channel_kind, unlabelled_training
 
+            # Refused before any case is written; write_nnunet_dataset_json checks the outputs again.
+            check_one_channel_kind({c.case_id: input_is_colour(c) for c in cases})
             report.warnings += unlabelled_training(cases)
         executor.limit(len(cases))
         pipeline.save(out_dir / "pipeline.json")

@@ -184,7 +184,25 @@ def test_run_nnunet_refuses_colour_and_grey_in_one_dataset(tmp_path, capsys):
     assert main(["run", "nnunet-raw", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "1"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "is a colour (RGB) image but case 'series-" in err[0], err
+    # Refused before any case is written: no channel files without a dataset.json.
+    assert not [p for p in (tmp_path / "out").rglob("*.nii.gz")]
     assert not (tmp_path / "out" / "dataset.json").exists()
+
+
+def test_run_nnunet_refuses_colour_and_grey_nifti_before_writing_any_case(tmp_path, capsys):
+    from MedPrepLib.volume import RGB24
+
+    images = tmp_path / "in"
+    images.mkdir()
+    rgb = np.zeros((4, 5, 2), RGB24)
+    rgb["G"] = 200
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(images / "photo.nii.gz"))
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 2), np.int16), np.eye(4)), str(images / "scan.nii.gz"))
+    capsys.readouterr()
+    assert main(["run", "nnunet-raw", str(images), str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "case 'photo' is a colour (RGB) image but case 'scan' is grey-value" in err[0], err
+    assert not [p for p in (tmp_path / "out").rglob("*.nii.gz")]
 
 
 def test_colour_to_nifti_and_numpy_outputs(tmp_path, capsys):
