@@ -5,13 +5,15 @@ moment (Ctrl-C, SIGKILL, out of memory) leaves every record it appended, the las
 short; readers skip such a line, and the next writer starts a line of its own. Records are forced
 to the disk (fsync) when a record comes a second or more after the last forcing, and at close: a
 machine that loses power loses at most the records of its last second, whose work the next run
-does again. A log its owner replaces or removes as soon as its work ends well (the manifest
-journal, rewritten in case order; the statistics journal, removed once statistics.json is
-written) is `superseded`: it is forced at close only when that work ended in an error, as then the
-log is what is left of it. Forcing a file about to be replaced cost a run 0.07-0.09 s per log on
-this VM, with every worker idle. One fsync per record cost 0.1 s on a VM's disk, which held a dataset run's driver to
+does again. One fsync per record cost 0.1 s on a VM's disk, which held a dataset run's driver to
 about ten cases a second; the forcing is done by a thread of the log's own, so that the writer (the
 driver handing out the next jobs) never waits for the disk, except at close.
+
+A log its owner replaces or removes as soon as its work ends well (the manifest journal, rewritten
+in case order; the statistics journal, removed once statistics.json is written) is `superseded`:
+it is forced at close only when that work ended in an error, as then the log is what is left of
+it. Forcing a file about to be replaced cost a run 0.07-0.09 s per log on this VM, with every
+worker idle.
 """
 from __future__ import annotations
 
