@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 from typing import Any, Iterator, Optional, Tuple
@@ -33,6 +34,7 @@ _lock = threading.Lock()
 _running = 0  # jobs inside `roomy_heap` in this process (a Dask worker may run several at once)
 
 
+@functools.lru_cache(maxsize=None)
 def _libc() -> Optional[Any]:
     try:
         libc = ctypes.CDLL(None)
