@@ -14,6 +14,12 @@ kinds of those imports serve nothing of ours:
   straight to the process's stderr, past MedPrep's one-line errors. MedPrep decodes with the
   pylibjpeg plug-ins it depends on (pyproject.toml), the same with or without GDCM installed.
 
+One import costs CPU after it returns: numpy's OpenBLAS starts a thread per CPU, and each spins
+for about 0.1 s of CPU before it sleeps. MedPrep's matrix products are 3x3 and 4x4, which OpenBLAS
+runs on one thread whatever it has, so those threads only take CPU from the other workers while a
+dataset run starts (the driver and the fork server import numpy side by side). Unless the user
+has set OPENBLAS_NUM_THREADS, this module sets it to 1 for the process and what it starts.
+
 Only processes MedPrep owns do this: importing this module installs the finder, and the `medprep`
 command line (cli.main) and the fork server of its worker pools (executor.local) import it before
 anything else. A program that imports MedPrepLib as a library (Slicer, a notebook) keeps its
@@ -26,6 +32,7 @@ then does not ask finders), so where pydicom is loaded first (a DICOM run, Slice
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -64,3 +71,5 @@ def install() -> None:
 
 
 install()
+# Read by OpenBLAS when numpy loads it: this module is imported before numpy (see above).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
