@@ -3,10 +3,12 @@
 Needs the `dask` extra (`pip install "medpreplib[dask]"`) here and MedPrepLib on every worker.
 A worker that dies under a job (out of memory, SIGKILL, node lost) makes the scheduler run the job
 again elsewhere; after `retries` such deaths it gives up on the job (Dask's KilledWorker), which
-comes back as that job's error. The scheduler's `allowed-failures` is set to `retries` for the run
-and, on a scheduler others may share, put back as it was when the run ends. Every worker is checked
-before the run (MedPrepLib, its version, what the jobs import, the run's paths); one that joins
-later is checked by its first job, which stops the run naming it if the check fails.
+comes back as that job's error. A worker that dies holding results not gathered yet has those jobs
+run again too (without a death counted against them); each job's outcome says how many times it ran
+either way. The scheduler's `allowed-failures` is set to `retries` for the run and, on a scheduler
+others may share, put back as it was when the run ends. Every worker is checked before the run
+(MedPrepLib, its version, what the jobs import, the run's paths); one that joins later is checked by
+its first job, which stops the run naming it if the check fails.
 """
 from __future__ import annotations
 
@@ -76,9 +78,19 @@ def _set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
     return before
 
 
-def _suspicious(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
+def _runs(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
+    """How many times each task was started. A worker's death under a task counts (`suspicious`); so
+    does one while it held the task's result, not yet gathered, which the scheduler computes again
+    without counting a death: only its transition log shows the task processing again. The log keeps
+    the last transitions only (1,000 by default); the second run of a task is recent when it
+    finishes, the first may have left it: a run can go uncounted, never one counted twice."""
     tasks = dask_scheduler.tasks
-    return {k: tasks[k].suspicious for k in keys if k in tasks}
+    runs = {}
+    for k in keys:
+        if k in tasks:
+            logged = sum(1 for t in dask_scheduler.story(k) if t[0] == k and t[2] == "processing")
+            runs[k] = max(1 + tasks[k].suspicious, logged)
+    return runs
 
 
 class DaskPool(Executor):
@@ -182,18 +194,18 @@ class DaskPool(Executor):
         completed = as_completed(futures, loop=self.client.loop)
         try:
             for batch in completed.batches():
-                try:
-                    deaths = _on_scheduler(self.client, _suspicious, [f.key for f in batch])
-                except Exception:  # noqa: BLE001 - the counts only inform the summary
-                    deaths = {}
                 finished = [f for f in batch if f.status == "finished"]
                 try:
                     values = dict(zip((f.key for f in finished), self.client.gather(finished)))
                 except Exception:  # noqa: BLE001 - a result was lost with its worker: one by one below
                     values = {}
+                try:  # after the gather, which waits for a lost result to be computed again
+                    runs = _on_scheduler(self.client, _runs, [f.key for f in batch])
+                except Exception:  # noqa: BLE001 - the counts only inform the summary
+                    runs = {}
                 for future in batch:
                     i = index[future.key]
-                    attempts = 1 + deaths.get(future.key, 0)
+                    attempts = runs.get(future.key, 1)
                     if future.status == "error":
                         exc = future.exception()
                         if isinstance(exc, KilledWorker):

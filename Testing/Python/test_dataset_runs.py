@@ -423,6 +423,36 @@ def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_p
     client.wait_for_workers(2, timeout=120)  # the nannies restart them, for the tests after this one
 
 
+def test_dask_a_worker_dead_with_results_not_yet_gathered_counts_their_jobs_as_run_again(cluster):
+    """A worker that dies holding finished results the driver has not taken yet: the scheduler computes
+    them again, without counting a death under them. Those jobs did run twice, and say so."""
+    from MedPrepLib.executor.dask_pool import DaskPool
+
+    address, client = cluster
+
+    def holding(dask_worker=None) -> list:  # nested: cloudpickle sends its code
+        return [str(k) for k in dask_worker.data if "medprep-sleep" in str(k)]
+
+    client.wait_for_workers(2, timeout=120)
+    with DaskPool(address=address) as pool:
+        outcomes = pool.map(time.sleep, [(0,)] + [(0.3,)] * 5)
+        first = [next(outcomes)]  # the other jobs finish meanwhile, their results left on the workers
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            held = {w: keys for w, keys in client.run(holding).items() if keys}
+            if sum(len(keys) for keys in held.values()) == 5:
+                break
+            time.sleep(0.05)
+        victim, lost = max(held.items(), key=lambda item: len(item[1]))
+        os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+        rest = list(outcomes)
+    lost_jobs = {int(key.rsplit("-", 1)[1]) for key in lost}
+    assert sorted(o.index for o in first + rest) == list(range(6)) and not [o for o in rest if o.error]
+    assert {o.index: o.attempts for o in rest} == {i: 2 if i in lost_jobs else 1 for i in range(1, 6)}, (
+        lost_jobs, rest)
+    client.wait_for_workers(2, timeout=120)
+
+
 def test_dask_driver_killed_then_run_again_redoes_only_the_rest(dataset, reference, cluster, tmp_path, capsys):
     """Killed with its own LocalCluster (whose workers must end with it), taken up again on the
     running cluster: where the cases ran is no part of what they are."""
