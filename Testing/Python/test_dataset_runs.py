@@ -3,6 +3,7 @@ a worker killed while it holds a case, the driver killed mid-run (SIGKILL) and r
 unreachable scheduler, an input that one worker cannot see."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -350,9 +352,9 @@ def cluster():
             yield local.scheduler_address, client
 
 
-def kill_a_busy_dask_worker(client, job: str) -> list:
+def kill_a_busy_dask_worker(client, job: str, stop: threading.Event) -> list:
     """SIGKILL one worker process while it is executing a job named `job`; returns [its pid], or []
-    if none was busy with one within a few seconds.
+    if none was busy with one before `stop` was set.
 
     The worker kills itself, in its event loop (a coroutine, as `run` without waiting needs), the
     moment it sees the job executing. Killed from here after asking, the job could finish in between
@@ -366,14 +368,30 @@ def kill_a_busy_dask_worker(client, job: str) -> list:
             os.kill(os.getpid(), signal.SIGKILL)
 
     pids = client.run(os.getpid)  # {address: pid}
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while not stop.is_set():
         for address, pid in pids.items():  # one worker at a time, so that only one dies
             client.run(kill_me_if_busy, job, workers=[address], wait=False, on_error="ignore")
             time.sleep(0.005)
             if not alive(pid):
                 return [pid]
     return []
+
+
+@contextlib.contextmanager
+def killing_a_busy_dask_worker(client, job: str):
+    """While the block runs, one worker is killed the moment it executes a job named `job`; yields the
+    list that gets its pid. The watch starts before the run, so it sees the pass's first jobs however
+    fast they go: started from the run's progress callback, after the pass's first result, it once
+    found the rest done already (CI, compat env, a loaded machine)."""
+    killed: list = []
+    stop = threading.Event()
+    watch = threading.Thread(target=lambda: killed.extend(kill_a_busy_dask_worker(client, job, stop)), daemon=True)
+    watch.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        watch.join(60)
 
 
 def test_dask_outputs_and_statistics_equal_the_builtin_pool(dataset, reference, cluster, tmp_path, capsys):
@@ -401,17 +419,12 @@ def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_p
 
     address, client = cluster
     out = tmp_path / "out"
-    killed = []
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage == "cases" and not killed:
-            killed.extend(kill_a_busy_dask_worker(client, "case_job"))
 
     # Cases at a finer grid than the reference's: long enough (8x the voxels) for the worker to be
     # killed in the middle of one, not as it hands its result back.
     pipeline = load_pipeline(str(dataset.parent / "p.json"), ["resample.spacing=[0.5,0.5,0.5]"])
-    with DaskPool(address=address) as pool:
-        report = run_dataset(pipeline, dataset, out, progress=progress, executor=pool)
+    with DaskPool(address=address) as pool, killing_a_busy_dask_worker(client, "case_job") as killed:
+        report = run_dataset(pipeline, dataset, out, executor=pool)
     assert killed and report.retried and not report.failed, report
     assert len(report.written) == CASES
     manifest = rows(out)
@@ -645,26 +658,24 @@ def test_anonymize_a_killed_worker_batch_runs_again(dicom_tree, anonymized, tmp_
     from MedPrepLib.anonymize import AnonymizeOptions, Anonymizer, anonymize_tree
     from MedPrepLib.executor.local import LocalPool
 
+    progress = None
     if engine == "dask":
         from MedPrepLib.executor.dask_pool import DaskPool
 
         address, client = request.getfixturevalue("cluster")
         pool = DaskPool(address=address)
+        watch = killing_a_busy_dask_worker(client, "_run_span")
     else:
         pool = LocalPool(2, preload=["MedPrepLib.anonymize.tree"])
-    killed = []
+        watch = contextlib.nullcontext([])
 
-    def progress(done: int, total: int) -> None:
-        if killed:
-            return
-        if engine == "dask":
-            killed.extend(kill_a_busy_dask_worker(client, "_run_span"))
-        else:  # one of them is busy with a batch, the other may be about to be: kill both
-            for pid in pool.worker_pids().values():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+        def progress(done: int, total: int) -> None:
+            if not killed:  # one of them is busy with a batch, the other may be about to be: kill both
+                for pid in pool.worker_pids().values():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
 
-    with pool:
+    with pool, watch as killed:
         report = anonymize_tree(dicom_tree, tmp_path / "out", Anonymizer(b"k", AnonymizeOptions()), progress, pool)
     assert killed and report.retried and report.written == 160 and not report.unreadable
     assert files(tmp_path / "out") == files(anonymized)
