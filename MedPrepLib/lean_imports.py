@@ -18,7 +18,8 @@ One import costs CPU after it returns: numpy's OpenBLAS starts a thread per CPU,
 for about 0.1 s of CPU before it sleeps. MedPrep's matrix products are 3x3 and 4x4, which OpenBLAS
 runs on one thread whatever it has, so those threads only take CPU from the other workers while a
 dataset run starts (the driver and the fork server import numpy side by side). Unless the user
-has set OPENBLAS_NUM_THREADS, this module sets it to 1 for the process and what it starts.
+has chosen a number (OPENBLAS_NUM_THREADS, or GOTO_NUM_THREADS or OMP_NUM_THREADS, which OpenBLAS
+reads after it), this module sets OPENBLAS_NUM_THREADS to 1 for the process and what it starts.
 
 Only processes MedPrep owns do this: importing this module installs the finder, and the `medprep`
 command line (cli.main) and the fork server of its worker pools (executor.local) import it before
@@ -72,4 +73,6 @@ def install() -> None:
 
 install()
 # Read by OpenBLAS when numpy loads it: this module is imported before numpy (see above).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+if not any(name in os.environ for name in BLAS_THREAD_VARIABLES):
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"

@@ -102,7 +102,10 @@ def test_an_unknown_layout_is_one_line_naming_the_flag(tmp_path):
 def _threads_after_numpy(first: str, **env: str) -> int:
     """Threads of a fresh process once `first` and then numpy are imported."""
     code = f"import json, os\n{first}\nimport numpy\nprint(json.dumps(len(os.listdir('/proc/self/task'))))"
-    clean = {k: v for k, v in _env().items() if k != "OPENBLAS_NUM_THREADS"}
+    from MedPrepLib.lean_imports import BLAS_THREAD_VARIABLES
+
+    # Whatever this process was given (Dask's nanny sets them where a LocalCluster runs)
+    clean = {k: v for k, v in _env().items() if k not in BLAS_THREAD_VARIABLES}
     out = subprocess.run([sys.executable, "-c", code], env=dict(clean, **env), cwd=ROOT, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -116,19 +119,22 @@ def _job_threads_of_parent() -> int:
 def test_our_processes_start_no_blas_threads(monkeypatch):
     """numpy's OpenBLAS starts a spinning thread per CPU at import; MedPrep's own processes (the command
     line, the pool's fork server) ask for one thread unless the user chose a number."""
+    from MedPrepLib.executor.local import LocalPool
+    from MedPrepLib.lean_imports import BLAS_THREAD_VARIABLES
+
     plain = _threads_after_numpy("")
     if plain == 1:
         pytest.skip("this numpy starts no BLAS threads here (one CPU, or a BLAS without a thread pool)")
     assert _threads_after_numpy("import MedPrepLib.cli.main") == 1
     assert _threads_after_numpy("import MedPrepLib.cli.main", OPENBLAS_NUM_THREADS="2") == 2
+    assert _threads_after_numpy("import MedPrepLib.cli.main", OMP_NUM_THREADS="2") == 2
     # A library user (Slicer, a notebook) keeps numpy as it is.
     assert _threads_after_numpy("import MedPrepLib.convert, MedPrepLib.executor.local") == plain
 
     # A pool made by a library user: its fork server (a worker's parent) is a process of ours.
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    from MedPrepLib.executor.local import LocalPool
-
+    for name in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     with LocalPool(2, preload=["numpy"]) as pool:
         outcomes = list(pool.map(_job_threads_of_parent, [(), ()]))
     assert [o.error for o in outcomes] == ["", ""] and [o.value for o in outcomes] == [1, 1], outcomes
-    assert "OPENBLAS_NUM_THREADS" not in os.environ  # the caller's environment is its own
+    assert not [name for name in BLAS_THREAD_VARIABLES if name in os.environ]  # the caller's own environment
