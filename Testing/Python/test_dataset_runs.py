@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -352,46 +351,44 @@ def cluster():
             yield local.scheduler_address, client
 
 
-def kill_a_busy_dask_worker(client, job: str, stop: threading.Event) -> list:
-    """SIGKILL one worker process while it is executing a job named `job`; returns [its pid], or []
-    if none was busy with one before `stop` was set.
+@contextlib.contextmanager
+def killing_a_busy_dask_worker(client, job: str, flag: Path):
+    """While the block runs, the first worker to start a job named `job` SIGKILLs itself as the job
+    starts executing; yields a list that holds that worker's pid once the block ends ([] if none did).
 
-    The worker kills itself, in its event loop (a coroutine, as `run` without waiting needs), the
-    moment it sees the job executing. Killed from here after asking, the job could finish in between
-    and the worker die holding only its result, which the scheduler computes again without counting
-    a death under the job (seen once in CI: the run was right, the summary showed no retry)."""
-    async def kill_me_if_busy(job: str, dask_worker=None) -> None:  # nested: cloudpickle sends its code
-        import os
-        import signal
+    A worker plugin does it, from the worker's own transition to "executing", and `flag` (created
+    exclusively) makes it one worker once, the restarted one included. Watching from the test missed
+    short jobs: asked from outside, a worker could finish its job in between and die holding only the
+    result (recomputed without a death counted), and polled, a loaded CI machine once went through a
+    whole pass of small cases unseen."""
+    class KillOnStart(distributed.WorkerPlugin):  # defined here: cloudpickle sends the class by value
+        name = "medprep-test-kill-on-start"
 
-        if any(job in str(ts.key) for ts in dask_worker.state.tasks.values() if ts.state == "executing"):
+        def __init__(self, job: str, flag: str):
+            self.job, self.flag = job, flag
+
+        def transition(self, key, start, finish, **kwargs) -> None:
+            import os
+            import signal
+
+            if finish != "executing" or self.job not in str(key):
+                return
+            try:
+                fd = os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    pids = client.run(os.getpid)  # {address: pid}
-    while not stop.is_set():
-        for address, pid in pids.items():  # one worker at a time, so that only one dies
-            client.run(kill_me_if_busy, job, workers=[address], wait=False, on_error="ignore")
-            time.sleep(0.005)
-            if not alive(pid):
-                return [pid]
-    return []
-
-
-@contextlib.contextmanager
-def killing_a_busy_dask_worker(client, job: str):
-    """While the block runs, one worker is killed the moment it executes a job named `job`; yields the
-    list that gets its pid. The watch starts before the run, so it sees the pass's first jobs however
-    fast they go: started from the run's progress callback, after the pass's first result, it once
-    found the rest done already (CI, compat env, a loaded machine)."""
     killed: list = []
-    stop = threading.Event()
-    watch = threading.Thread(target=lambda: killed.extend(kill_a_busy_dask_worker(client, job, stop)), daemon=True)
-    watch.start()
+    client.register_plugin(KillOnStart(job, str(flag)))
     try:
         yield killed
     finally:
-        stop.set()
-        watch.join(60)
+        client.unregister_worker_plugin(KillOnStart.name)
+        if flag.is_file():
+            killed.append(int(flag.read_text()))
 
 
 def test_dask_outputs_and_statistics_equal_the_builtin_pool(dataset, reference, cluster, tmp_path, capsys):
@@ -423,7 +420,8 @@ def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_p
     # Cases at a finer grid than the reference's: long enough (8x the voxels) for the worker to be
     # killed in the middle of one, not as it hands its result back.
     pipeline = load_pipeline(str(dataset.parent / "p.json"), ["resample.spacing=[0.5,0.5,0.5]"])
-    with DaskPool(address=address) as pool, killing_a_busy_dask_worker(client, "case_job") as killed:
+    with DaskPool(address=address) as pool, \
+            killing_a_busy_dask_worker(client, "case_job", tmp_path / "killed") as killed:
         report = run_dataset(pipeline, dataset, out, executor=pool)
     assert killed and report.retried and not report.failed, report
     assert len(report.written) == CASES
@@ -664,7 +662,7 @@ def test_anonymize_a_killed_worker_batch_runs_again(dicom_tree, anonymized, tmp_
 
         address, client = request.getfixturevalue("cluster")
         pool = DaskPool(address=address)
-        watch = killing_a_busy_dask_worker(client, "_run_span")
+        watch = killing_a_busy_dask_worker(client, "_run_span", tmp_path / "killed")
     else:
         pool = LocalPool(2, preload=["MedPrepLib.anonymize.tree"])
         watch = contextlib.nullcontext([])
