@@ -85,12 +85,12 @@ def _runs(keys: List[str], dask_scheduler: Any = None) -> Dict[str, int]:
     the last transitions only (1,000 by default); the second run of a task is recent when it
     finishes, the first may have left it: a run can go uncounted, never one counted twice."""
     tasks = dask_scheduler.tasks
-    runs = {}
-    for k in keys:
-        if k in tasks:
-            logged = sum(1 for t in dask_scheduler.story(k) if t[0] == k and t[2] == "processing")
-            runs[k] = max(1 + tasks[k].suspicious, logged)
-    return runs
+    present = [k for k in keys if k in tasks]
+    logged = dict.fromkeys(present, 0)
+    for t in dask_scheduler.story(*present):  # one pass over the log for the whole batch
+        if t[2] == "processing" and t[0] in logged:
+            logged[t[0]] += 1
+    return {k: max(1 + tasks[k].suspicious, logged[k]) for k in present}
 
 
 class DaskPool(Executor):

@@ -417,8 +417,7 @@ def test_dask_a_killed_worker_case_runs_again(dataset, reference, cluster, tmp_p
     address, client = cluster
     out = tmp_path / "out"
 
-    # Cases at a finer grid than the reference's: long enough (8x the voxels) for the worker to be
-    # killed in the middle of one, not as it hands its result back.
+    # Cases at a finer grid than the reference's (8x the voxels): a case the worker dies in does work.
     pipeline = load_pipeline(str(dataset.parent / "p.json"), ["resample.spacing=[0.5,0.5,0.5]"])
     with DaskPool(address=address) as pool, \
             killing_a_busy_dask_worker(client, "case_job", tmp_path / "killed") as killed:
